@@ -1,0 +1,286 @@
+"""The adapter contract: what a plugin for one kind of agency system declares and does.
+
+An adapter *declares* (name, options with descriptions and secret flags,
+capabilities, which of its exceptions are transient) and the core *decides*:
+retries, back-off, dead letters and idempotency are the core's, so no adapter
+writes a retry loop. Services (the store's engine, the clock, the folders) are
+handed in by the core, so tests give adapters real local ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from .errors import ConfigProblem
+from .message import Message
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+
+class Capability(StrEnum):
+    """What an adapter can do for the bus."""
+
+    RECEIVE = "receive"
+    SEND = "send"
+    SYNC = "sync"
+
+
+_REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of an adapter, as ``config check`` and the docs show it."""
+
+    name: str
+    description: str
+    default: Any = _REQUIRED
+    example: Any = None
+    secret: bool = False
+    type: type = str
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+class Secret:
+    """A secret value that never shows itself in logs, errors or reprs."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str = "config") -> None:
+        self._value = value
+        self.origin = origin
+
+    def reveal(self) -> str:
+        """The value itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(from {self.origin})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What the bus did with one received message.
+
+    ``parked`` carries the reason when the bus stored the message as a dead
+    letter instead of routing it; ``duplicate`` is true when the store already
+    had this source key. Either way the message is safe: the source may ack it.
+    """
+
+    message_id: str
+    parked: str | None = None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entity as a sync sees it: its key and the fields a sync compares."""
+
+    key: str
+    fields: Mapping[str, Any]
+
+
+@dataclass
+class SyncBatch:
+    """What :meth:`Adapter.sync_read` returns.
+
+    ``complete`` is true for a full snapshot, where a key that is absent means the
+    entity is gone (a sync may then disable it); false for changes since a cursor.
+    ``cursor`` is where the next delta read should start, stored by the core only
+    after the changes are applied.
+    """
+
+    records: Iterable[Record]
+    complete: bool
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned effect of a sync on its target."""
+
+    action: str  # "create", "update" or "disable"
+    key: str
+    fields: Mapping[str, Any]
+    before: Mapping[str, Any] | None = None
+
+
+class Cursors(Protocol):
+    """Named positions kept in the store, so a poll resumes where it stopped after a restart."""
+
+    def get(self, name: str) -> str | None: ...
+
+    def set(self, name: str, value: str) -> None: ...
+
+
+class Inbox(Protocol):
+    """Handed to :meth:`Adapter.receive`: stores messages durably before the source is acked."""
+
+    def accept(self, messages: Sequence[Message]) -> list[Acceptance]: ...
+
+
+@dataclass
+class Services:
+    """What the core hands every adapter instead of letting it build its own."""
+
+    engine: Engine | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    var_dir: Path = field(default_factory=lambda: Path.cwd() / "var")
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    max_message_bytes: int = 10 * 1024 * 1024
+    cursors: Cursors | None = None
+
+
+class Adapter:
+    """Base class of every adapter; one instance serves one configured endpoint."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0"
+    summary: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    transient_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, endpoint: str, settings: Mapping[str, Any], services: Services) -> None:
+        self.endpoint = endpoint
+        self.settings = dict(settings)
+        self.services = services
+
+    def start(self) -> None:
+        """Open connections or folders; raise ``ConfigError`` or ``TransientError`` if it cannot."""
+
+    def stop(self) -> None:
+        """Release what :meth:`start` opened."""
+
+    def receive(self, inbox: Inbox) -> int:
+        """Poll the system once, hand new messages to ``inbox.accept``, then ack them at the source.
+
+        Returns how many messages were handed over. Only called when the adapter
+        declares ``Capability.RECEIVE``.
+        """
+        raise NotImplementedError(f"adapter '{self.name}' cannot receive")
+
+    def send(self, message: Message, *, key: str) -> None:
+        """Deliver one message; ``key`` is stable across redeliveries, so the effect happens once.
+
+        Raise an exception listed in ``transient_errors`` (or ``TransientError``) to be
+        retried later; raise ``RejectedError`` to dead-letter the message.
+        """
+        raise NotImplementedError(f"adapter '{self.name}' cannot send")
+
+    def sync_read(self, entity: str, since: str | None) -> SyncBatch:
+        """Read ``entity`` records (e.g. "agency", "account"): all of them, or changes since a cursor.
+
+        Only called when the adapter declares ``Capability.SYNC``.
+        """
+        raise NotImplementedError(f"adapter '{self.name}' cannot be read by a sync")
+
+    def sync_apply(self, entity: str, change: Change) -> None:
+        """Apply one planned change to this system; raise ``RejectedError`` for this item alone."""
+        raise NotImplementedError(f"adapter '{self.name}' cannot be written by a sync")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether the core should retry after ``exc``, from the adapter's declaration."""
+        return isinstance(exc, self.transient_errors)
+
+
+def _coerce(option: Option, value: Any) -> Any:
+    if option.type is bool and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1", "on"):
+            return True
+        if lowered in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    if option.type in (int, float) and isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, option.type):
+        return value
+    if option.type in (int, float, str) and isinstance(value, (int, float, str)):
+        return option.type(value)
+    raise ValueError(f"expected {option.type.__name__}, got {type(value).__name__} {value!r}")
+
+
+def resolve_secret(value: Any, environ: Mapping[str, str] | None = None) -> Secret:
+    """Turn ``{env: NAME}``, ``{file: PATH}`` or a plain string into a :class:`Secret`."""
+    environ = os.environ if environ is None else environ
+    if isinstance(value, Mapping) and set(value) == {"env"}:
+        name = str(value["env"])
+        if name not in environ:
+            raise ValueError(f"environment variable {name} is not set. Hint: export {name}=...")
+        return Secret(environ[name], origin=f"env {name}")
+    if isinstance(value, Mapping) and set(value) == {"file"}:
+        path = Path(str(value["file"]))
+        try:
+            return Secret(path.read_text(encoding="utf-8").strip(), origin=f"file {path}")
+        except OSError as exc:
+            raise ValueError(f"secret file '{path}' cannot be read: {exc.strerror}") from exc
+    if isinstance(value, str):
+        return Secret(value)
+    raise ValueError("a secret is a string, {env: NAME} or {file: PATH}")
+
+
+def resolve_options(
+    adapter: type[Adapter],
+    raw: Mapping[str, Any],
+    location: str,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], list[ConfigProblem]]:
+    """Check ``raw`` settings against the adapter's declared options.
+
+    Returns the settings with defaults filled and secrets wrapped, and every
+    problem found (unknown keys with a suggestion, missing or mistyped values).
+    """
+    declared = {o.name: o for o in adapter.options}
+    settings: dict[str, Any] = {}
+    problems: list[ConfigProblem] = []
+    for key in raw:
+        if key not in declared:
+            hint = difflib.get_close_matches(key, declared, n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            known = ", ".join(declared) or "none"
+            problems.append(
+                ConfigProblem(
+                    f"{location}.{key}",
+                    f"unknown option for adapter '{adapter.name}'.{suggestion} Known: {known}",
+                )
+            )
+    for option in adapter.options:
+        where = f"{location}.{option.name}"
+        if option.name not in raw:
+            if option.required:
+                example = f" e.g. {option.name}: {option.example!r}" if option.example else ""
+                problems.append(
+                    ConfigProblem(where, f"required: {option.description}.{example}")
+                )
+            else:
+                settings[option.name] = option.default
+            continue
+        value = raw[option.name]
+        try:
+            settings[option.name] = (
+                resolve_secret(value, environ) if option.secret else _coerce(option, value)
+            )
+        except ValueError as exc:
+            shown = "(secret)" if option.secret else repr(value)
+            problems.append(ConfigProblem(where, f"{exc} (value {shown})"))
+    return settings, problems

@@ -1,0 +1,53 @@
+"""Errors, grouped by what the bus does next.
+
+- ``ConfigError``: refuse to start; every problem is reported at once.
+- ``TransientError``: retry with back-off; the message stays queued.
+- ``RejectedError``: dead-letter the message with its reason and keep going.
+- ``FatalError``: stop the route or the process; a human must act.
+
+Messages name the thing, show the bad value and give the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class LienthongError(Exception):
+    """Root of every error the bus raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration file, with where it is."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class ConfigError(LienthongError):
+    """The configuration is wrong: the bus refuses to start until it is fixed."""
+
+    def __init__(self, problems: Iterable[ConfigProblem | str]) -> None:
+        self.problems = [
+            p if isinstance(p, ConfigProblem) else ConfigProblem("config", p) for p in problems
+        ]
+        count = len(self.problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{count} configuration problem{'s' if count != 1 else ''}:\n{lines}")
+
+
+class TransientError(LienthongError):
+    """A passing failure (network, timeout, server busy): the bus retries with back-off."""
+
+
+class RejectedError(LienthongError):
+    """This input can never succeed as it is: the bus dead-letters it with the reason."""
+
+
+class FatalError(LienthongError):
+    """Something a human must fix before the route can go on."""

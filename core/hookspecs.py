@@ -1,0 +1,107 @@
+"""The plugin contract: every hook lienthong calls, in one place.
+
+Hooks are named by verb family: ``lienthong_register_*`` for one-time
+declarations (through a ``register`` callback, so the core owns the registry),
+``lienthong_after_*`` for events in a message's life. Plugins implement them
+with ``@hookimpl``; nothing outside ``core/`` calls ``pm.hook`` directly
+(see :class:`lienthong.host.PluginHost`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .adapter import Adapter
+    from .message import Message
+
+PROJECT = "lienthong"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- registration ---------------------------------------------------------
+
+
+@hookspec
+def lienthong_register_adapters(register: Callable[[type[Adapter]], None]) -> None:
+    """Register adapter classes by calling ``register(AdapterClass)`` once for each.
+
+    Called once when the plugin host starts. The core rejects a second adapter
+    with the same ``name`` and reports which plugins both claimed it.
+    """
+
+
+@hookspec
+def lienthong_register_xpath_functions(
+    register: Callable[..., None],
+) -> None:
+    """Register XPath extension functions for mappings and route predicates.
+
+    Call ``register(name, function)`` for each; the function receives lxml's
+    context first, then the XPath arguments, and returns a string, number,
+    boolean or node list. Functions live in the namespace
+    ``urn:lienthong:functions`` (prefix ``lt`` in mappings). Called once at start.
+    """
+
+
+@hookspec
+def lienthong_register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``lienthong`` command with ``cli.add_command(...)``.
+
+    Called once when the command line is built, before arguments are parsed.
+    """
+
+
+# --- message flow ---------------------------------------------------------
+
+
+@hookspec
+def lienthong_after_accept(message: Message, parked: str | None) -> None:
+    """Observe a message the store has just accepted from ``message.source``.
+
+    ``parked`` is the reason when it went straight to the dead letters (bad XML,
+    no route). Called after the store commits; the return value is ignored and
+    an exception is logged, never passed to the source.
+    """
+
+
+@hookspec
+def lienthong_after_route(message: Message, targets: list[str]) -> None:
+    """Observe a message the router matched, with the endpoints it will go to.
+
+    Called after the deliveries are stored; the return value is ignored.
+    """
+
+
+@hookspec
+def lienthong_after_deliver(message: Message, endpoint: str, attempts: int) -> None:
+    """Observe a delivery that succeeded, after ``attempts`` tries.
+
+    Called after the store marks it delivered; the return value is ignored.
+    """
+
+
+@hookspec
+def lienthong_after_dead_letter(message: Message, endpoint: str | None, reason: str) -> None:
+    """Observe a message parked as a dead letter, with why.
+
+    ``endpoint`` is ``None`` when it was parked before routing. Called after the
+    store commits the dead letter; the return value is ignored.
+    """
+
+
+# --- lifecycle -------------------------------------------------------------
+
+
+@hookspec
+def lienthong_after_start(adapters: dict[str, Adapter], config: Any) -> None:
+    """Observe the bus once every endpoint's adapter has started.
+
+    ``adapters`` maps endpoint names to their adapter instances. Return value ignored.
+    """
