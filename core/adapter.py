@@ -269,9 +269,7 @@ def resolve_options(
         if option.name not in raw:
             if option.required:
                 example = f" e.g. {option.name}: {option.example!r}" if option.example else ""
-                problems.append(
-                    ConfigProblem(where, f"required: {option.description}.{example}")
-                )
+                problems.append(ConfigProblem(where, f"required: {option.description}.{example}"))
             else:
                 settings[option.name] = option.default
             continue

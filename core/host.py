@@ -80,8 +80,10 @@ class PluginHost:
             except Exception as exc:
                 dist = ep.dist.name if ep.dist else "?"
                 raise ConfigError(
-                    [f"plugin '{ep.name}' from package '{dist}' failed to load: {exc}. "
-                     f"Hint: fix or uninstall it, or set {DISABLE_VARIABLE}={ep.name}"]
+                    [
+                        f"plugin '{ep.name}' from package '{dist}' failed to load: {exc}. "
+                        f"Hint: fix or uninstall it, or set {DISABLE_VARIABLE}={ep.name}"
+                    ]
                 ) from exc
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
             self.add(plugin, ep.name, origin=f"entry point ({dist})")
@@ -126,14 +128,18 @@ class PluginHost:
         existing = self.adapters.get(cls.name)
         if existing and existing.cls is not cls:
             raise ConfigError(
-                [f"adapter '{cls.name}' is registered twice: by plugin '{existing.plugin}' "
-                 f"and by plugin '{plugin}'. Hint: set {DISABLE_VARIABLE}={plugin} to keep one"]
+                [
+                    f"adapter '{cls.name}' is registered twice: by plugin '{existing.plugin}' "
+                    f"and by plugin '{plugin}'. Hint: set {DISABLE_VARIABLE}={plugin} to keep one"
+                ]
             )
         self.adapters[cls.name] = AdapterInfo(cls, plugin, self.origins.get(plugin, "registered"))
 
     def _register_function(self, name: str, fn: Callable[..., Any], plugin: str) -> None:
         if name in self.xpath_functions and self.xpath_functions[name] is not fn:
-            raise ConfigError([f"XPath function 'lt:{name}' is registered twice (last by '{plugin}')"])
+            raise ConfigError(
+                [f"XPath function 'lt:{name}' is registered twice (last by '{plugin}')"]
+            )
         self.xpath_functions[name] = fn
 
     def adapter(self, name: str) -> type[Adapter]:

@@ -1,25 +1,881 @@
-"""The store: messages, deliveries, attempts, dead letters, cursors, audit, leases.
+"""The store: messages, deliveries and their attempts, dead letters, cursors, audit.
 
-Work in progress: the tables are declared here on one ``metadata`` that other core
-modules extend; the Alembic migrations in ``migrations/`` create them.
+The store is the bus's source of truth and its durable queue: a message is
+accepted when its row and its deliveries are committed, and a delivery is done
+when its row says so. Queues (kombu) only say *which* delivery to work on next,
+so a lost or duplicated queue entry never loses or duplicates an effect.
+
+SQLite (the embedded default) and PostgreSQL (production) run the same code;
+the schema comes from the Alembic migrations in ``migrations/``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from .errors import ConfigError, TransientError
+from .message import Message
+
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("correlation_id", String(64), nullable=False, index=True),
+    Column("kind", String(100), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("source_key", String(300)),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("accepted_at", DateTime, nullable=False),
+    # routed: has deliveries; parked: a dead letter before routing.
+    Column("state", String(20), nullable=False),
+    UniqueConstraint("source", "source_key", name="uq_messages_source_key"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    # The id is the idempotency key: derived from message, route and endpoint.
+    Column("id", String(64), primary_key=True),
+    Column("message_id", String(64), ForeignKey("messages.id"), nullable=False, index=True),
+    Column("route", String(100), nullable=False),
+    Column("endpoint", String(100), nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # pending -> delivered | dead
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", DateTime),
+    Column("enqueued_at", DateTime),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(64), ForeignKey("deliveries.id"), nullable=False, index=True),
+    Column("number", Integer, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("worker", String(100), nullable=False),
+    # ok | transient | rejected
+    Column("outcome", String(20), nullable=False),
+    Column("error", Text),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), ForeignKey("messages.id"), nullable=False, index=True),
+    Column("delivery_id", String(64), ForeignKey("deliveries.id")),
+    Column("endpoint", String(100)),
+    # accept | route | deliver
+    Column("stage", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("replayed_at", DateTime),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False, index=True),
+    Column("at", DateTime, nullable=False),
+    Column("event", String(30), nullable=False),
+    Column("endpoint", String(100)),
+    Column("detail", Text, nullable=False, default=""),
+)
 
 cursors = Table(
     "cursors",
     metadata,
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
 )
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the one time form the store keeps (SQLite has no time zones)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Outgoing:
+    """One delivery the router produced for an accepted message."""
+
+    key: str
+    route: str
+    endpoint: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class Intake:
+    """A received message and what the bus decided for it, stored in one transaction."""
+
+    message: Message
+    outgoing: list[Outgoing] = field(default_factory=list)
+    parked: str | None = None
+    stage: str = "route"
+
+
+@dataclass
+class Delivery:
+    """A claimed delivery, ready for an adapter's ``send``."""
+
+    key: str
+    message_id: str
+    correlation_id: str
+    kind: str
+    source: str
+    route: str
+    endpoint: str
+    headers: dict[str, str]
+    body: bytes
+    attempts: int
+
+    def to_message(self) -> Message:
+        # A route's target may give the mapped message a kind of its own.
+        return Message(
+            body=self.body,
+            kind=self.headers.get("kind", self.kind),
+            source=self.source,
+            headers=dict(self.headers),
+            id=self.message_id,
+            correlation_id=self.correlation_id,
+        )
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed delivery."""
+
+    delivery: Delivery
+    result: str  # ok | transient | rejected
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (status, dlq list) work beside the bus; NORMAL sync is
+    # durable against process crashes, which is what the bus promises.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their folder and safe pragmas."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True, future=True)
+    except Exception as exc:
+        raise ConfigError([f"bus.store: cannot use database URL ({exc})"]) from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _headers(text: str) -> dict[str, str]:
+    return json.loads(text) if text else {}
+
+
+class Store:
+    """The bus's tables behind the operations the bus, the workers and the CLI need."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # --- schema ---
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (``lienthong db upgrade``)."""
+        from .migrations import upgrade
+
+        upgrade(self.engine)
+
+    # --- accept ---
+
+    def _insert_ignoring_duplicates(self, conn: Connection, row: dict[str, Any]) -> bool:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        statement = dialect_insert(messages).values(**row).on_conflict_do_nothing()
+        return conn.execute(statement).rowcount == 1
+
+    def accept(
+        self, intakes: Sequence[Intake], *, enqueued: bool = False
+    ) -> list[tuple[Intake, bool]]:
+        """Store messages with their deliveries or dead letters, all in one transaction.
+
+        Returns each intake with ``True`` when it was new, ``False`` when the
+        store already had its source key (a redelivery by the source).
+        ``enqueued`` notes that the caller publishes the deliveries to a queue
+        right after the commit; if it never does, the relay does after a while.
+        """
+        now = utcnow()
+        results: list[tuple[Intake, bool]] = []
+        delivery_rows: list[dict[str, Any]] = []
+        dead_rows: list[dict[str, Any]] = []
+        audit_rows: list[dict[str, Any]] = []
+        with self._begin() as conn:
+            plain_rows: list[dict[str, Any]] = []
+            for intake in intakes:
+                m = intake.message
+                row = {
+                    "id": m.id,
+                    "correlation_id": m.correlation_id,
+                    "kind": m.kind,
+                    "source": m.source,
+                    "source_key": m.source_key,
+                    "headers": json.dumps(m.headers, ensure_ascii=False),
+                    "body": m.body,
+                    "created_at": m.created_at.astimezone(UTC).replace(tzinfo=None),
+                    "accepted_at": now,
+                    "state": "parked" if intake.parked else "routed",
+                }
+                if m.source_key is None:
+                    plain_rows.append(row)
+                elif not self._insert_ignoring_duplicates(conn, row):
+                    results.append((intake, False))
+                    continue
+                results.append((intake, True))
+                audit_rows.append(
+                    {
+                        "message_id": m.id,
+                        "at": now,
+                        "event": "accepted",
+                        "endpoint": m.source,
+                        "detail": f"{m.kind}, {len(m.body)} bytes",
+                    }
+                )
+                if intake.parked:
+                    dead_rows.append(
+                        {
+                            "message_id": m.id,
+                            "delivery_id": None,
+                            "endpoint": None,
+                            "stage": intake.stage,
+                            "reason": intake.parked,
+                            "created_at": now,
+                        }
+                    )
+                    audit_rows.append(
+                        {
+                            "message_id": m.id,
+                            "at": now,
+                            "event": "dead-lettered",
+                            "endpoint": None,
+                            "detail": intake.parked,
+                        }
+                    )
+                for out in intake.outgoing:
+                    delivery_rows.append(
+                        {
+                            "id": out.key,
+                            "message_id": m.id,
+                            "route": out.route,
+                            "endpoint": out.endpoint,
+                            "headers": json.dumps(out.headers, ensure_ascii=False),
+                            "body": out.body,
+                            "state": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                            "enqueued_at": now if enqueued else None,
+                        }
+                    )
+                    audit_rows.append(
+                        {
+                            "message_id": m.id,
+                            "at": now,
+                            "event": "routed",
+                            "endpoint": out.endpoint,
+                            "detail": f"route {out.route}",
+                        }
+                    )
+            if plain_rows:
+                conn.execute(insert(messages), plain_rows)
+            if delivery_rows:
+                conn.execute(insert(deliveries), delivery_rows)
+            if dead_rows:
+                conn.execute(insert(dead_letters), dead_rows)
+            if audit_rows:
+                conn.execute(insert(audit), audit_rows)
+        return results
+
+    # --- claim and finish ---
+
+    def claim_due(
+        self, worker: str, *, limit: int, lease: timedelta, endpoints: Iterable[str] | None = None
+    ) -> list[Delivery]:
+        """Claim up to ``limit`` deliveries that are due and not claimed by a live worker."""
+        now = utcnow()
+        condition = and_(
+            deliveries.c.state == "pending",
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+        )
+        if endpoints is not None:
+            condition = and_(condition, deliveries.c.endpoint.in_(list(endpoints)))
+        with self._begin() as conn:
+            ids_query = (
+                select(deliveries.c.id)
+                .where(condition)
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                ids_query = ids_query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(ids_query).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(claimed_by=worker, claimed_until=now + lease)
+            )
+            return self._load_deliveries(conn, ids)
+
+    def claim(self, key: str, worker: str, *, lease: timedelta) -> Delivery | None:
+        """Claim one delivery by key (a queue told us about it); ``None`` if done or taken."""
+        now = utcnow()
+        with self._begin() as conn:
+            claimed = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == key,
+                    deliveries.c.state == "pending",
+                    deliveries.c.next_attempt_at <= now,
+                    or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+                )
+                .values(claimed_by=worker, claimed_until=now + lease)
+            ).rowcount
+            if not claimed:
+                return None
+            return self._load_deliveries(conn, [key])[0]
+
+    def _load_deliveries(self, conn: Connection, ids: list[str]) -> list[Delivery]:
+        rows = conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.message_id,
+                messages.c.correlation_id,
+                messages.c.kind,
+                messages.c.source,
+                deliveries.c.route,
+                deliveries.c.endpoint,
+                deliveries.c.headers,
+                deliveries.c.body,
+                deliveries.c.attempts,
+            )
+            .join(messages, messages.c.id == deliveries.c.message_id)
+            .where(deliveries.c.id.in_(ids))
+        )
+        return [
+            Delivery(
+                r.id,
+                r.message_id,
+                r.correlation_id,
+                r.kind,
+                r.source,
+                r.route,
+                r.endpoint,
+                _headers(r.headers),
+                r.body,
+                r.attempts,
+            )
+            for r in rows
+        ]
+
+    def finish(self, outcomes: Sequence[Outcome], worker: str) -> None:
+        """Record attempts and move each delivery to delivered, back to pending, or dead."""
+        if not outcomes:
+            return
+        now = utcnow()
+        attempt_rows, dead_rows, audit_rows = [], [], []
+        with self._begin() as conn:
+            delivered = [o.delivery.key for o in outcomes if o.result == "ok"]
+            if delivered:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(delivered))
+                    .values(
+                        state="delivered",
+                        delivered_at=now,
+                        claimed_until=None,
+                        attempts=deliveries.c.attempts + 1,
+                    )
+                )
+            for o in outcomes:
+                d = o.delivery
+                number = d.attempts + 1
+                attempt_rows.append(
+                    {
+                        "delivery_id": d.key,
+                        "number": number,
+                        "at": now,
+                        "worker": worker,
+                        "outcome": o.result,
+                        "error": o.error,
+                    }
+                )
+                if o.result == "ok":
+                    audit_rows.append(
+                        {
+                            "message_id": d.message_id,
+                            "at": now,
+                            "event": "delivered",
+                            "endpoint": d.endpoint,
+                            "detail": f"attempt {number}",
+                        }
+                    )
+                elif o.result == "transient":
+                    conn.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id == d.key)
+                        .values(
+                            attempts=number,
+                            next_attempt_at=o.retry_at or now,
+                            claimed_until=None,
+                            enqueued_at=None,
+                            last_error=o.error,
+                        )
+                    )
+                    audit_rows.append(
+                        {
+                            "message_id": d.message_id,
+                            "at": now,
+                            "event": "retry",
+                            "endpoint": d.endpoint,
+                            "detail": f"attempt {number}: {o.error}",
+                        }
+                    )
+                else:
+                    conn.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id == d.key)
+                        .values(
+                            state="dead", attempts=number, claimed_until=None, last_error=o.error
+                        )
+                    )
+                    dead_rows.append(
+                        {
+                            "message_id": d.message_id,
+                            "delivery_id": d.key,
+                            "endpoint": d.endpoint,
+                            "stage": "deliver",
+                            "reason": o.error or "rejected",
+                            "created_at": now,
+                        }
+                    )
+                    audit_rows.append(
+                        {
+                            "message_id": d.message_id,
+                            "at": now,
+                            "event": "dead-lettered",
+                            "endpoint": d.endpoint,
+                            "detail": o.error or "",
+                        }
+                    )
+            conn.execute(insert(attempts), attempt_rows)
+            if dead_rows:
+                conn.execute(insert(dead_letters), dead_rows)
+            if audit_rows:
+                conn.execute(insert(audit), audit_rows)
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Give claimed deliveries back untouched (a clean shutdown mid-batch)."""
+        if keys:
+            with self._begin() as conn:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == "pending")
+                    .values(claimed_until=None, claimed_by=None, enqueued_at=None)
+                )
+
+    # --- the queue relay (production) ---
+
+    def due_for_enqueue(self, *, limit: int, stale_after: timedelta) -> list[tuple[str, str]]:
+        """Mark and return (key, endpoint) of due deliveries no queue holds a live entry for."""
+        now = utcnow()
+        with self._begin() as conn:
+            query = (
+                select(deliveries.c.id, deliveries.c.endpoint)
+                .where(
+                    deliveries.c.state == "pending",
+                    deliveries.c.next_attempt_at <= now,
+                    or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+                    or_(
+                        deliveries.c.enqueued_at.is_(None),
+                        deliveries.c.enqueued_at < now - stale_after,
+                    ),
+                )
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = [(r.id, r.endpoint) for r in conn.execute(query)]
+            if rows:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_([k for k, _ in rows]))
+                    .values(enqueued_at=now)
+                )
+        return rows
+
+    def mark_enqueued(self, keys: Sequence[str]) -> None:
+        """Note that a queue holds an entry for these deliveries now."""
+        if keys:
+            with self._begin() as conn:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(list(keys)))
+                    .values(enqueued_at=utcnow())
+                )
+
+    # --- reading, for the CLI ---
+
+    def counts(self) -> dict[str, int]:
+        """Deliveries by state, messages parked and dead letters waiting."""
+        with self.engine.connect() as conn:
+            by_state = dict(
+                conn.execute(
+                    select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                ).all()
+            )
+            waiting = conn.execute(
+                select(func.count())
+                .select_from(dead_letters)
+                .where(dead_letters.c.replayed_at.is_(None))
+            ).scalar_one()
+            total = conn.execute(select(func.count()).select_from(messages)).scalar_one()
+        return {
+            "messages": total,
+            "pending": by_state.get("pending", 0),
+            "delivered": by_state.get("delivered", 0),
+            "dead": by_state.get("dead", 0),
+            "dead_letters_waiting": waiting,
+        }
+
+    def pending_by_endpoint(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(
+                conn.execute(
+                    select(deliveries.c.endpoint, func.count())
+                    .where(deliveries.c.state == "pending")
+                    .group_by(deliveries.c.endpoint)
+                ).all()
+            )
+
+    def next_due(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.state == "pending"
+                )
+            ).scalar_one()
+
+    def dead_letters(
+        self,
+        *,
+        endpoint: str | None = None,
+        stage: str | None = None,
+        reason: str | None = None,
+        include_replayed: bool = False,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Dead letters, newest first, filtered by endpoint, stage or a reason substring."""
+        query = (
+            select(dead_letters, messages.c.kind, messages.c.source)
+            .join(messages, messages.c.id == dead_letters.c.message_id)
+            .order_by(dead_letters.c.id.desc())
+            .limit(limit)
+        )
+        if not include_replayed:
+            query = query.where(dead_letters.c.replayed_at.is_(None))
+        if endpoint:
+            query = query.where(dead_letters.c.endpoint == endpoint)
+        if stage:
+            query = query.where(dead_letters.c.stage == stage)
+        if reason:
+            query = query.where(dead_letters.c.reason.contains(reason))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def dead_letter(self, dead_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    dead_letters,
+                    messages.c.kind,
+                    messages.c.source,
+                    messages.c.body,
+                    messages.c.headers,
+                    messages.c.correlation_id,
+                )
+                .join(messages, messages.c.id == dead_letters.c.message_id)
+                .where(dead_letters.c.id == dead_id)
+            ).first()
+            if row is None:
+                return None
+            result = dict(row._mapping)
+            result["headers"] = _headers(result["headers"])
+            result["attempts"] = (
+                [
+                    dict(a._mapping)
+                    for a in conn.execute(
+                        select(attempts)
+                        .where(attempts.c.delivery_id == row.delivery_id)
+                        .order_by(attempts.c.number)
+                    )
+                ]
+                if row.delivery_id
+                else []
+            )
+            return result
+
+    def message(self, message_id: str) -> Message | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
+        if row is None:
+            return None
+        return Message(
+            body=row.body,
+            kind=row.kind,
+            source=row.source,
+            headers=_headers(row.headers),
+            id=row.id,
+            correlation_id=row.correlation_id,
+            source_key=row.source_key,
+            created_at=row.created_at.replace(tzinfo=UTC),
+        )
+
+    def mark_replayed(self, dead_id: int) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == dead_id)
+                .values(replayed_at=utcnow())
+            )
+
+    def retry_delivery(self, delivery_id: str, message_id: str) -> None:
+        """Put a dead delivery back in the queue, with its attempts kept for the record."""
+        now = utcnow()
+        with self._begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(state="pending", next_attempt_at=now, claimed_until=None, enqueued_at=None)
+            )
+            conn.execute(
+                insert(audit).values(
+                    message_id=message_id,
+                    at=now,
+                    event="replayed",
+                    endpoint=None,
+                    detail=f"delivery {delivery_id}",
+                )
+            )
+
+    def add_deliveries(self, message_id: str, outgoing: Sequence[Outgoing]) -> None:
+        """Route a parked message after all (a replay): its deliveries join the queue."""
+        now = utcnow()
+        with self._begin() as conn:
+            conn.execute(
+                insert(deliveries),
+                [
+                    {
+                        "id": o.key,
+                        "message_id": message_id,
+                        "route": o.route,
+                        "endpoint": o.endpoint,
+                        "headers": json.dumps(o.headers, ensure_ascii=False),
+                        "body": o.body,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for o in outgoing
+                ],
+            )
+            conn.execute(update(messages).where(messages.c.id == message_id).values(state="routed"))
+            conn.execute(
+                insert(audit),
+                [
+                    {
+                        "message_id": message_id,
+                        "at": now,
+                        "event": "replayed",
+                        "endpoint": o.endpoint,
+                        "detail": f"route {o.route}",
+                    }
+                    for o in outgoing
+                ],
+            )
+
+    def purge_dead_letters(self, ids: Sequence[int]) -> int:
+        """Forget dead letters (the messages and the audit trail stay)."""
+        if not ids:
+            return 0
+        with self._begin() as conn:
+            return conn.execute(
+                delete(dead_letters).where(dead_letters.c.id.in_(list(ids)))
+            ).rowcount
+
+    def trace(self, message_id: str) -> dict[str, Any] | None:
+        """Every hop of a message and of the messages correlated with it."""
+        with self.engine.connect() as conn:
+            msg = conn.execute(
+                select(messages)
+                .where(or_(messages.c.id == message_id, messages.c.id.startswith(message_id)))
+                .limit(2)
+            ).all()
+            if len(msg) != 1:
+                return None
+            m = msg[0]
+            related = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(
+                        messages.c.id,
+                        messages.c.kind,
+                        messages.c.source,
+                        messages.c.accepted_at,
+                        messages.c.state,
+                    )
+                    .where(messages.c.correlation_id == m.correlation_id, messages.c.id != m.id)
+                    .order_by(messages.c.accepted_at)
+                )
+            ]
+            hops = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(audit).where(audit.c.message_id == m.id).order_by(audit.c.id)
+                )
+            ]
+            dlv = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(
+                        deliveries.c.id,
+                        deliveries.c.route,
+                        deliveries.c.endpoint,
+                        deliveries.c.state,
+                        deliveries.c.attempts,
+                        deliveries.c.last_error,
+                    ).where(deliveries.c.message_id == m.id)
+                )
+            ]
+            for d in dlv:
+                d["attempt_log"] = [
+                    dict(a._mapping)
+                    for a in conn.execute(
+                        select(attempts)
+                        .where(attempts.c.delivery_id == d["id"])
+                        .order_by(attempts.c.number)
+                    )
+                ]
+        return {
+            "id": m.id,
+            "correlation_id": m.correlation_id,
+            "kind": m.kind,
+            "source": m.source,
+            "source_key": m.source_key,
+            "state": m.state,
+            "accepted_at": m.accepted_at,
+            "headers": _headers(m.headers),
+            "hops": hops,
+            "deliveries": dlv,
+            "correlated": related,
+        }
+
+    def delivered_bodies(self, endpoint: str) -> Iterator[bytes]:
+        with self.engine.connect() as conn:
+            yield from conn.execute(
+                select(deliveries.c.body).where(
+                    deliveries.c.endpoint == endpoint, deliveries.c.state == "delivered"
+                )
+            ).scalars()
+
+    # --- plumbing ---
+
+    def _begin(self) -> Any:
+        return _Transaction(self.engine)
+
+
+class _Transaction:
+    """``engine.begin()`` that turns a lost database into a ``TransientError``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._ctx: Any = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self._ctx = self.engine.begin()
+            return self._ctx.__enter__()
+        except OperationalError as exc:
+            raise TransientError(f"the store is not reachable: {exc.orig}") from exc
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self._ctx.__exit__(*exc_info)
+        except OperationalError as exc:
+            raise TransientError(f"the store could not commit: {exc.orig}") from exc
 
 
 class Cursors:
@@ -35,7 +891,7 @@ class Cursors:
             ).scalar_one_or_none()
 
     def set(self, name: str, value: str) -> None:
-        now = datetime.now(UTC)
+        now = utcnow()
         with self.engine.begin() as conn:
             updated = conn.execute(
                 update(cursors).where(cursors.c.name == name).values(value=value, updated_at=now)

@@ -40,7 +40,9 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "document") -> etree._ElementTree:
+def parse(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "document"
+) -> etree._ElementTree:
     """Parse ``data`` with the hardened parser, or raise :class:`XmlRejected` saying why."""
     if len(data) > max_bytes:
         raise XmlRejected(
@@ -58,9 +60,8 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "docum
         tree = etree.ElementTree(etree.fromstring(data, _parser()))
     except etree.XMLSyntaxError as exc:
         line, column = exc.position
-        raise XmlRejected(
-            f"{what} is not well-formed XML: {exc.msg} (line {line}, column {column})"
-        ) from exc
+        detail = exc.msg if ", line " in exc.msg else f"{exc.msg} (line {line}, column {column})"
+        raise XmlRejected(f"{what} is not well-formed XML: {detail}") from exc
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         raise XmlRejected(f"{what} declares a DTD, which the bus never accepts.")
     return tree
@@ -94,12 +95,15 @@ def load_schema(path: Path) -> etree.XMLSchema:
     return schema
 
 
-def validate(tree: etree._ElementTree | etree._Element, schema_path: Path, *, what: str = "document") -> None:
+def validate(
+    tree: etree._ElementTree | etree._Element, schema_path: Path, *, what: str = "document"
+) -> None:
     """Validate against an XSD, raising :class:`XmlRejected` listing every problem with its line."""
     schema = load_schema(schema_path)
     if schema.validate(tree):
         return
     problems = "; ".join(
-        f"line {e.line}: {e.message}" for e in schema.error_log  # type: ignore[attr-defined]
+        f"line {e.line}: {e.message}"
+        for e in schema.error_log  # type: ignore[attr-defined]
     )
     raise XmlRejected(f"{what} does not match schema '{Path(schema_path).name}': {problems}")

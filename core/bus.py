@@ -1,0 +1,382 @@
+"""The bus: accepts messages from endpoints, routes them, delivers them, never loses one.
+
+Data path: an inbound adapter hands messages to :meth:`Bus.accept`, which
+parses each once (hardened), routes and maps it, and stores the message with
+its deliveries in one transaction before the source is acknowledged. A bad
+message is stored too, as a dead letter with its reason. Workers then claim
+due deliveries (from the store on the embedded default, from RabbitMQ in
+production), call the target adapter's ``send`` with the delivery's
+idempotency key, and record the outcome: delivered, retried later with
+exponential back-off and jitter, or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .adapter import Acceptance, Adapter, Capability, Services
+from .config import Config, RetryPolicy
+from .errors import ConfigError, FatalError, LienthongError, RejectedError, TransientError
+from .host import PluginHost
+from .mapping import MappingLibrary
+from .message import Message
+from .router import Router
+from .store import Cursors, Delivery, Intake, Outcome, Store, make_engine, utcnow
+from .transport import AmqpTransport
+
+log = logging.getLogger(__name__)
+
+
+def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, jittered."""
+    base = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (attempt - 1))
+    spread = base * policy.jitter
+    return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+@dataclass
+class CycleResult:
+    """What one pass of the worker loop did."""
+
+    received: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return not (self.received or self.delivered or self.retried or self.dead)
+
+
+class Bus:
+    """One process of the bus: its endpoints, router, store and (in production) queues."""
+
+    def __init__(
+        self, config: Config, host: PluginHost | None = None, *, worker: str | None = None
+    ) -> None:
+        self.config = config
+        self.host = host or PluginHost()
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        settings = config.bus
+        self.store = Store(make_engine(settings.store.reveal()))
+        self._prepare_schema()
+        self.mappings = MappingLibrary(
+            settings.mappings,
+            functions=self.host.xpath_functions,
+            max_bytes=settings.max_message_bytes,
+        )
+        self.router = Router(config.routes, self.mappings, max_bytes=settings.max_message_bytes)
+        services = Services(
+            engine=self.store.engine,
+            base_dir=config.base_dir,
+            var_dir=settings.var_dir,
+            max_message_bytes=settings.max_message_bytes,
+            cursors=Cursors(self.store.engine),
+        )
+        self.adapters: dict[str, Adapter] = {
+            name: self.host.adapter(ep.adapter)(name, ep.settings, services)
+            for name, ep in config.endpoints.items()
+        }
+        self.transport: AmqpTransport | None = None
+        if not settings.embedded:
+            senders = [n for n, a in self.adapters.items() if Capability.SEND in a.capabilities]
+            self.transport = AmqpTransport(
+                settings.broker.reveal(), senders, prefetch=settings.batch_size
+            )
+        self._lease = timedelta(seconds=settings.claim_seconds)
+        self._stop = threading.Event()
+        self._started = False
+        self._last_relay = 0.0
+        self._cycle_result = CycleResult()
+
+    def _prepare_schema(self) -> None:
+        from . import migrations
+
+        if self.store.dialect == "sqlite":
+            self.store.upgrade()
+            return
+        current, head = migrations.current(self.store.engine), migrations.head()
+        if current != head:
+            raise ConfigError(
+                [
+                    f"bus.store: the database schema is at {current or 'nothing'}, this version "
+                    f"needs {head}. Hint: run 'lienthong db upgrade' first"
+                ]
+            )
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        """Start every endpoint's adapter (and the queue consumer in production)."""
+        if self._started:
+            return
+        for adapter in self.adapters.values():
+            adapter.start()
+        self._started = True
+        self.host.after_start(adapters=self.adapters, config=self.config)
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return."""
+        self._stop.set()
+
+    def close(self) -> None:
+        for adapter in self.adapters.values():
+            try:
+                adapter.stop()
+            except Exception:
+                log.exception("endpoint %s did not stop cleanly", adapter.endpoint)
+        if self.transport:
+            self.transport.close()
+        self.store.engine.dispose()
+        self._started = False
+
+    def __enter__(self) -> Bus:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # --- accept: the Inbox every receiving adapter is handed ---
+
+    def accept(self, messages: Sequence[Message]) -> list[Acceptance]:
+        """Route and store ``messages``; when this returns, the source may acknowledge them."""
+        intakes = [self._intake(m) for m in messages]
+        stored = self.store.accept(intakes, enqueued=self.transport is not None)
+        if self.transport:
+            fresh = [(o.key, o.endpoint) for i, new in stored if new for o in i.outgoing]
+            try:
+                self.transport.publish(fresh)
+            except TransientError:
+                log.warning("queueing %d deliveries failed; the relay will queue them", len(fresh))
+        acceptances = []
+        for intake, new in stored:
+            m = intake.message
+            acceptances.append(Acceptance(m.id, intake.parked, duplicate=not new))
+            if not new:
+                continue
+            self.host.after_accept(message=m, parked=intake.parked)
+            if intake.parked:
+                log.warning("message %s from %s dead-lettered: %s", m.id, m.source, intake.parked)
+                self.host.after_dead_letter(message=m, endpoint=None, reason=intake.parked)
+            else:
+                self.host.after_route(message=m, targets=[o.endpoint for o in intake.outgoing])
+        return acceptances
+
+    def _intake(self, message: Message) -> Intake:
+        try:
+            message.tree(max_bytes=self.config.bus.max_message_bytes)
+        except RejectedError as exc:
+            return Intake(message, parked=str(exc), stage="accept")
+        try:
+            return Intake(message, outgoing=self.router.route(message))
+        except TransientError:
+            raise
+        except LienthongError as exc:
+            return Intake(message, parked=str(exc), stage="route")
+
+    # --- receive ---
+
+    def poll(self) -> int:
+        """Poll every receiving endpoint once; returns how many messages were handed over."""
+        total = 0
+        for name, adapter in self.adapters.items():
+            if Capability.RECEIVE not in adapter.capabilities:
+                continue
+            try:
+                total += adapter.receive(self)
+            except TransientError as exc:
+                log.warning("endpoint %s could not be polled: %s", name, exc)
+            except LienthongError as exc:
+                log.error("endpoint %s: %s", name, exc)
+            except Exception as exc:
+                if not adapter.is_transient(exc):
+                    log.exception("endpoint %s failed while polling", name)
+                else:
+                    log.warning("endpoint %s could not be polled: %s", name, exc)
+        return total
+
+    # --- deliver ---
+
+    def deliver_due(self) -> CycleResult:
+        """Claim due deliveries from the store and send them (the embedded default's worker)."""
+        result = CycleResult()
+        claimed = self.store.claim_due(
+            self.worker, limit=self.config.bus.batch_size, lease=self._lease
+        )
+        if claimed:
+            self._finish([self._send(d) for d in claimed], result)
+        return result
+
+    def deliver_key(self, key: str) -> CycleResult:
+        """Claim and send one delivery a queue told us about; a no-op if done or taken."""
+        result = CycleResult()
+        delivery = self.store.claim(key, self.worker, lease=self._lease)
+        if delivery is not None:
+            self._finish([self._send(delivery)], result)
+        return result
+
+    def _send(self, delivery: Delivery) -> Outcome:
+        adapter = self.adapters.get(delivery.endpoint)
+        if adapter is None:
+            return Outcome(
+                delivery,
+                "rejected",
+                f"endpoint '{delivery.endpoint}' is not configured in this process",
+            )
+        try:
+            adapter.send(delivery.to_message(), key=delivery.key)
+        except RejectedError as exc:
+            return Outcome(delivery, "rejected", str(exc))
+        except FatalError as exc:
+            log.error("endpoint %s: %s", delivery.endpoint, exc)
+            return self._retry(delivery, str(exc), delay=self.config.bus.retry.max_delay)
+        except Exception as exc:
+            transient = isinstance(exc, TransientError) or adapter.is_transient(exc)
+            text = str(exc) if isinstance(exc, LienthongError) else f"{type(exc).__name__}: {exc}"
+            if not transient:
+                log.warning(
+                    "endpoint %s raised an undeclared error; retrying: %s", delivery.endpoint, text
+                )
+            return self._retry(delivery, text)
+        return Outcome(delivery, "ok")
+
+    def _retry(self, delivery: Delivery, error: str, delay: float | None = None) -> Outcome:
+        policy = self.config.bus.retry
+        attempt = delivery.attempts + 1
+        if attempt >= policy.max_attempts:
+            return Outcome(delivery, "rejected", f"gave up after {attempt} attempts: {error}")
+        wait = retry_delay(policy, attempt) if delay is None else delay
+        return Outcome(delivery, "transient", error, retry_at=utcnow() + timedelta(seconds=wait))
+
+    def _finish(self, outcomes: list[Outcome], result: CycleResult) -> None:
+        self.store.finish(outcomes, self.worker)
+        for o in outcomes:
+            d = o.delivery
+            if o.result == "ok":
+                result.delivered += 1
+                self.host.after_deliver(
+                    message=d.to_message(), endpoint=d.endpoint, attempts=d.attempts + 1
+                )
+            elif o.result == "transient":
+                result.retried += 1
+                log.info("delivery %s to %s will be retried: %s", d.key, d.endpoint, o.error)
+            else:
+                result.dead += 1
+                log.warning("delivery %s to %s dead-lettered: %s", d.key, d.endpoint, o.error)
+                self.host.after_dead_letter(
+                    message=d.to_message(), endpoint=d.endpoint, reason=o.error or ""
+                )
+
+    # --- dead letters ---
+
+    def replay(self, dead_id: int) -> str:
+        """Send a dead letter through again; returns what was done, or raises ``RejectedError``.
+
+        A failed delivery goes back to its endpoint's queue (its key unchanged, so
+        an effect that did happen is not repeated); a message parked before
+        routing is routed again with the current routes and mappings.
+        """
+        dead = self.store.dead_letter(dead_id)
+        if dead is None:
+            raise RejectedError(f"no dead letter #{dead_id}. Hint: 'lienthong dlq list'")
+        if dead["replayed_at"] is not None:
+            raise RejectedError(f"dead letter #{dead_id} was already replayed")
+        if dead["delivery_id"]:
+            self.store.retry_delivery(dead["delivery_id"], dead["message_id"])
+            self.store.mark_replayed(dead_id)
+            return f"delivery to '{dead['endpoint']}' queued again"
+        message = self.store.message(dead["message_id"])
+        assert message is not None
+        intake = self._intake(message)
+        if intake.parked:
+            raise RejectedError(f"dead letter #{dead_id} still fails: {intake.parked}")
+        self.store.add_deliveries(message.id, intake.outgoing)
+        self.store.mark_replayed(dead_id)
+        targets = ", ".join(o.endpoint for o in intake.outgoing)
+        return f"routed again to {targets}"
+
+    # --- production: queue relay and consumer ---
+
+    def relay(self) -> int:
+        """Queue due deliveries that no live queue entry covers (retries, lost publishes)."""
+        if self.transport is None:
+            return 0
+        stale = timedelta(seconds=self.config.bus.requeue_seconds)
+        items = self.store.due_for_enqueue(limit=1000, stale_after=stale)
+        self.transport.publish(items)
+        return len(items)
+
+    def _on_queue_entry(self, key: str, ack: Any) -> None:
+        self._cycle_result.delivered += self.deliver_key(key).delivered
+        ack()
+
+    # --- the loop ---
+
+    def run_cycle(self) -> CycleResult:
+        """One pass: poll the sources, then deliver what is due."""
+        result = CycleResult(received=self.poll())
+        if self.transport is None:
+            while not self._stop.is_set():
+                step = self.deliver_due()
+                result.delivered += step.delivered
+                result.retried += step.retried
+                result.dead += step.dead
+                if step.idle:
+                    break
+            return result
+        if not self.transport.consuming:
+            self.transport.consume(self._on_queue_entry)
+        if time.monotonic() - self._last_relay >= 1.0:
+            self.relay()
+            self._last_relay = time.monotonic()
+        self._cycle_result = result
+        deadline = time.monotonic() + self.config.bus.poll_interval
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            before = result.delivered
+            self.transport.drain(timeout=min(0.2, self.config.bus.poll_interval))
+            if result.delivered == before:
+                break  # the queues are idle: go back to polling the sources
+        return result
+
+    def run(self, *, once: bool = False) -> CycleResult:
+        """Run until stopped (SIGTERM/SIGINT), or with ``once`` until nothing is due now."""
+        self.start()
+        total = CycleResult()
+        self._install_signal_handlers()
+        while not self._stop.is_set():
+            try:
+                step = self.run_cycle()
+            except TransientError as exc:
+                log.warning("%s; trying again in %.0f s", exc, self.config.bus.poll_interval)
+                if self.transport:
+                    self.transport.reset()
+                step = CycleResult()
+                self._stop.wait(self.config.bus.poll_interval)
+            for name in ("received", "delivered", "retried", "dead"):
+                setattr(total, name, getattr(total, name) + getattr(step, name))
+            if once and step.idle and not self._due_now():
+                break
+            if step.idle and self.transport is None:
+                self._stop.wait(self.config.bus.poll_interval)
+        return total
+
+    def _due_now(self) -> bool:
+        due = self.store.next_due()
+        return due is not None and due <= utcnow()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())

@@ -1,0 +1,490 @@
+"""The ``lienthong`` command: run the bus and look after it.
+
+Exit codes: 0 done; 1 the command ran and found problems (failed mapping
+cases, config problems, replays that failed again); 2 wrong usage; 3 the bus
+cannot start (bad config, store or broker unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from . import config as config_module
+from .errors import ConfigError, LienthongError, RejectedError, TransientError
+from .host import PluginHost
+
+EXIT_PROBLEMS = 1
+EXIT_CANNOT_START = 3
+
+console = Console()
+
+
+class State:
+    """What every subcommand shares: the config path and, loaded on demand, the bus."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self.host = PluginHost()
+        self._config: config_module.Config | None = None
+        self._bus: Any = None
+
+    @property
+    def config(self) -> config_module.Config:
+        if self._config is None:
+            self._config = config_module.load(self.config_path, host=self.host)
+        return self._config
+
+    @property
+    def bus(self) -> Any:
+        if self._bus is None:
+            from .bus import Bus
+
+            self._bus = Bus(self.config, self.host)
+        return self._bus
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=_json_default, ensure_ascii=False, indent=2))
+
+
+class LienthongGroup(click.Group):
+    """Turns the bus's errors into one clear line and an exit code, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_START)
+        except TransientError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_START)
+        except LienthongError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_PROBLEMS)
+
+
+@click.group(cls=LienthongGroup)
+@click.version_option(__version__, prog_name="lienthong")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    envvar=config_module.CONFIG_VARIABLE,
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Config file (default {config_module.DEFAULT_CONFIG}, or ${config_module.CONFIG_VARIABLE}).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
+    """lienthong: the integration bus between agencies' systems."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = State(config_path)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+# --- run and status ------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Drain the work that is due now, then exit (for cron).")
+@pass_state
+def run(state: State, once: bool) -> None:
+    """Run the bus: poll the endpoints, route, deliver, until stopped (SIGTERM or Ctrl-C)."""
+    bus = state.bus
+    try:
+        total = bus.run(once=once)
+    finally:
+        bus.close()
+    click.echo(
+        f"received {total.received}, delivered {total.delivered}, "
+        f"retried {total.retried}, dead-lettered {total.dead}"
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def status(state: State, as_json: bool) -> None:
+    """Counts of messages, deliveries and dead letters, and the queue depth per endpoint."""
+    store = state.bus.store
+    data = {
+        "counts": store.counts(),
+        "pending_by_endpoint": store.pending_by_endpoint(),
+        "endpoints": {n: e.adapter for n, e in state.config.endpoints.items()},
+    }
+    if as_json:
+        _print_json(data)
+        return
+    table = Table("endpoint", "adapter", "pending")
+    for name, adapter in data["endpoints"].items():
+        table.add_row(name, adapter, str(data["pending_by_endpoint"].get(name, 0)))
+    console.print(table)
+    counts = data["counts"]
+    console.print(
+        f"messages {counts['messages']} · delivered {counts['delivered']} · pending "
+        f"{counts['pending']} · dead letters waiting {counts['dead_letters_waiting']}"
+    )
+
+
+# --- dead letters ----------------------------------------------------------------
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: list, show, replay, purge."""
+
+
+_filters = [
+    click.option("--endpoint", help="Only dead letters for this target endpoint."),
+    click.option("--stage", type=click.Choice(["accept", "route", "deliver"])),
+    click.option("--reason", help="Only dead letters whose reason contains this text."),
+]
+
+
+def _with_filters(fn: Any) -> Any:
+    for option in reversed(_filters):
+        fn = option(fn)
+    return fn
+
+
+@dlq.command("list")
+@_with_filters
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def dlq_list(
+    state: State, endpoint: str | None, stage: str | None, reason: str | None, as_json: bool
+) -> None:
+    """Dead letters waiting, newest first."""
+    rows = state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"#{r['id']}  {r['created_at']:%Y-%m-%d %H:%M:%S}  message {r['message_id']}  "
+            f"from {r['source']}  stage {r['stage']}  endpoint {r['endpoint'] or '-'}"
+        )
+        click.echo(f"    {r['reason']}")
+    click.echo(f"{len(rows)} dead letter(s)")
+
+
+@dlq.command("show")
+@click.argument("dead_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def dlq_show(state: State, dead_id: int, as_json: bool) -> None:
+    """One dead letter: reason, message, every attempt."""
+    row = state.bus.store.dead_letter(dead_id)
+    if row is None:
+        raise RejectedError(f"no dead letter #{dead_id}. Hint: 'lienthong dlq list'")
+    if as_json:
+        _print_json(row)
+        return
+    for key in (
+        "id",
+        "message_id",
+        "correlation_id",
+        "kind",
+        "source",
+        "stage",
+        "endpoint",
+        "reason",
+        "created_at",
+        "replayed_at",
+    ):
+        click.echo(f"{key}: {row[key]}")
+    for a in row["attempts"]:
+        click.echo(
+            f"attempt {a['number']} at {a['at']:%Y-%m-%d %H:%M:%S} by {a['worker']}: "
+            f"{a['outcome']} {a['error'] or ''}"
+        )
+    click.echo("body:")
+    click.echo(row["body"].decode("utf-8", "replace")[:4000])
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1, type=int)
+@_with_filters
+@click.option(
+    "--all", "replay_all", is_flag=True, help="Replay every dead letter matching the filters."
+)
+@pass_state
+def dlq_replay(
+    state: State,
+    ids: tuple[int, ...],
+    endpoint: str | None,
+    stage: str | None,
+    reason: str | None,
+    replay_all: bool,
+) -> None:
+    """Send dead letters through again, by id or by filter."""
+    chosen = list(ids)
+    if not chosen:
+        if not (replay_all or endpoint or stage or reason):
+            raise click.UsageError("name dead letter ids, or a filter, or --all")
+        chosen = [
+            r["id"]
+            for r in state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
+        ]
+    failed = 0
+    for dead_id in chosen:
+        try:
+            click.echo(f"#{dead_id}: {state.bus.replay(dead_id)}")
+        except RejectedError as exc:
+            failed += 1
+            click.echo(f"#{dead_id}: {exc}", err=True)
+    click.echo(f"replayed {len(chosen) - failed}, failed {failed}")
+    if failed:
+        sys.exit(EXIT_PROBLEMS)
+
+
+@dlq.command("purge")
+@click.argument("ids", nargs=-1, type=int)
+@_with_filters
+@click.option("--all", "purge_all", is_flag=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def dlq_purge(
+    state: State,
+    ids: tuple[int, ...],
+    endpoint: str | None,
+    stage: str | None,
+    reason: str | None,
+    purge_all: bool,
+    yes: bool,
+) -> None:
+    """Forget dead letters (the message and its audit trail stay in the store)."""
+    chosen = list(ids)
+    if not chosen:
+        if not (purge_all or endpoint or stage or reason):
+            raise click.UsageError("name dead letter ids, or a filter, or --all")
+        chosen = [
+            r["id"]
+            for r in state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
+        ]
+    if not yes:
+        click.confirm(f"Purge {len(chosen)} dead letter(s)?", abort=True)
+    click.echo(f"purged {state.bus.store.purge_dead_letters(chosen)}")
+
+
+# --- trace -----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def trace(state: State, message_id: str, as_json: bool) -> None:
+    """Every hop, delivery and attempt of one message (an id or its unique prefix)."""
+    data = state.bus.store.trace(message_id)
+    if data is None:
+        raise RejectedError(f"no single message with id {message_id!r}. Hint: use more of the id")
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(
+        f"message {data['id']} ({data['kind']} from {data['source']}), "
+        f"correlation {data['correlation_id']}, {data['state']}"
+    )
+    for hop in data["hops"]:
+        click.echo(
+            f"  {hop['at']:%Y-%m-%d %H:%M:%S}  {hop['event']:<14} "
+            f"{hop['endpoint'] or '-':<16} {hop['detail']}"
+        )
+    for d in data["deliveries"]:
+        click.echo(
+            f"  delivery {d['id']} → {d['endpoint']} via {d['route']}: {d['state']}, "
+            f"{d['attempts']} attempt(s)"
+        )
+        for a in d["attempt_log"]:
+            click.echo(
+                f"    attempt {a['number']} {a['at']:%H:%M:%S} {a['outcome']} {a['error'] or ''}"
+            )
+    for r in data["correlated"]:
+        click.echo(f"  related {r['id']} ({r['kind']} from {r['source']}) {r['accepted_at']}")
+
+
+# --- mappings ----------------------------------------------------------------------
+
+
+@cli.group()
+def mapping() -> None:
+    """Test and try XSLT mappings."""
+
+
+def _mapping_library(state: State, root: str | None) -> Any:
+    from .mapping import MappingLibrary
+
+    if root:
+        return MappingLibrary(Path(root), functions=state.host.xpath_functions)
+    return MappingLibrary(state.config.bus.mappings, functions=state.host.xpath_functions)
+
+
+@mapping.command("test")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, exists=True),
+    help="Mappings folder (default: bus.mappings of the config).",
+)
+@pass_state
+def mapping_test(state: State, path: str | None, root: str | None) -> None:
+    """Run the test cases beside each mapping (all of them, or those under PATH)."""
+    from .mapping import format_results, run_cases
+
+    results = run_cases(_mapping_library(state, root), Path(path) if path else None)
+    click.echo(format_results(results))
+    if not results or not all(r.ok for r in results):
+        sys.exit(EXIT_PROBLEMS)
+
+
+@mapping.command("apply")
+@click.argument("name")
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--param", "-p", multiple=True, help="A string parameter, as key=value.")
+@click.option("--root", type=click.Path(file_okay=False, exists=True))
+@pass_state
+def mapping_apply(
+    state: State, name: str, input_file: str, param: tuple[str, ...], root: str | None
+) -> None:
+    """Apply mapping NAME (relative to the mappings folder) to INPUT_FILE and print the result."""
+    params = {}
+    for item in param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--param")
+        params[key] = value
+    output = (
+        _mapping_library(state, root).get(name).apply_bytes(Path(input_file).read_bytes(), params)
+    )
+    click.echo(output.decode("utf-8"))
+
+
+# --- config, adapters, db -----------------------------------------------------------
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check the configuration."""
+
+
+@config_group.command("check")
+@pass_state
+def config_check(state: State) -> None:
+    """Validate the config against the adapters' schemas; list every problem at once."""
+    try:
+        cfg = state.config
+    except ConfigError as exc:
+        click.echo(str(exc))
+        sys.exit(EXIT_PROBLEMS)
+    from .mapping import MappingLibrary
+
+    library = MappingLibrary(cfg.bus.mappings, functions=state.host.xpath_functions)
+    problems = []
+    for route in cfg.routes:
+        for target in route.targets:
+            if target.mapping:
+                try:
+                    library.get(target.mapping)
+                except LienthongError as exc:
+                    problems.append(f"route '{route.name}': {exc}")
+    for p in problems:
+        click.echo(p)
+    if problems:
+        sys.exit(EXIT_PROBLEMS)
+    click.echo(
+        f"{cfg.path}: ok ({len(cfg.endpoints)} endpoints, {len(cfg.routes)} routes, "
+        f"store {'SQLite' if 'sqlite' in cfg.bus.store.reveal() else 'PostgreSQL'}, "
+        f"broker {'embedded' if cfg.bus.embedded else 'RabbitMQ'})"
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def adapters(state: State, as_json: bool) -> None:
+    """The adapters that loaded: name, version, capabilities, where each came from."""
+    rows = [
+        {
+            "name": name,
+            "version": info.cls.version,
+            "plugin": info.plugin,
+            "origin": info.origin,
+            "capabilities": sorted(c.value for c in info.cls.capabilities),
+            "summary": info.cls.summary,
+        }
+        for name, info in sorted(state.host.adapters.items())
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("adapter", "version", "capabilities", "from", "summary")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["version"],
+            ", ".join(r["capabilities"]),
+            f"{r['plugin']} ({r['origin']})",
+            r["summary"],
+        )
+    console.print(table)
+
+
+@cli.group()
+def db() -> None:
+    """The store's schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: State) -> None:
+    """Apply the store's migrations up to the newest."""
+    from . import migrations
+    from .store import Store, make_engine
+
+    engine = make_engine(state.config.bus.store.reveal())
+    Store(engine).upgrade()
+    click.echo(f"store schema at {migrations.current(engine)}")
+
+
+def build() -> click.Group:
+    """The command with the plugins' subcommands added."""
+    host = PluginHost()
+    host.register_commands(cli)
+    return cli
+
+
+def main() -> None:
+    build()(prog_name="lienthong")

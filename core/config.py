@@ -1,0 +1,426 @@
+"""Load and check the configuration: every problem reported at once, each with its line.
+
+A config file has four sections: ``bus`` (store, broker, folders, limits,
+retry), ``endpoints`` (one configured adapter each), ``routes`` and ``jobs``.
+Paths are relative to the config file's folder. Secrets are never written in
+the file: an option marked secret, and the store and broker URLs, take
+``{env: NAME}`` or ``{file: PATH}``, and are never shown in output.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .adapter import Secret, resolve_options, resolve_secret
+from .errors import ConfigError, ConfigProblem
+from .host import PluginHost
+from .router import EndpointFrom, Route, Target, compile_xpath
+
+DEFAULT_CONFIG = Path("config/lienthong.yaml")
+CONFIG_VARIABLE = "LIENTHONG_CONFIG"
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential back-off with jitter for transient errors."""
+
+    max_attempts: int = 10
+    initial_delay: float = 2.0
+    max_delay: float = 600.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+
+
+@dataclass
+class BusSettings:
+    store: Secret = field(default_factory=lambda: Secret("sqlite:///var/lienthong.db"))
+    broker: Secret = field(default_factory=lambda: Secret("embedded"))
+    var_dir: Path = Path("var")
+    mappings: Path = Path("mappings")
+    max_message_bytes: int = 10 * 1024 * 1024
+    poll_interval: float = 1.0
+    batch_size: int = 200
+    claim_seconds: float = 60.0
+    requeue_seconds: float = 60.0
+    worker_threads: int = 4
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker.reveal() == "embedded"
+
+
+@dataclass
+class EndpointConfig:
+    name: str
+    adapter: str
+    settings: dict[str, Any]
+    location: str
+
+
+@dataclass
+class Config:
+    """A checked configuration, ready for the bus."""
+
+    path: Path | None
+    base_dir: Path
+    bus: BusSettings
+    endpoints: dict[str, EndpointConfig]
+    routes: list[Route]
+    jobs: dict[str, Any]
+    raw: dict[str, Any]
+
+
+# --- YAML with line numbers -------------------------------------------------
+
+
+class _Lines(dict[tuple[Any, ...], int]):
+    """Line numbers of every key and item, by path from the root."""
+
+    def of(self, path: tuple[Any, ...]) -> int | None:
+        while path:
+            if path in self:
+                return self[path]
+            path = path[:-1]
+        return self.get((), None)
+
+
+def _construct(node: yaml.Node, path: tuple[Any, ...], lines: _Lines, loader: Any) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _construct(value_node, (*path, key), lines, loader)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*path, i), lines, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node)
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], _Lines]:
+    """Read a YAML file into plain data and the line of every path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    f"cannot read the config file: {exc.strerror}. "
+                    f"Hint: pass --config or set {CONFIG_VARIABLE}",
+                )
+            ]
+        ) from exc
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines = _Lines()
+        data = _construct(node, (), lines, loader) if node is not None else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError([ConfigProblem(where, f"not valid YAML: {exc}")]) from exc
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(str(path), "the config must be a mapping of sections")])
+    return data, lines
+
+
+# --- checking ----------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, path: Path | None, lines: _Lines, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.lines = lines
+        self.environ = environ
+        self.problems: list[ConfigProblem] = []
+
+    def where(self, *keys: Any) -> str:
+        dotted = ".".join(str(k) for k in keys) or "(top)"
+        line = self.lines.of(tuple(keys))
+        file = str(self.path) if self.path else "config"
+        return f"{file}:{line} {dotted}" if line else f"{file} {dotted}"
+
+    def problem(self, keys: tuple[Any, ...], message: str) -> None:
+        self.problems.append(ConfigProblem(self.where(*keys), message))
+
+    def unknown_keys(
+        self, data: Mapping[str, Any], known: list[str], keys: tuple[Any, ...]
+    ) -> None:
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(known)}"
+                self.problem((*keys, key), f"unknown key.{hint}")
+
+
+_BUS_KEYS = [
+    "store",
+    "broker",
+    "var_dir",
+    "mappings",
+    "max_message_bytes",
+    "poll_interval",
+    "batch_size",
+    "claim_seconds",
+    "requeue_seconds",
+    "worker_threads",
+    "retry",
+]
+_RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
+_ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "namespaces", "to"]
+_TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind"]
+_SECTIONS = ["bus", "endpoints", "routes", "jobs"]
+
+
+def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
+    bus = BusSettings()
+    c.unknown_keys(raw, _BUS_KEYS, ("bus",))
+    for name in ("store", "broker"):
+        if name in raw:
+            try:
+                setattr(bus, name, resolve_secret(raw[name], c.environ))
+            except ValueError as exc:
+                c.problem(("bus", name), str(exc))
+    store = bus.store.reveal()
+    if store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
+        relative = store.removeprefix("sqlite:///")
+        if relative and relative != ":memory:":
+            bus.store = Secret(f"sqlite:///{(base / relative).resolve()}", bus.store.origin)
+    broker = bus.broker.reveal()
+    if broker != "embedded" and not broker.startswith(("amqp://", "amqps://", "pyamqp://")):
+        c.problem(("bus", "broker"), "expected 'embedded' or an amqp:// URL")
+    for name in ("var_dir", "mappings"):
+        if name in raw:
+            setattr(bus, name, Path(str(raw[name])))
+        setattr(bus, name, (base / getattr(bus, name)).resolve())
+    for name, kind in (
+        ("max_message_bytes", int),
+        ("batch_size", int),
+        ("worker_threads", int),
+        ("poll_interval", float),
+        ("claim_seconds", float),
+        ("requeue_seconds", float),
+    ):
+        if name in raw:
+            value = raw[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                c.problem(("bus", name), f"expected a positive number, got {value!r}")
+            else:
+                setattr(bus, name, kind(value))
+    retry = raw.get("retry", {}) or {}
+    if not isinstance(retry, Mapping):
+        c.problem(("bus", "retry"), "expected a mapping")
+        retry = {}
+    c.unknown_keys(retry, _RETRY_KEYS, ("bus", "retry"))
+    for name in _RETRY_KEYS:
+        if name in retry:
+            value = retry[name]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                c.problem(("bus", "retry", name), f"expected a number ≥ 0, got {value!r}")
+            else:
+                setattr(bus.retry, name, type(getattr(bus.retry, name))(value))
+    return bus
+
+
+def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str, EndpointConfig]:
+    endpoints: dict[str, EndpointConfig] = {}
+    if not isinstance(raw, Mapping):
+        c.problem(("endpoints",), "expected a mapping of endpoint name → settings")
+        return endpoints
+    for name, settings in raw.items():
+        keys = ("endpoints", name)
+        if not isinstance(settings, Mapping) or "adapter" not in settings:
+            c.problem(keys, "each endpoint needs 'adapter: NAME' (see 'lienthong adapters')")
+            continue
+        try:
+            cls = host.adapter(str(settings["adapter"]))
+        except ConfigError as exc:
+            c.problem((*keys, "adapter"), exc.problems[0].message)
+            continue
+        options = {k: v for k, v in settings.items() if k != "adapter"}
+        resolved, problems = resolve_options(cls, options, "", c.environ)
+        for p in problems:
+            option = p.location.lstrip(".")
+            c.problems.append(ConfigProblem(c.where(*keys, option), p.message))
+        endpoints[str(name)] = EndpointConfig(str(name), cls.name, resolved, c.where(*keys))
+    return endpoints
+
+
+def _routes(
+    c: _Checker,
+    raw: Any,
+    endpoints: Mapping[str, EndpointConfig],
+    host: PluginHost,
+    bus: BusSettings,
+) -> list[Route]:
+    routes: list[Route] = []
+    if not isinstance(raw, list):
+        c.problem(("routes",), "expected a list of routes")
+        return routes
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        keys: tuple[Any, ...] = ("routes", i)
+        if not isinstance(item, Mapping):
+            c.problem(keys, "each route is a mapping with at least 'name' and 'to'")
+            continue
+        c.unknown_keys(item, _ROUTE_KEYS, keys)
+        name = str(item.get("name") or f"route-{i + 1}")
+        if name in names:
+            c.problem((*keys, "name"), f"route name '{name}' is used twice")
+        names.add(name)
+        namespaces = dict(item.get("namespaces") or {})
+        sources = _as_list(item.get("from"))
+        for s in sources:
+            _check_endpoint(c, (*keys, "from"), s, endpoints)
+        predicate = None
+        if item.get("when"):
+            try:
+                predicate = compile_xpath(
+                    str(item["when"]), namespaces, host.xpath_functions, c.where(*keys, "when")
+                )
+            except ConfigError as exc:
+                c.problems.extend(exc.problems)
+        targets = []
+        to = item.get("to")
+        if not to:
+            c.problem((*keys, "to"), "a route needs at least one target under 'to'")
+        for j, t in enumerate(_as_list(to) if not isinstance(to, list) else to):
+            target = _target(c, (*keys, "to", j), t, namespaces, endpoints, host, bus)
+            if target:
+                targets.append(target)
+        routes.append(
+            Route(
+                name=name,
+                targets=targets,
+                kinds=frozenset(_as_list(item.get("kind"))),
+                sources=frozenset(sources),
+                headers={str(k): str(v) for k, v in (item.get("headers") or {}).items()},
+                predicate=predicate,
+            )
+        )
+    return routes
+
+
+def _target(
+    c: _Checker,
+    keys: tuple[Any, ...],
+    raw: Any,
+    namespaces: dict[str, str],
+    endpoints: Mapping[str, EndpointConfig],
+    host: PluginHost,
+    bus: BusSettings,
+) -> Target | None:
+    if isinstance(raw, str):
+        raw = {"endpoint": raw}
+    if not isinstance(raw, Mapping):
+        c.problem(keys, "a target is an endpoint name or a mapping with 'endpoint'")
+        return None
+    c.unknown_keys(raw, _TARGET_KEYS, keys)
+    target = Target(kind=raw.get("kind"))
+    if "endpoint" in raw:
+        target.endpoint = str(raw["endpoint"])
+        _check_endpoint(c, (*keys, "endpoint"), target.endpoint, endpoints)
+    elif "endpoint_from" in raw:
+        spec = raw["endpoint_from"] or {}
+        if not isinstance(spec, Mapping) or "xpath" not in spec:
+            c.problem((*keys, "endpoint_from"), "needs 'xpath' and 'map', 'template' or 'default'")
+            return None
+        try:
+            xpath = compile_xpath(
+                str(spec["xpath"]),
+                namespaces,
+                host.xpath_functions,
+                c.where(*keys, "endpoint_from", "xpath"),
+            )
+        except ConfigError as exc:
+            c.problems.extend(exc.problems)
+            return None
+        table = {str(k): str(v) for k, v in (spec.get("map") or {}).items()}
+        for endpoint in [*table.values(), *([spec["default"]] if spec.get("default") else [])]:
+            _check_endpoint(c, (*keys, "endpoint_from"), endpoint, endpoints)
+        target.endpoint_from = EndpointFrom(xpath, table, spec.get("template"), spec.get("default"))
+    else:
+        c.problem(keys, "a target needs 'endpoint' or 'endpoint_from'")
+        return None
+    if raw.get("mapping"):
+        target.mapping = str(raw["mapping"])
+        if not (bus.mappings / target.mapping).is_file():
+            c.problem(
+                (*keys, "mapping"),
+                f"mapping '{target.mapping}' not found in {bus.mappings}. "
+                "Hint: paths are relative to bus.mappings",
+            )
+    target.params = {str(k): str(v) for k, v in (raw.get("params") or {}).items()}
+    if raw.get("validate"):
+        target.schema = bus.mappings / str(raw["validate"])
+        if not target.schema.is_file():
+            c.problem(
+                (*keys, "validate"), f"schema '{raw['validate']}' not found in {bus.mappings}"
+            )
+    return target
+
+
+def _check_endpoint(
+    c: _Checker, keys: tuple[Any, ...], name: str, endpoints: Mapping[str, EndpointConfig]
+) -> None:
+    if name not in endpoints:
+        close = difflib.get_close_matches(name, list(endpoints), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        c.problem(keys, f"no endpoint named '{name}'.{hint}")
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def load(
+    path: Path | str | None = None,
+    *,
+    host: PluginHost | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read and check a config file; raise ``ConfigError`` listing every problem."""
+    path = Path(path or os.environ.get(CONFIG_VARIABLE) or DEFAULT_CONFIG)
+    data, lines = read_yaml(path)
+    return from_dict(
+        data, base_dir=path.resolve().parent, path=path, lines=lines, host=host, environ=environ
+    )
+
+
+def from_dict(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    path: Path | None = None,
+    lines: _Lines | None = None,
+    host: PluginHost | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Check configuration data already in memory (tests, the tester plugin)."""
+    host = host or PluginHost()
+    c = _Checker(path, lines or _Lines(), os.environ if environ is None else environ)
+    c.unknown_keys(data, _SECTIONS, ())
+    bus = _bus(c, data.get("bus") or {}, base_dir)
+    endpoints = _endpoints(c, data.get("endpoints") or {}, host, base_dir)
+    routes = _routes(c, data.get("routes") or [], endpoints, host, bus)
+    jobs = dict(data.get("jobs") or {})
+    if c.problems:
+        raise ConfigError(c.problems)
+    return Config(path, base_dir, bus, endpoints, routes, jobs, dict(data))

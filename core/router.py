@@ -1,0 +1,178 @@
+"""The router: which routes a message matches, where each sends it, through which mapping.
+
+A route matches on kind, source endpoint, headers and an XPath predicate. Each
+of its targets is a fixed endpoint or one computed from the content (a
+recipient list: an organisation code in the document → the endpoint serving
+it), with an optional mapping and an optional schema the output must satisfy.
+A message that no route matches is a rejection: the bus parks it with that
+reason instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from . import xml
+from .errors import ConfigError, RejectedError
+from .host import XPATH_NAMESPACE
+from .message import Message
+from .store import Outgoing
+
+
+@dataclass
+class EndpointFrom:
+    """A computed target: values an XPath finds, turned into endpoint names."""
+
+    xpath: etree.XPath
+    table: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+    default: str | None = None
+
+    def endpoints(self, tree: etree._ElementTree) -> list[str]:
+        found = self.xpath(tree)
+        values = found if isinstance(found, list) else [found]
+        names: list[str] = []
+        for value in values:
+            text = (value.text if isinstance(value, etree._Element) else str(value)) or ""
+            text = text.strip()
+            if not text:
+                continue
+            name = self.table.get(text)
+            if name is None and self.template:
+                name = self.template.format(value=text)
+            if name is None:
+                name = self.default
+            if name is None:
+                raise RejectedError(
+                    f"no endpoint serves '{text}' (found by {self.xpath.path}). "
+                    "Hint: add it to the route's endpoint_from.map or set a default"
+                )
+            if name not in names:
+                names.append(name)
+        return names
+
+
+@dataclass
+class Target:
+    """Where a route sends a message, and how it is transformed on the way."""
+
+    endpoint: str | None = None
+    endpoint_from: EndpointFrom | None = None
+    mapping: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    schema: Path | None = None
+    kind: str | None = None
+
+
+@dataclass
+class Route:
+    """One route from config: a predicate and its targets."""
+
+    name: str
+    targets: list[Target]
+    kinds: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()
+    headers: dict[str, str] = field(default_factory=dict)
+    predicate: etree.XPath | None = None
+
+    def matches(self, message: Message, tree: Callable[[], etree._ElementTree]) -> bool:
+        if self.kinds and message.kind not in self.kinds:
+            return False
+        if self.sources and message.source not in self.sources:
+            return False
+        for key, value in self.headers.items():
+            if message.headers.get(key) != value:
+                return False
+        return self.predicate is None or bool(self.predicate(tree()))
+
+
+def delivery_key(message_id: str, route: str, endpoint: str) -> str:
+    """The idempotency key of one delivery: stable for a message, route and endpoint."""
+    digest = hashlib.sha256(f"{route}\0{endpoint}".encode()).hexdigest()[:12]
+    return f"{message_id}-{digest}"
+
+
+def compile_xpath(
+    expression: str,
+    namespaces: Mapping[str, str],
+    functions: Mapping[str, Callable[..., Any]],
+    where: str,
+) -> etree.XPath:
+    """Compile an XPath with the route's namespaces and the plugins' ``lt:`` functions."""
+    namespaces = {"lt": XPATH_NAMESPACE, **namespaces}
+    extensions = {(XPATH_NAMESPACE, name): fn for name, fn in functions.items()}
+    try:
+        return etree.XPath(expression, namespaces=namespaces, extensions=extensions)
+    except etree.XPathSyntaxError as exc:
+        raise ConfigError([f"{where}: XPath {expression!r} does not compile: {exc}"]) from exc
+
+
+class Router:
+    """Applies the configured routes to accepted messages."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        mappings: Any,
+        *,
+        max_bytes: int = xml.DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.routes = routes
+        self.mappings = mappings
+        self.max_bytes = max_bytes
+
+    def route(self, message: Message) -> list[Outgoing]:
+        """The deliveries for ``message``; raises ``RejectedError`` when none can be made."""
+        tree = lambda: message.tree(max_bytes=self.max_bytes)  # noqa: E731
+        outgoing: list[Outgoing] = []
+        for route in self.routes:
+            try:
+                matched = route.matches(message, tree)
+            except etree.XPathEvalError as exc:
+                raise RejectedError(f"route '{route.name}': predicate failed: {exc}") from exc
+            if not matched:
+                continue
+            for target in route.targets:
+                outgoing.extend(self._deliveries(message, route, target, tree))
+        if not outgoing:
+            raise RejectedError(
+                f"no route matches this message (kind '{message.kind}', source "
+                f"'{message.source}'). Hint: add a route for it, then replay it with "
+                "'lienthong dlq replay'"
+            )
+        return outgoing
+
+    def _deliveries(
+        self,
+        message: Message,
+        route: Route,
+        target: Target,
+        tree: Callable[[], etree._ElementTree],
+    ) -> list[Outgoing]:
+        if target.endpoint_from is not None:
+            endpoints = target.endpoint_from.endpoints(tree())
+        else:
+            endpoints = [target.endpoint or ""]
+        body = message.body
+        if target.mapping:
+            mapped = self.mappings.get(target.mapping).apply(tree(), target.params)
+            if target.schema:
+                xml.validate(mapped, target.schema, what=f"output of mapping '{target.mapping}'")
+            body = xml.serialize(mapped)
+        elif target.schema:
+            xml.validate(tree(), target.schema, what=f"message {message.id}")
+        headers = dict(message.headers)
+        if target.kind:
+            headers["kind"] = target.kind
+        return [
+            Outgoing(
+                delivery_key(message.id, route.name, endpoint), route.name, endpoint, body, headers
+            )
+            for endpoint in endpoints
+        ]

@@ -1,0 +1,1 @@
+"""Mappings (XSLT) with their test cases, and the XSD schemas routes validate against."""

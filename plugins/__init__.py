@@ -1,0 +1,1 @@
+"""Built-in adapters, one package per kind of agency system."""
