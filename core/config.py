@@ -262,7 +262,7 @@ def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str,
 def _routes(
     c: _Checker,
     raw: Any,
-    endpoints: Mapping[str, EndpointConfig],
+    endpoints: set[str],
     host: PluginHost,
     bus: BusSettings,
 ) -> list[Route]:
@@ -319,7 +319,7 @@ def _target(
     keys: tuple[Any, ...],
     raw: Any,
     namespaces: dict[str, str],
-    endpoints: Mapping[str, EndpointConfig],
+    endpoints: set[str],
     host: PluginHost,
     bus: BusSettings,
 ) -> Target | None:
@@ -373,9 +373,7 @@ def _target(
     return target
 
 
-def _check_endpoint(
-    c: _Checker, keys: tuple[Any, ...], name: str, endpoints: Mapping[str, EndpointConfig]
-) -> None:
+def _check_endpoint(c: _Checker, keys: tuple[Any, ...], name: str, endpoints: set[str]) -> None:
     if name not in endpoints:
         close = difflib.get_close_matches(name, list(endpoints), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -419,7 +417,12 @@ def from_dict(
     c.unknown_keys(data, _SECTIONS, ())
     bus = _bus(c, data.get("bus") or {}, base_dir)
     endpoints = _endpoints(c, data.get("endpoints") or {}, host, base_dir)
-    routes = _routes(c, data.get("routes") or [], endpoints, host, bus)
+    # Routes are checked against every declared endpoint, even one with problems
+    # of its own, so one mistake is reported once.
+    declared = (
+        set(data.get("endpoints") or {}) if isinstance(data.get("endpoints"), Mapping) else set()
+    )
+    routes = _routes(c, data.get("routes") or [], declared, host, bus)
     jobs = dict(data.get("jobs") or {})
     if c.problems:
         raise ConfigError(c.problems)

@@ -19,7 +19,7 @@ from typing import Any
 from lxml import etree
 
 from . import xml
-from .errors import ConfigError, RejectedError
+from .errors import ConfigError, ConfigProblem, RejectedError
 from .host import XPATH_NAMESPACE
 from .message import Message
 from .store import Outgoing
@@ -110,7 +110,9 @@ def compile_xpath(
     try:
         return etree.XPath(expression, namespaces=namespaces, extensions=extensions)
     except etree.XPathSyntaxError as exc:
-        raise ConfigError([f"{where}: XPath {expression!r} does not compile: {exc}"]) from exc
+        raise ConfigError(
+            [ConfigProblem(where, f"XPath {expression!r} does not compile: {exc}")]
+        ) from exc
 
 
 class Router:

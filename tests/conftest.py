@@ -1,0 +1,61 @@
+"""Shared fixtures: real PostgreSQL and RabbitMQ for production-mode tests.
+
+Tests that need a server skip, when it is missing, with what is missing and how
+to start it; ``.ci/run`` starts them so that on CI nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+AMQP_URL = os.environ.get("LIENTHONG_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    if not _reachable("127.0.0.1", 5432):
+        pytest.skip(
+            "PostgreSQL not reachable at 127.0.0.1:5432: start it with "
+            "'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'"
+        )
+    import sqlalchemy as sa
+
+    schema = f"lt_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    """The RabbitMQ URL; queues are named after endpoints, so tests use unique endpoint names."""
+    if not _reachable("127.0.0.1", 5672):
+        pytest.skip(
+            "RabbitMQ not reachable at 127.0.0.1:5672: start it with 'rabbitmq-server -detached'"
+        )
+    yield AMQP_URL
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for queue and endpoint names shared with a real broker."""
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,99 @@
+"""Configuration: every problem at once, each with its line, and secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lienthong import config
+from lienthong.cli import cli
+from lienthong.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+BROKEN = """\
+bus:
+  store: sqlite:///var/x.db
+  pol_interval: 2
+endpoints:
+  inbox:
+    adapter: foldr
+    path: in
+  outbox:
+    adapter: folder
+    pth: out
+routes:
+  - name: r
+    from: inbx
+    when: "//a["
+    to:
+      - endpoint: outbox
+        mapping: nowhere.xsl
+"""
+
+
+def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    text = str(caught.value)
+    assert "lienthong.yaml:3 bus.pol_interval: unknown key. Did you mean 'poll_interval'?" in text
+    assert (
+        "lienthong.yaml:6 endpoints.inbox.adapter: Unknown adapter 'foldr'. Did you mean 'folder'?"
+        in text
+    )
+    assert (
+        "lienthong.yaml:10 endpoints.outbox.pth: unknown option for adapter 'folder'. Did you mean 'path'?"
+        in text
+    )
+    assert "lienthong.yaml:8 endpoints.outbox.path: required" in text
+    assert (
+        "lienthong.yaml:13 routes.0.from: no endpoint named 'inbx'. Did you mean 'inbox'?" in text
+    )
+    assert "routes.0.when: XPath '//a[' does not compile" in text
+    assert "mapping 'nowhere.xsl' not found" in text
+    assert len(caught.value.problems) == 7
+
+
+def test_the_shipped_configs_check_clean() -> None:
+    cfg = config.load(REPO / "config/lienthong.yaml")
+    assert cfg.bus.embedded and "sqlite" in cfg.bus.store.reveal()
+
+
+def test_secrets_come_from_env_or_files_and_never_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_file = tmp_path / "store-url"
+    secret_file.write_text("sqlite:///" + str(tmp_path / "s.db") + "\n")
+    (tmp_path / "c.yaml").write_text(
+        "bus:\n  store: {file: store-url}\n  broker: {env: BROKER_URL}\n"
+        "  mappings: " + str(REPO / "mappings") + "\n"
+        "endpoints:\n  in: {adapter: memory}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BROKER_URL", "amqp://lienthong:hunter2-s3cret@127.0.0.1:5672//")
+    cfg = config.load(tmp_path / "c.yaml")
+    assert cfg.bus.broker.reveal().endswith("@127.0.0.1:5672//")
+    assert "hunter2" not in repr(cfg.bus) and "hunter2" not in str(cfg.bus.broker)
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "c.yaml"), "config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output
+
+    monkeypatch.delenv("BROKER_URL")
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "c.yaml"), "config", "check"])
+    assert result.exit_code == 1
+    assert "environment variable BROKER_URL is not set" in result.output
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("bus:\n  store: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
+        config.load(tmp_path / "c.yaml")
+
+
+def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--config or set LIENTHONG_CONFIG"):
+        config.load(tmp_path / "nope.yaml")
