@@ -77,6 +77,12 @@ class Secret:
         return hash(self._value)
 
 
+#: A receiving adapter that finds a message invalid (a bad signature, a broken
+#: edXML rule) sets this header to the problems and still hands it over: the
+#: bus parks it with that reason, so it is kept and replayable, never lost.
+INVALID_HEADER = "invalid"
+
+
 @dataclass(frozen=True)
 class Acceptance:
     """What the bus did with one received message.
@@ -188,7 +194,7 @@ class Adapter:
         raise NotImplementedError(f"adapter '{self.name}' cannot send")
 
     def sync_read(self, entity: str, since: str | None) -> SyncBatch:
-        """Read ``entity`` records (e.g. "agency", "account"): all of them, or changes since a cursor.
+        """Read ``entity`` records ("agency", "account"): all, or the changes since a cursor.
 
         Only called when the adapter declares ``Capability.SYNC``.
         """

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .adapter import Acceptance, Adapter, Capability, Services
+from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
 from .config import Config, RetryPolicy
 from .errors import ConfigError, FatalError, LienthongError, RejectedError, TransientError
 from .host import PluginHost
@@ -174,6 +174,9 @@ class Bus:
         return acceptances
 
     def _intake(self, message: Message) -> Intake:
+        invalid = message.headers.get(INVALID_HEADER)
+        if invalid:
+            return Intake(message, parked=f"invalid at the source: {invalid}", stage="accept")
         try:
             message.tree(max_bytes=self.config.bus.max_message_bytes)
         except RejectedError as exc:

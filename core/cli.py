@@ -93,7 +93,8 @@ class LienthongGroup(click.Group):
     envvar=config_module.CONFIG_VARIABLE,
     type=click.Path(dir_okay=False),
     default=None,
-    help=f"Config file (default {config_module.DEFAULT_CONFIG}, or ${config_module.CONFIG_VARIABLE}).",
+    help=f"Config file (default {config_module.DEFAULT_CONFIG}, "
+    f"or ${config_module.CONFIG_VARIABLE}).",
 )
 @click.option(
     "--log-level",
@@ -436,7 +437,7 @@ def config_check(state: State) -> None:
 @pass_state
 def adapters(state: State, as_json: bool) -> None:
     """The adapters that loaded: name, version, capabilities, where each came from."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": name,
             "version": info.cls.version,

@@ -247,12 +247,16 @@ class Store:
     # --- accept ---
 
     def _insert_ignoring_duplicates(self, conn: Connection, row: dict[str, Any]) -> bool:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = dialect_insert(messages).values(**row).on_conflict_do_nothing()
-        return conn.execute(statement).rowcount == 1
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        statement = (
+            dialect.insert(messages)
+            .values(**row)
+            .on_conflict_do_nothing()
+            .returning(messages.c.id)  # rowcount is not reliable here on every driver
+        )
+        return conn.execute(statement).first() is not None
 
     def accept(
         self, intakes: Sequence[Intake], *, enqueued: bool = False
@@ -591,7 +595,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Deliveries by state, messages parked and dead letters waiting."""
         with self.engine.connect() as conn:
-            by_state = dict(
+            by_state: dict[str, int] = dict(
                 conn.execute(
                     select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
                 ).all()

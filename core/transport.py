@@ -70,6 +70,7 @@ class AmqpTransport:
                 self._producer.publish(
                     key,
                     routing_key=endpoint,
+                    serializer="json",
                     delivery_mode=2,
                     declare=[queue_for(endpoint)] if endpoint not in self.endpoints else None,
                     retry=True,
@@ -87,7 +88,7 @@ class AmqpTransport:
             channel,
             queues=[queue_for(e) for e in self.endpoints],
             callbacks=[lambda body, message: handler(str(body), message.ack)],
-            accept=["json"],
+            accept=["json", "text/plain"],
             prefetch_count=self.prefetch,
         )
         self._consumer.consume()
@@ -96,9 +97,7 @@ class AmqpTransport:
         """Handle entries for up to ``timeout`` seconds; returns early when idle."""
         try:
             self.connection.drain_events(timeout=timeout)
-        except TimeoutError:
-            return
-        except TimeoutError:
+        except TimeoutError:  # socket.timeout is TimeoutError
             return
         except (KombuOperationalError, OSError, ConnectionError) as exc:
             self.reset()

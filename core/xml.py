@@ -54,7 +54,8 @@ def parse(
         # before libxml2 builds anything from it.
         raise XmlRejected(
             f"{what} declares a DTD or entities, which the bus never accepts "
-            "(they enable XXE and entity-expansion attacks). Hint: remove the <!DOCTYPE> declaration."
+            "(they enable XXE and entity-expansion attacks). "
+            "Hint: remove the <!DOCTYPE> declaration."
         )
     try:
         tree = etree.ElementTree(etree.fromstring(data, _parser()))

@@ -7,11 +7,15 @@ to start it; ``.ci/run`` starts them so that on CI nothing is skipped.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.busproject import BusProject
 
 PG_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("LIENTHONG_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
@@ -59,3 +63,10 @@ def amqp_url() -> Iterator[str]:
 def unique() -> str:
     """A short unique suffix for queue and endpoint names shared with a real broker."""
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def bus_project(tmp_path: Path) -> Iterator[BusProject]:
+    project = BusProject(tmp_path)
+    yield project
+    project.kill_all(signal.SIGTERM)
