@@ -34,6 +34,8 @@ XPATH_NAMESPACE = "urn:lienthong:functions"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("folder", "lienthong.plugins.folder"),
     ("memory", "lienthong.plugins.memory"),
+    ("document_axis", "lienthong.plugins.document_axis.plugin"),
+    ("email_directory", "lienthong.plugins.email_directory.plugin"),
 )
 
 
@@ -123,7 +125,8 @@ class PluginHost:
     def _register_adapter(self, cls: type[Adapter], plugin: str) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Adapter)) or not cls.name:
             raise LienthongError(
-                f"plugin '{plugin}' registered {cls!r}, which is not an Adapter subclass with a name"
+                f"plugin '{plugin}' registered {cls!r}, "
+                "which is not an Adapter subclass with a name"
             )
         existing = self.adapters.get(cls.name)
         if existing and existing.cls is not cls:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from lienthong.adapter import Adapter
+from lienthong.message import Message
 from lienthong.plugins import memory
 from lienthong.plugins.folder import FolderAdapter
 from lienthong.plugins.memory import MemoryAdapter
-from lienthong.message import Message
 from lienthong.testing import AdapterContract
 
 

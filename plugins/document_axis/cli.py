@@ -1,0 +1,170 @@
+"""``lienthong edxml``: validate, show, sign and verify edXML files from the shell.
+
+Commands:
+- ``validate FILE...``: every problem as ``file:line: path: message``; exit 1 if any.
+- ``show FILE [--json]``: what the message is, who sent it to whom, attachments, trace.
+- ``sign FILE --key K [--cert C] [--password-env VAR] [-o OUT]``: enveloped XMLDSig.
+- ``verify FILE [--trust CERT]...``: exit 0 when the signature is valid, 1 otherwise.
+
+Registered on the main ``lienthong`` command by the document_axis plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from lienthong.adapter import Secret
+from lienthong.errors import ConfigError, RejectedError
+
+from . import edxml, signature, validation
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"'{path}' cannot be read: {exc.strerror}") from exc
+
+
+@click.group("edxml")
+def edxml_group() -> None:
+    """Work with edXML messages of the national document axis (QCVN 102:2016)."""
+
+
+@edxml_group.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y/%m/%d"]),
+    help="Day that dates must not be after (default: today).",
+)
+def validate_command(files: tuple[Path, ...], today: object) -> None:
+    """Check FILES against the edXML schema and rules; exit 1 if any has a problem."""
+    now = today.date() if today is not None else date.today()  # type: ignore[attr-defined]
+    bad = 0
+    for path in files:
+        problems = validation.check(_read(path), now=now)
+        for p in problems:
+            line = p.line if p.line is not None else 0
+            click.echo(f"{path}:{line}: {p.path}: {p.message}")
+        if problems:
+            bad += 1
+        else:
+            click.echo(f"{path}: valid", err=True)
+    if bad:
+        raise SystemExit(1)
+
+
+@edxml_group.command("show")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def show_command(file: Path, as_json: bool) -> None:
+    """Summarise one edXML message: kind, ids, sender, recipients, status, attachments."""
+    try:
+        message = edxml.read(_read(file))
+    except RejectedError as exc:
+        raise click.ClickException(f"{file}: {exc}") from exc
+    info = edxml.summary(message)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    for key, value in info.items():
+        if key in ("attachments", "trace_headers"):
+            continue
+        if value is not None:
+            click.echo(
+                f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}"
+            )
+    for a in info.get("attachments", []):
+        click.echo(f"attachment: {a['name']} ({a['content_type']}, {a['size']:,} bytes zipped)")
+    for t in info.get("trace_headers", []):
+        click.echo(f"trace: {t['organ_id']} at {t['timestamp']}")
+
+
+@edxml_group.command("sign")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="PEM private key (may hold the certificate too) or PKCS#12 file.",
+)
+@click.option(
+    "--cert",
+    "cert_path",
+    type=click.Path(path_type=Path),
+    help="PEM certificate, if not in the key file.",
+)
+@click.option(
+    "--password-env", metavar="VAR", help="Environment variable holding the key's password."
+)
+@click.option(
+    "--algorithm",
+    default="rsa-sha256",
+    show_default=True,
+    type=click.Choice(sorted(signature.ALGORITHMS)),
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Where to write the signed file (default: standard output).",
+)
+def sign_command(
+    file: Path,
+    key_path: Path,
+    cert_path: Path | None,
+    password_env: str | None,
+    algorithm: str,
+    output: Path | None,
+) -> None:
+    """Sign FILE with an enveloped XML signature in edXMLHeader."""
+    password = None
+    if password_env:
+        if password_env not in os.environ:
+            raise click.ClickException(
+                f"environment variable {password_env} is not set. Hint: export {password_env}=..."
+            )
+        password = Secret(os.environ[password_env], origin=f"env {password_env}")
+    try:
+        key = signature.load_key(key_path, password, cert=cert_path)
+        signed = signature.sign(_read(file), key, algorithm)
+    except (ConfigError, RejectedError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output is None:
+        sys.stdout.buffer.write(signed)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(signed)
+        click.echo(
+            f"{file}: signed by {key.certificate.subject.rfc4514_string()} -> {output}", err=True
+        )
+
+
+@edxml_group.command("verify")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--trust",
+    "trusted",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Trusted signer or CA certificate (PEM or DER); repeat for several.",
+)
+def verify_command(file: Path, trusted: tuple[Path, ...]) -> None:
+    """Verify the signature of FILE; exit 0 if valid, 1 if missing or invalid."""
+    try:
+        info = signature.verify(_read(file), trusted_certs=list(trusted) if trusted else None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except RejectedError as exc:
+        click.echo(f"{file}: {exc}")
+        raise SystemExit(1) from exc
+    trust = "trusted" if info.trusted else "not checked against a trust list"
+    click.echo(f"{file}: signature valid ({info.algorithm}) by {info.subject}; {trust}")

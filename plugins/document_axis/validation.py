@@ -1,0 +1,297 @@
+"""Check edXML against the project's XSD and the format's semantic rules, listing every problem.
+
+Features:
+- one pass returns every problem, each with the element path
+  (``/edXML/edXMLEnvelope/.../To[2]/OrganId``), its line and a message that
+  shows the bad value;
+- XSD structure from ``mappings/schemas/edxml.xsd`` (the project's own: no
+  official schema is public);
+- the rules public integrators apply: ``To`` and ``Subject`` present, dates
+  ``yyyy/MM/dd`` and not in the future, ``Type`` 1 or 2, ``Priority`` 0-4,
+  counts >= 0, OrganId shape, manifest and attachments paired, known
+  ``StatusCode``, ``ResponseFor/DocumentId`` on a status;
+- input that is not well-formed gives a single problem with line and column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from lxml import etree
+
+import lienthong.mappings
+from lienthong.errors import RejectedError
+from lienthong.xml import DEFAULT_MAX_BYTES, XmlRejected, load_schema, parse
+
+from .edxml import DATE_FORMAT, NS, STATUS_MEANINGS, TIMESTAMP_FORMAT, Attachment
+
+SCHEMA_PATH = Path(lienthong.mappings.__file__).parent / "schemas" / "edxml.xsd"
+
+_Q = f"{{{NS}}}"
+# Agency codes: up to four dot-separated groups of letters and digits, e.g.
+# 000.00.00.H41 (current) or 01.02.G22 (older, still seen in trace headers).
+_ORGAN_ID = re.compile(r"[0-9A-Za-z]{1,10}(\.[0-9A-Za-z]{1,10}){1,3}")
+_DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
+_TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a message, and where."""
+
+    path: str
+    line: int | None
+    message: str
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.path}: {self.message}"
+
+
+def path_of(element: etree._Element) -> str:
+    """A readable path with local names and 1-based indexes where a name repeats."""
+    steps = []
+    node: etree._Element | None = element
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
+
+
+def check(
+    data: bytes, *, now: date | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[Problem]:
+    """Every problem in ``data``; an empty list means the message is valid.
+
+    ``now`` is the day dates must not be after (today by default).
+    """
+    try:
+        tree = parse(data, max_bytes=max_bytes, what="edXML message")
+    except XmlRejected as exc:
+        cause = exc.__cause__
+        if isinstance(cause, etree.XMLSyntaxError):
+            line, column = cause.position
+            where = "" if "column" in cause.msg else f" (line {line}, column {column})"
+            return [Problem("/", line, f"not well-formed XML: {cause.msg}{where}", column)]
+        return [Problem("/", None, str(exc))]
+    root = tree.getroot()
+    if root.tag != _Q + "edXML":
+        return [
+            Problem(
+                path_of(root),
+                root.sourceline,
+                f"root element is {root.tag!r}; edXML needs 'edXML' in namespace {NS!r}. "
+                "Hint: the sender must use the QCVN 102:2016 namespace on every element.",
+            )
+        ]
+    problems = _schema_problems(tree)
+    problems += _Rules(root, now or date.today()).run()
+    return sorted(problems, key=lambda p: (p.line or 0, p.path))
+
+
+def _schema_problems(tree: etree._ElementTree) -> list[Problem]:
+    schema = load_schema(SCHEMA_PATH)
+    if schema.validate(tree):
+        return []
+    problems = []
+    for entry in schema.error_log:  # type: ignore[attr-defined]
+        path = entry.path
+        try:
+            found = tree.xpath(path, namespaces={"edXML": NS})
+            if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+                path = path_of(found[0])
+        except etree.XPathError:
+            pass
+        message = entry.message.replace(_Q, "")
+        problems.append(Problem(path, entry.line, f"schema: {message}"))
+    return problems
+
+
+class _Rules:
+    def __init__(self, root: etree._Element, today: date) -> None:
+        self.root = root
+        self.today = today
+        self.problems: list[Problem] = []
+
+    def add(self, element: etree._Element, message: str) -> None:
+        self.problems.append(Problem(path_of(element), element.sourceline, message))
+
+    def run(self) -> list[Problem]:
+        header = self.root.find(f"{_Q}edXMLEnvelope/{_Q}edXMLHeader/{_Q}MessageHeader")
+        if header is None:
+            return self.problems  # the schema has already said so
+        for organ_id in self.root.iter(_Q + "OrganId"):
+            self.organ_id(organ_id)
+        if header.find(_Q + "StatusCode") is not None:
+            self.status(header)
+        else:
+            self.document(header)
+        return self.problems
+
+    # -- shared
+
+    def organ_id(self, element: etree._Element) -> None:
+        value = (element.text or "").strip()
+        parent = element.getparent()
+        if not value and parent is not None and parent.tag == _Q + "ResponseFor":
+            return  # documents may carry an empty ResponseFor
+        if not _ORGAN_ID.fullmatch(value):
+            self.add(
+                element,
+                f"OrganId {value!r} is not an agency code: expected up to 4 dot-separated "
+                "groups of letters and digits, e.g. '000.00.00.H41'.",
+            )
+
+    def date(self, element: etree._Element | None, *, past: bool, required: bool = False) -> None:
+        if element is None:
+            return
+        value = (element.text or "").strip()
+        name = etree.QName(element).localname
+        if not value:
+            if required:
+                self.add(element, f"{name} is empty; expected a date yyyy/MM/dd.")
+            return
+        if not _DATE.fullmatch(value):
+            self.add(element, f"{name} {value!r} is not a date in the form yyyy/MM/dd.")
+            return
+        try:
+            day = datetime.strptime(value, DATE_FORMAT).date()
+        except ValueError:
+            self.add(element, f"{name} {value!r} is not a real calendar date.")
+            return
+        if past and day > self.today:
+            self.add(element, f"{name} {value} is in the future (today is {self.today:%Y/%m/%d}).")
+
+    def timestamp(self, element: etree._Element | None) -> None:
+        if element is None:
+            return
+        value = (element.text or "").strip()
+        name = etree.QName(element).localname
+        try:
+            if not _TIMESTAMP.fullmatch(value):
+                raise ValueError(value)
+            datetime.strptime(value, TIMESTAMP_FORMAT)
+        except ValueError:
+            self.add(element, f"{name} {value!r} is not a time in the form yyyy/MM/dd HH:mm:ss.")
+
+    def integer(self, element: etree._Element | None, low: int, high: int | None = None) -> None:
+        if element is None:
+            return
+        value = (element.text or "").strip()
+        name = etree.QName(element).localname
+        expected = f"{low} to {high}" if high is not None else f"a whole number >= {low}"
+        try:
+            number = int(value)
+        except ValueError:
+            self.add(element, f"{name} {value!r} is not a whole number; expected {expected}.")
+            return
+        if number < low or (high is not None and number > high):
+            self.add(element, f"{name} is {number}; expected {expected}.")
+
+    def required_text(self, parent: etree._Element, name: str, why: str) -> None:
+        element = parent.find(_Q + name)
+        if element is None:
+            self.problems.append(
+                Problem(
+                    path_of(parent) + "/" + name, parent.sourceline, f"{name} is missing: {why}"
+                )
+            )
+        elif not (element.text or "").strip():
+            self.add(element, f"{name} is empty: {why}")
+
+    # -- status
+
+    def status(self, header: etree._Element) -> None:
+        code = header.find(_Q + "StatusCode")
+        assert code is not None
+        value = (code.text or "").strip()
+        if value not in STATUS_MEANINGS:
+            known = ", ".join(STATUS_MEANINGS)
+            self.add(code, f"StatusCode {value!r} is not a known status; known: {known}.")
+        if header.find(_Q + "From") is None:
+            self.add(header, "From is missing: a status names the agency that sends it.")
+        response = header.find(_Q + "ResponseFor")
+        if response is None:
+            self.problems.append(
+                Problem(
+                    path_of(header) + "/ResponseFor",
+                    header.sourceline,
+                    "ResponseFor is missing: a status must say which document it is about.",
+                )
+            )
+        else:
+            self.required_text(
+                response, "DocumentId", "a status must name the document it is about."
+            )
+            self.date(response.find(_Q + "PromulgationDate"), past=True)
+        self.timestamp(header.find(_Q + "Timestamp"))
+
+    # -- document
+
+    def document(self, header: etree._Element) -> None:
+        if header.find(_Q + "From") is None:
+            self.add(header, "From is missing: a document names the agency that sends it.")
+        if header.find(_Q + "To") is None:
+            self.add(header, "To is missing: a document needs at least one recipient agency.")
+        self.required_text(header, "Subject", "every document needs a subject (trích yếu).")
+        promulgation = header.find(_Q + "PromulgationInfo")
+        if promulgation is not None:
+            self.date(promulgation.find(_Q + "PromulgationDate"), past=True, required=True)
+        self.date(header.find(_Q + "DueDate"), past=False)
+        response = header.find(_Q + "ResponseFor")
+        if response is not None:
+            self.date(response.find(_Q + "PromulgationDate"), past=True)
+        doc_type = header.find(f"{_Q}DocumentType/{_Q}Type")
+        if doc_type is not None and (doc_type.text or "").strip() not in ("1", "2"):
+            self.add(doc_type, f"Type {(doc_type.text or '').strip()!r} must be 1 or 2.")
+        other = header.find(_Q + "OtherInfo")
+        if other is not None:
+            self.integer(other.find(_Q + "Priority"), 0, 4)
+            self.integer(other.find(_Q + "PromulgationAmount"), 0)
+            self.integer(other.find(_Q + "PageAmount"), 0)
+        traces = header.getparent().find(_Q + "TraceHeaderList")  # type: ignore[union-attr]
+        if traces is not None:
+            for trace in traces.iterfind(_Q + "TraceHeader"):
+                self.timestamp(trace.find(_Q + "Timestamp"))
+            business_type = traces.find(f"{_Q}Bussiness/{_Q}BussinessDocType")
+            if business_type is not None:
+                self.integer(business_type, 0, 3)
+        self.attachments()
+
+    def attachments(self) -> None:
+        references = self.root.findall(
+            f"{_Q}edXMLEnvelope/{_Q}edXMLBody/{_Q}edXMLManifest/{_Q}Reference"
+        )
+        attachments = self.root.findall(f"{_Q}AttachmentEncoded/{_Q}Attachment")
+        listed = {(r.findtext(_Q + "ContentId") or "").strip(): r for r in references}
+        carried = {(a.findtext(_Q + "ContentId") or "").strip(): a for a in attachments}
+        for content_id, reference in listed.items():
+            if content_id not in carried:
+                self.add(
+                    reference,
+                    f"manifest Reference {content_id!r} has no Attachment with that ContentId. "
+                    "Hint: include the attachment in AttachmentEncoded or drop the Reference.",
+                )
+        for content_id, attachment in carried.items():
+            if content_id not in listed:
+                self.add(
+                    attachment,
+                    f"Attachment {content_id!r} is not listed in edXMLManifest. "
+                    "Hint: add a manifest Reference with the same ContentId.",
+                )
+            encoded = attachment.find(_Q + "ContentTransferEncoded")
+            if encoded is not None:
+                try:
+                    Attachment.decode(encoded.text or "", what=f"Attachment {content_id!r}")
+                except RejectedError as exc:
+                    self.add(encoded, str(exc))

@@ -1,0 +1,202 @@
+"""``lienthong edxml``: validate, show, sign and verify through click's runner."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from lienthong.plugins.document_axis.cli import edxml_group
+
+DATA = Path(__file__).parent / "data" / "edxml"
+WELL_FORMED = [
+    "edoc_new.edxml",
+    "edoc_update.edxml",
+    "status_inbox_01.edxml",
+    "status_acceptance_03.edxml",
+    "status_finish_06.edxml",
+]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A throwaway RSA key and self-signed certificate, as PEM files and a PKCS#12."""
+    folder = tmp_path_factory.mktemp("keys")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Văn thư thử nghiệm")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    paths = {"key": folder / "key.pem", "cert": folder / "cert.pem", "p12": folder / "k.p12"}
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["p12"].write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"k", key, cert, None, serialization.BestAvailableEncryption(b"p12-pass")
+        )
+    )
+    return paths
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(edxml_group, list(args), env=env, catch_exceptions=False)
+
+
+def test_validate_all_samples() -> None:
+    result = run("validate", "--today", "2024-06-01", *[str(DATA / n) for n in WELL_FORMED])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+
+
+def test_validate_reports_file_line_path_and_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.edxml"
+    bad.write_bytes((DATA / "status_finish_06.edxml").read_bytes().replace(b">06<", b">42<"))
+    result = run("validate", str(DATA / "status_inbox_01.edxml"), str(bad))
+    assert result.exit_code == 1
+    assert result.stdout == (
+        f"{bad}:28: /edXML/edXMLEnvelope/edXMLHeader/MessageHeader/StatusCode: "
+        "StatusCode '42' is not a known status; known: 01, 02, 03, 04, 05, 06, 13, 15, 16.\n"
+    )
+
+
+def test_validate_not_well_formed_template() -> None:
+    template = DATA / "edoc_signed_template.edxml"
+    result = run("validate", str(template))
+    assert result.exit_code == 1
+    assert result.stdout.startswith(
+        f"{template}:116: /: not well-formed XML: Namespace prefix xlink"
+    )
+    assert "column 39" in result.stdout
+
+
+def test_show_document_text() -> None:
+    result = run("show", str(DATA / "edoc_update.edxml"))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "kind: document" in out
+    assert "document id: 000.00.00.G22,2015/09/30,7816/VPCP-TTĐT" in out
+    assert "sender: 000.00.00.G22" in out
+    assert "recipients: 000.00.00.H41, 000.00.00.H14, 000.00.00.G17" in out
+    assert "code notation: VPCP-TTĐT" in out
+    assert "subject: V/v kết nối, liên thông phần mềm quản lý văn bản" in out
+    assert "business type: 2 (update)" in out
+    assert "attachment: 1896_QD-TTg_m_294779.doc (application/zip," in out
+    assert "trace: 000.00.00.G22 at 2018/09/28 00:00:00" in out
+
+
+def test_show_status_json() -> None:
+    result = run("show", "--json", str(DATA / "status_acceptance_03.edxml"))
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["kind"] == "status"
+    assert info["status_code"] == "03"
+    assert info["status_meaning"] == "accepted and entered in the incoming register"
+    assert info["document_id"] == "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT"
+
+
+def test_show_document_json_sizes() -> None:
+    info = json.loads(run("show", "--json", str(DATA / "edoc_new.edxml")).stdout)
+    assert info["attachments"] == [
+        {"name": "1896_QD-TTg_m_294779.doc", "content_type": "application/zip", "size": 270823}
+    ]
+
+
+def test_show_refuses_what_is_not_edxml(tmp_path: Path) -> None:
+    other = tmp_path / "other.xml"
+    other.write_bytes(b"<invoice/>")
+    result = CliRunner().invoke(edxml_group, ["show", str(other)])
+    assert result.exit_code == 1
+    assert "not an edXML message" in result.output
+
+
+def test_sign_then_verify(tmp_path: Path, keys: dict[str, Path]) -> None:
+    out = tmp_path / "signed.edxml"
+    result = run(
+        "sign",
+        str(DATA / "edoc_new.edxml"),
+        "--key",
+        str(keys["key"]),
+        "--cert",
+        str(keys["cert"]),
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    verified = run("verify", str(out), "--trust", str(keys["cert"]))
+    assert verified.exit_code == 0, verified.output
+    assert "signature valid (rsa-sha256) by CN=Văn thư thử nghiệm; trusted" in verified.stdout
+    tampered = tmp_path / "tampered.edxml"
+    tampered.write_bytes(out.read_bytes().replace("Hà Nội".encode(), b"Ha Noi"))
+    refused = run("verify", str(tampered))
+    assert refused.exit_code == 1
+    assert "signature invalid: the message was changed" in refused.stdout
+
+
+def test_sign_with_pkcs12_and_password_from_env(keys: dict[str, Path]) -> None:
+    result = run(
+        "sign",
+        str(DATA / "status_inbox_01.edxml"),
+        "--key",
+        str(keys["p12"]),
+        "--password-env",
+        "AXIS_KEY_PASSWORD",
+        "--algorithm",
+        "rsa-sha1",
+        env={"AXIS_KEY_PASSWORD": "p12-pass"},
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    assert b"xmldsig#rsa-sha1" in result.stdout_bytes
+
+
+def test_sign_errors_are_clear(keys: dict[str, Path]) -> None:
+    missing_env = CliRunner().invoke(
+        edxml_group,
+        [
+            "sign",
+            str(DATA / "status_inbox_01.edxml"),
+            "--key",
+            str(keys["p12"]),
+            "--password-env",
+            "NOT_SET_ANYWHERE",
+        ],
+        env={"NOT_SET_ANYWHERE": None},
+    )
+    assert missing_env.exit_code == 1
+    assert "NOT_SET_ANYWHERE is not set" in missing_env.output
+    no_password = CliRunner().invoke(
+        edxml_group, ["sign", str(DATA / "status_inbox_01.edxml"), "--key", str(keys["p12"])]
+    )
+    assert no_password.exit_code == 1
+    assert "cannot be loaded" in no_password.output
+
+
+def test_verify_unsigned_and_placeholder() -> None:
+    unsigned = run("verify", str(DATA / "status_inbox_01.edxml"))
+    assert unsigned.exit_code == 1
+    assert "signature missing" in unsigned.stdout
+    placeholder = run("verify", str(DATA / "edoc_new.edxml"))
+    assert placeholder.exit_code == 1
+    assert "not an XMLDSig signature" in placeholder.stdout
