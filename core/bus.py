@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from . import sync
 from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
 from .config import Config, RetryPolicy
 from .errors import ConfigError, FatalError, LienthongError, RejectedError, TransientError
@@ -31,7 +32,9 @@ from .host import PluginHost
 from .mapping import MappingLibrary
 from .message import Message
 from .router import Router
+from .scheduler import Scheduler
 from .store import Cursors, Delivery, Intake, Outcome, Store, make_engine, utcnow
+from .sync import Report, SyncSpec
 from .transport import AmqpTransport
 
 log = logging.getLogger(__name__)
@@ -93,11 +96,13 @@ class Bus:
             self.transport = AmqpTransport(
                 settings.broker.reveal(), senders, prefetch=settings.batch_size
             )
+        self.scheduler: Scheduler | None = None
         self._lease = timedelta(seconds=settings.claim_seconds)
         self._stop = threading.Event()
         self._started = False
         self._last_relay = 0.0
         self._cycle_result = CycleResult()
+        self._claimed: list[Delivery] = []
 
     def _prepare_schema(self) -> None:
         from . import migrations
@@ -123,6 +128,16 @@ class Bus:
         for adapter in self.adapters.values():
             adapter.start()
         self._started = True
+        if self.config.jobs:
+            # Every process runs the scheduler; a lease per job makes each tick run once.
+            self.scheduler = Scheduler(
+                self.store.engine,
+                self.config.jobs,
+                self.poll_endpoint,
+                self.run_sync,
+                holder=self.worker,
+            )
+            self.scheduler.start()
         self.host.after_start(adapters=self.adapters, config=self.config)
 
     def stop(self) -> None:
@@ -130,6 +145,9 @@ class Bus:
         self._stop.set()
 
     def close(self) -> None:
+        if self.scheduler:
+            self.scheduler.shutdown()
+            self.scheduler = None
         for adapter in self.adapters.values():
             try:
                 adapter.stop()
@@ -152,7 +170,10 @@ class Bus:
     def accept(self, messages: Sequence[Message]) -> list[Acceptance]:
         """Route and store ``messages``; when this returns, the source may acknowledge them."""
         intakes = [self._intake(m) for m in messages]
-        stored = self.store.accept(intakes, enqueued=self.transport is not None)
+        # On the embedded default this process delivers what it accepts straight
+        # from memory, already claimed; with a broker, any worker may.
+        claim = None if self.transport else (self.worker, self._lease)
+        stored = self.store.accept(intakes, enqueued=self.transport is not None, claim=claim)
         if self.transport:
             fresh = [(o.key, o.endpoint) for i, new in stored if new for o in i.outgoing]
             try:
@@ -165,6 +186,22 @@ class Bus:
             acceptances.append(Acceptance(m.id, intake.parked, duplicate=not new))
             if not new:
                 continue
+            if claim:
+                self._claimed.extend(
+                    Delivery(
+                        o.key,
+                        m.id,
+                        m.correlation_id,
+                        m.kind,
+                        m.source,
+                        o.route,
+                        o.endpoint,
+                        o.headers,
+                        o.body,
+                        0,
+                    )
+                    for o in intake.outgoing
+                )
             self.host.after_accept(message=m, parked=intake.parked)
             if intake.parked:
                 log.warning("message %s from %s dead-lettered: %s", m.id, m.source, intake.parked)
@@ -209,11 +246,33 @@ class Bus:
                     log.warning("endpoint %s could not be polled: %s", name, exc)
         return total
 
+    def poll_endpoint(self, name: str) -> int:
+        """Poll one endpoint now (a scheduled poll job); errors go to the job's record."""
+        return self.adapters[name].receive(self)
+
+    def run_sync(self, spec: SyncSpec, dry_run: bool) -> Report:
+        """Run one sync between two endpoints (the scheduler holds the job's lease)."""
+        return sync.run(
+            spec,
+            self.adapters[spec.source_endpoint],
+            self.adapters[spec.target_endpoint],
+            self.store.engine,
+            dry_run=dry_run,
+            holder=self.worker,
+        )
+
     # --- deliver ---
 
     def deliver_due(self) -> CycleResult:
         """Claim due deliveries from the store and send them (the embedded default's worker)."""
         result = CycleResult()
+        if self._claimed:
+            claimed, self._claimed = (
+                self._claimed[: self.config.bus.batch_size],
+                self._claimed[self.config.bus.batch_size :],
+            )
+            self._finish([self._send(d) for d in claimed], result)
+            return result
         claimed = self.store.claim_due(
             self.worker, limit=self.config.bus.batch_size, lease=self._lease
         )
@@ -268,6 +327,8 @@ class Bus:
             d = o.delivery
             if o.result == "ok":
                 result.delivered += 1
+                if "lienthong_after_deliver" not in self.host.observed:
+                    continue
                 self.host.after_deliver(
                     message=d.to_message(), endpoint=d.endpoint, attempts=d.attempts + 1
                 )

@@ -22,6 +22,7 @@ from . import __version__
 from . import config as config_module
 from .errors import ConfigError, LienthongError, RejectedError, TransientError
 from .host import PluginHost
+from .sync_commands import register as register_sync_commands
 
 EXIT_PROBLEMS = 1
 EXIT_CANNOT_START = 3
@@ -43,6 +44,23 @@ class State:
         if self._config is None:
             self._config = config_module.load(self.config_path, host=self.host)
         return self._config
+
+    # What the sync commands need (lienthong.sync_commands.SyncContext).
+
+    @property
+    def engine(self) -> Any:
+        return self.bus.store.engine
+
+    @property
+    def jobs(self) -> Any:
+        return self.config.jobs
+
+    def adapter(self, endpoint: str) -> Any:
+        if endpoint not in self.bus.adapters:
+            raise ConfigError([f"no endpoint named '{endpoint}' in {self.config.path}"])
+        adapter = self.bus.adapters[endpoint]
+        adapter.start()
+        return adapter
 
     @property
     def bus(self) -> Any:
@@ -468,6 +486,28 @@ def db() -> None:
     """The store's schema."""
 
 
+@db.command("cleanup")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Forget sync and job run records older than this many days.",
+)
+@pass_state
+def db_cleanup(state: State, days: int) -> None:
+    """Delete old sync and job run records; messages, dead letters and the audit trail stay."""
+    from datetime import UTC, timedelta
+
+    from . import scheduler, sync
+
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    engine = state.bus.store.engine
+    runs = sync.delete_runs_before(engine, cutoff)
+    job_runs = scheduler.delete_job_runs_before(engine, cutoff)
+    click.echo(f"deleted {runs} sync run(s) and {job_runs} job run(s) older than {days} days")
+
+
 @db.command("upgrade")
 @pass_state
 def db_upgrade(state: State) -> None:
@@ -478,6 +518,9 @@ def db_upgrade(state: State) -> None:
     engine = make_engine(state.config.bus.store.reveal())
     Store(engine).upgrade()
     click.echo(f"store schema at {migrations.current(engine)}")
+
+
+register_sync_commands(cli)
 
 
 def build() -> click.Group:

@@ -22,6 +22,7 @@ from .adapter import Secret, resolve_options, resolve_secret
 from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
 from .router import EndpointFrom, Route, Target, compile_xpath
+from .scheduler import JobSpec, jobs_from_config
 
 DEFAULT_CONFIG = Path("config/lienthong.yaml")
 CONFIG_VARIABLE = "LIENTHONG_CONFIG"
@@ -74,7 +75,7 @@ class Config:
     bus: BusSettings
     endpoints: dict[str, EndpointConfig]
     routes: list[Route]
-    jobs: dict[str, Any]
+    jobs: dict[str, JobSpec]
     raw: dict[str, Any]
 
 
@@ -373,6 +374,23 @@ def _target(
     return target
 
 
+def _jobs(c: _Checker, raw: Any, declared: set[str]) -> dict[str, JobSpec]:
+    jobs, problems = jobs_from_config(raw, "jobs")
+    for p in problems:
+        c.problem(tuple(p.location.split(".")), p.message)
+    for name, job in jobs.items():
+        used = [("poll", job.poll)] if job.poll else []
+        if job.sync:
+            used += [
+                ("sync.source", job.sync.source_endpoint),
+                ("sync.target", job.sync.target_endpoint),
+            ]
+        for key, endpoint in used:
+            if endpoint:
+                _check_endpoint(c, ("jobs", name, *key.split(".")), endpoint, declared)
+    return jobs
+
+
 def _check_endpoint(c: _Checker, keys: tuple[Any, ...], name: str, endpoints: set[str]) -> None:
     if name not in endpoints:
         close = difflib.get_close_matches(name, list(endpoints), n=1)
@@ -423,7 +441,7 @@ def from_dict(
         set(data.get("endpoints") or {}) if isinstance(data.get("endpoints"), Mapping) else set()
     )
     routes = _routes(c, data.get("routes") or [], declared, host, bus)
-    jobs = dict(data.get("jobs") or {})
+    jobs = _jobs(c, data.get("jobs"), declared)
     if c.problems:
         raise ConfigError(c.problems)
     return Config(path, base_dir, bus, endpoints, routes, jobs, dict(data))

@@ -111,6 +111,11 @@ class PluginHost:
     # --- registries ---
 
     def _collect(self) -> None:
+        self.observed = {
+            name
+            for name in dir(self.pm.hook)
+            if name.startswith("lienthong_after_") and getattr(self.pm.hook, name).get_hookimpls()
+        }
         self.adapters = {}
         self.xpath_functions = {}
         for impl in self.pm.hook.lienthong_register_adapters.get_hookimpls():
@@ -177,6 +182,8 @@ class PluginHost:
         self._notify("lienthong_after_start", kwargs)
 
     def _notify(self, hook_name: str, kwargs: dict[str, Any]) -> None:
+        if hook_name not in self.observed:
+            return  # nobody listens: skip the call on the hot path
         # An observer's bug must never lose or block a message: log and go on.
         try:
             getattr(self.pm.hook, hook_name)(**kwargs)

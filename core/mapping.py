@@ -321,10 +321,14 @@ class MappingLibrary:
             (XPATH_NAMESPACE, name): _wrap_function(name, fn) for name, fn in self.functions.items()
         }
         self._cache: dict[str, Mapping] = {}
+        self._by_name: dict[str, Mapping] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Mapping:
         """The mapping at ``name`` (relative to the root), compiled on first use."""
+        known = self._by_name.get(name)
+        if known is not None:  # the hot path: one dict lookup per routed message
+            return known
         path = self._locate(name)
         key = self._relative(path)
         with self._lock:
@@ -332,6 +336,7 @@ class MappingLibrary:
             if mapping is None:
                 mapping = Mapping(self, key, path)
                 self._cache[key] = mapping
+            self._by_name[name] = mapping
         return mapping
 
     def names(self) -> list[str]:

@@ -1,0 +1,564 @@
+"""The scheduler: runs the configured jobs (polls and syncs) on time, once per tick.
+
+Every bus process runs an APScheduler ``BackgroundScheduler``; the job
+definitions live in the bus's database (``SQLAlchemyJobStore``), so a restart
+keeps the schedule and a tick missed while the bus was down still runs within
+``misfire_grace_time`` (collapsed into one run with ``coalesce``).
+
+Only one process runs a tick: each run first takes the job's lease (see
+:mod:`lienthong.lease`), then claims the tick in ``job_runs``, whose
+``(job, scheduled_for)`` is unique. The lease keeps runs of one job from
+overlapping (a manual ``lienthong sync run`` takes the same lease); the claim
+keeps a tick from running twice when two processes see it due one after the
+other. Outcomes are recorded in ``job_runs`` for ``lienthong jobs``.
+
+A job section in the config::
+
+    jobs:
+      directory-nightly:
+        cron: "0 2 * * *"            # or interval: 60 (seconds), "5m", "1h"
+        sync: {source: axis, target: directory, entity: agency}
+      poll-axis:
+        interval: 60
+        poll: axis
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.executors.base import run_job
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .errors import ConfigProblem
+from .lease import Lease, LeaseHeld, default_holder
+from .store import metadata
+from .sync import MODES, GuardRefused, Report, SyncSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+JOBSTORE_TABLE = "apscheduler_jobs"
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(200), nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("scheduled_for", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("outcome", String(20), nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("detail", Text),
+    UniqueConstraint("job", "scheduled_for", name="uq_job_runs_tick"),
+)
+
+
+def job_lease_name(job: str) -> str:
+    """The lease a job's runs take, scheduled or manual."""
+    return f"job:{job}"
+
+
+# --- job definitions ------------------------------------------------------
+
+_JOB_KEYS = ("cron", "interval", "poll", "sync", "timezone", "misfire_grace_time", "coalesce",
+             "lease_ttl", "dry_run")
+_SYNC_KEYS = ("source", "target", "entity", "source_entity", "fields", "disable_missing",
+              "max_disable_share", "mode")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _unknown(keys: Iterable[str], known: tuple[str, ...], location: str) -> list[ConfigProblem]:
+    problems = []
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            problems.append(ConfigProblem(f"{location}.{key}",
+                                          f"unknown key.{hint} Known: {', '.join(known)}"))
+    return problems
+
+
+def parse_interval(value: Any) -> float:
+    """Seconds from ``60``, ``"90s"``, ``"5m"``, ``"2h"`` or ``"1d"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected seconds or a duration like '5m', got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+        if not match:
+            raise ValueError(
+                f"expected seconds or a duration like '90s', '5m', '2h', got {value!r}"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"an interval must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One scheduled job: when it runs (cron or interval) and what (a poll or a sync)."""
+
+    name: str
+    cron: str | None = None
+    interval_s: float | None = None
+    poll: str | None = None
+    sync: SyncSpec | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    misfire_grace_time: int = 300
+    coalesce: bool = True
+    lease_ttl_s: float = 60.0
+    dry_run: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "sync" if self.sync is not None else "poll"
+
+    @property
+    def schedule(self) -> str:
+        if self.cron is not None:
+            return f"cron '{self.cron}' ({self.timezone})"
+        return f"every {self.interval_s:g} s"
+
+    @property
+    def what(self) -> str:
+        if self.sync is not None:
+            s = self.sync
+            return f"sync {s.source_endpoint} -> {s.target_endpoint} ({s.entity}, {s.mode})"
+        return f"poll {self.poll}"
+
+    def trigger(self) -> BaseTrigger:
+        tz = ZoneInfo(self.timezone)
+        if self.cron is not None:
+            return CronTrigger.from_crontab(self.cron, timezone=tz)
+        assert self.interval_s is not None
+        return IntervalTrigger(seconds=self.interval_s, timezone=tz)
+
+    @classmethod
+    def from_config(
+        cls, name: str, raw: Mapping[str, Any], location: str
+    ) -> tuple[JobSpec | None, list[ConfigProblem]]:
+        """Build a job from its config section; every problem is reported with its location."""
+        if not isinstance(raw, Mapping):
+            return None, [ConfigProblem(location, f"a job is a mapping with cron or interval and "
+                                                  f"poll or sync, got {raw!r}")]
+        problems = _unknown(raw, _JOB_KEYS, location)
+        values: dict[str, Any] = {"name": name}
+
+        timezone = raw.get("timezone", DEFAULT_TIMEZONE)
+        try:
+            ZoneInfo(str(timezone))
+            values["timezone"] = str(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(ConfigProblem(f"{location}.timezone", f"unknown time zone "
+                                          f"{timezone!r}. Hint: use an IANA name such as "
+                                          f"'{DEFAULT_TIMEZONE}'"))
+
+        has_cron, has_interval = "cron" in raw, "interval" in raw
+        if has_cron == has_interval:
+            problems.append(ConfigProblem(location, "give exactly one of 'cron' (e.g. "
+                                          "\"0 2 * * *\") or 'interval' (e.g. 60 or \"5m\")"))
+        elif has_cron:
+            try:
+                CronTrigger.from_crontab(str(raw["cron"]), timezone=ZoneInfo(DEFAULT_TIMEZONE))
+                values["cron"] = str(raw["cron"])
+            except ValueError as exc:
+                problems.append(ConfigProblem(f"{location}.cron", f"{exc} (value {raw['cron']!r})."
+                                              " Hint: five fields, minute hour day month weekday"))
+        else:
+            try:
+                values["interval_s"] = parse_interval(raw["interval"])
+            except ValueError as exc:
+                problems.append(ConfigProblem(f"{location}.interval", str(exc)))
+
+        for key, kind, target in (("misfire_grace_time", int, "misfire_grace_time"),
+                                  ("lease_ttl", float, "lease_ttl_s")):
+            if key in raw:
+                try:
+                    number = parse_interval(raw[key])
+                    values[target] = kind(number)
+                except ValueError as exc:
+                    problems.append(ConfigProblem(f"{location}.{key}", str(exc)))
+        for key in ("coalesce", "dry_run"):
+            if key in raw:
+                if isinstance(raw[key], bool):
+                    values[key] = raw[key]
+                else:
+                    problems.append(ConfigProblem(f"{location}.{key}",
+                                                  f"expected true or false, got {raw[key]!r}"))
+
+        has_poll, has_sync = "poll" in raw, "sync" in raw
+        if has_poll == has_sync:
+            problems.append(ConfigProblem(location, "give exactly one of 'poll: ENDPOINT' or "
+                                          "'sync: {source: ..., target: ..., entity: ...}'"))
+        elif has_poll:
+            if isinstance(raw["poll"], str) and raw["poll"]:
+                values["poll"] = raw["poll"]
+            else:
+                problems.append(ConfigProblem(f"{location}.poll",
+                                              f"expected an endpoint name, got {raw['poll']!r}"))
+        else:
+            sync, sync_problems = _sync_from_config(name, raw["sync"], f"{location}.sync")
+            problems.extend(sync_problems)
+            values["sync"] = sync
+        if problems:
+            return None, problems
+        return cls(**values), []
+
+
+def _sync_from_config(
+    name: str, raw: Any, location: str
+) -> tuple[SyncSpec | None, list[ConfigProblem]]:
+    if not isinstance(raw, Mapping):
+        return None, [ConfigProblem(location, "expected {source: ENDPOINT, target: ENDPOINT, "
+                                              f"entity: NAME}}, got {raw!r}")]
+    problems = _unknown(raw, _SYNC_KEYS, location)
+    for key in ("source", "target", "entity"):
+        if not isinstance(raw.get(key), str) or not raw.get(key):
+            problems.append(ConfigProblem(f"{location}.{key}",
+                                          f"required: a name, got {raw.get(key)!r}"))
+    fields = raw.get("fields")
+    if fields is not None and (
+        not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
+    ):
+        problems.append(ConfigProblem(f"{location}.fields",
+                                      f"expected a list of field names, got {fields!r}"))
+    share = raw.get("max_disable_share", 0.05)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        problems.append(ConfigProblem(f"{location}.max_disable_share",
+                                      f"expected a share between 0 and 1 (0.05 = 5%), "
+                                      f"got {share!r}"))
+    if not isinstance(raw.get("disable_missing", True), bool):
+        problems.append(ConfigProblem(f"{location}.disable_missing",
+                                      f"expected true or false, got {raw['disable_missing']!r}"))
+    mode = raw.get("mode", "full")
+    if mode not in MODES:
+        problems.append(ConfigProblem(f"{location}.mode",
+                                      f"expected one of {', '.join(MODES)}, got {mode!r}"))
+    if problems:
+        return None, problems
+    return SyncSpec(
+        name=name, source_endpoint=raw["source"], target_endpoint=raw["target"],
+        entity=raw["entity"], source_entity=raw.get("source_entity"),
+        fields=tuple(fields) if fields is not None else None,
+        disable_missing=raw.get("disable_missing", True), max_disable_share=float(share),
+        mode=mode,
+    ), []
+
+
+def jobs_from_config(
+    raw: Mapping[str, Any] | None, location: str = "jobs"
+) -> tuple[dict[str, JobSpec], list[ConfigProblem]]:
+    """Every job of a ``jobs:`` section, and every problem in it."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Mapping):
+        return {}, [ConfigProblem(location, f"expected a mapping of job names, got {raw!r}")]
+    jobs: dict[str, JobSpec] = {}
+    problems: list[ConfigProblem] = []
+    for name, section in raw.items():
+        spec, found = JobSpec.from_config(str(name), section, f"{location}.{name}")
+        problems.extend(found)
+        if spec is not None:
+            jobs[spec.name] = spec
+    return jobs, problems
+
+
+# --- job runs -------------------------------------------------------------
+
+
+def claim_run(engine: Engine, job: str, holder: str, *, trigger: str = "schedule",
+              scheduled_for: datetime | None = None) -> int | None:
+    """Record the start of a run; None when this tick was already claimed by another process."""
+    tick = scheduled_for.astimezone(UTC) if scheduled_for is not None else None
+    try:
+        with engine.begin() as conn:
+            key = conn.execute(
+                insert(job_runs).values(job=job, trigger=trigger, scheduled_for=tick,
+                                        started_at=datetime.now(UTC), outcome="running",
+                                        holder=holder)
+            ).inserted_primary_key
+    except IntegrityError:
+        return None
+    assert key is not None
+    return int(key[0])
+
+
+def finish_run(engine: Engine, run_id: int, outcome: str, detail: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(job_runs).where(job_runs.c.id == run_id).values(
+            finished_at=datetime.now(UTC), outcome=outcome, detail=detail))
+
+
+def delete_job_runs_before(engine: Engine, cutoff: datetime) -> int:
+    """Delete finished job runs started before ``cutoff`` (for ``db cleanup``)."""
+    with engine.begin() as conn:
+        return int(conn.execute(delete(job_runs).where(
+            job_runs.c.started_at < cutoff, job_runs.c.finished_at.is_not(None))).rowcount)
+
+
+# --- the scheduler --------------------------------------------------------
+
+
+def scheduled_job(job: str, scheduled_for: datetime | None = None) -> None:
+    """What the job store records as each job's function.
+
+    The :class:`Scheduler`'s executor runs the job by name instead, so a stored job
+    only ever runs inside a bus process that has the callbacks.
+    """
+    raise RuntimeError(
+        f"job '{job}' was run outside a lienthong Scheduler. Hint: start the bus "
+        "('lienthong run'); do not load its job store in another APScheduler"
+    )
+
+
+class _Tick:
+    """What ``run_job`` needs of a job, with the tick's scheduled time handed to the function."""
+
+    def __init__(self, job: Job, func: Callable[..., Any], run_time: datetime) -> None:
+        self.id = job.id
+        self.misfire_grace_time = job.misfire_grace_time
+        self.func = func
+        self.args = (job.id,)
+        self.kwargs = {"scheduled_for": run_time}
+
+    def __str__(self) -> str:
+        return f"{self.id} (tick {self.kwargs['scheduled_for']:%Y-%m-%d %H:%M:%S %Z})"
+
+
+class _TickExecutor(ThreadPoolExecutor):
+    """A thread pool handing the Scheduler each run's scheduled time, the tick's identity."""
+
+    def __init__(self, fire: Callable[..., Any], max_workers: int = 10) -> None:
+        super().__init__(max_workers)
+        self._fire = fire
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        def run_all() -> list[Any]:
+            events: list[Any] = []
+            for run_time in run_times:
+                tick = _Tick(job, self._fire, run_time)
+                events.extend(run_job(tick, job._jobstore_alias, [run_time], self._logger.name))
+            return events
+
+        def done(future: Any) -> None:
+            exc = future.exception()
+            if exc is not None:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, future.result())
+
+        self._pool.submit(run_all).add_done_callback(done)
+
+
+class Scheduler:
+    """Runs the jobs in this process; any number of processes may run one against one database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        jobs: Mapping[str, JobSpec] | Iterable[JobSpec],
+        run_poll: Callable[[str], int],
+        run_sync: Callable[[SyncSpec, bool], Report],
+        *,
+        holder: str | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
+        jobstore_table: str = JOBSTORE_TABLE,
+    ) -> None:
+        specs = jobs.values() if isinstance(jobs, Mapping) else jobs
+        self.engine = engine
+        self.jobs = {spec.name: spec for spec in specs}
+        self.run_poll = run_poll
+        self.run_sync = run_sync
+        self.holder = holder or default_holder()
+        self.jobstore_table = jobstore_table
+        self._aps = BackgroundScheduler(
+            timezone=ZoneInfo(timezone),
+            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=jobstore_table)},
+            executors={"default": _TickExecutor(self.fire)},
+        )
+
+    def start(self) -> None:
+        """Start ticking; the stored schedule is kept for jobs whose trigger did not change."""
+        # Two processes starting at once would race to create the job store's table
+        # and to add the same jobs: one at a time.
+        with Lease(self.engine, "scheduler:start", self.holder, ttl_s=60).hold(wait_s=60):
+            self._aps.start(paused=True)
+            self._reconcile_store()
+        self._aps.resume()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=wait)
+
+    def _reconcile_store(self) -> None:
+        stored = {job.id: job for job in self._aps.get_jobs()}
+        for name, spec in self.jobs.items():
+            trigger = spec.trigger()
+            old = stored.get(name)
+            if (old is not None and str(old.trigger) == str(trigger)
+                    and str(getattr(old.trigger, "timezone", "")) == spec.timezone):
+                if (old.misfire_grace_time, old.coalesce) != (spec.misfire_grace_time,
+                                                               spec.coalesce):
+                    self._aps.modify_job(name, misfire_grace_time=spec.misfire_grace_time,
+                                         coalesce=spec.coalesce)
+                continue
+            try:
+                self._aps.add_job(
+                    scheduled_job, trigger, args=(name,), id=name, name=name,
+                    misfire_grace_time=spec.misfire_grace_time, coalesce=spec.coalesce,
+                    max_instances=1, replace_existing=old is not None,
+                )
+            except ConflictingIdError:
+                log.info("job %s was just stored by another process", name)
+        for name in stored.keys() - self.jobs.keys():
+            try:
+                self._aps.remove_job(name)
+                log.info("job %s is no longer configured: removed from the schedule", name)
+            except JobLookupError:
+                pass
+
+    def fire(self, job: str, scheduled_for: datetime | None = None) -> str:
+        """Run one tick of ``job`` unless another process holds it or already ran this tick.
+
+        Returns the outcome: ``skipped`` (held or already run), ``ok``, ``failed``,
+        ``refused``, ``interrupted`` or ``error``.
+        """
+        spec = self.jobs.get(job)
+        if spec is None:
+            log.warning("job %s is in the job store but not in the config; skipped", job)
+            return "skipped"
+        lease = Lease(self.engine, job_lease_name(job), self.holder, spec.lease_ttl_s)
+        try:
+            with lease.hold():
+                run_id = claim_run(self.engine, job, self.holder, scheduled_for=scheduled_for)
+                if run_id is None:
+                    log.info("job %s: tick %s already ran elsewhere", job, scheduled_for)
+                    return "skipped"
+                outcome, detail = self._execute(spec)
+                finish_run(self.engine, run_id, outcome, detail)
+                return outcome
+        except LeaseHeld as exc:
+            log.info("job %s: tick skipped, %s", job, exc)
+            return "skipped"
+
+    def _execute(self, spec: JobSpec) -> tuple[str, str]:
+        try:
+            if spec.sync is not None:
+                report = self.run_sync(spec.sync, spec.dry_run)
+                counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+                return report.outcome, f"sync run {report.run_id}: {counts}"
+            assert spec.poll is not None
+            count = self.run_poll(spec.poll)
+            return "ok", f"{count} message(s) from {spec.poll}"
+        except GuardRefused as exc:
+            log.error("job %s refused: %s", spec.name, exc)
+            return "refused", str(exc)
+        except Exception as exc:
+            log.exception("job %s failed", spec.name)
+            return "error", f"{type(exc).__name__}: {exc}"
+
+
+# --- the overview ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobOverview:
+    """One line of ``lienthong jobs``."""
+
+    name: str
+    what: str
+    schedule: str
+    last_started: datetime | None
+    last_finished: datetime | None
+    last_outcome: str | None
+    last_holder: str | None
+    next_run: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in self.__dict__.items()}
+
+
+def _local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(tz)
+
+
+def _stored_next_runs(engine: Engine, table: str) -> dict[str, datetime | None]:
+    store = Table(table, MetaData(), Column("id", String(191), primary_key=True),
+                  Column("next_run_time", Float))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(store.c.id, store.c.next_run_time)).all()
+    except SQLAlchemyError:
+        return {}  # the scheduler has never run against this database
+    return {row.id: (datetime.fromtimestamp(row.next_run_time, UTC)
+                     if row.next_run_time is not None else None) for row in rows}
+
+
+def jobs_overview(
+    engine: Engine, jobs: Mapping[str, JobSpec] | Iterable[JobSpec],
+    *, jobstore_table: str = JOBSTORE_TABLE,
+) -> list[JobOverview]:
+    """Schedule, last run, outcome and next run of every job, for ``lienthong jobs``."""
+    specs = list(jobs.values() if isinstance(jobs, Mapping) else jobs)
+    stored = _stored_next_runs(engine, jobstore_table)
+    now = datetime.now(UTC)
+    result = []
+    with engine.connect() as conn:
+        for spec in specs:
+            last = conn.execute(
+                select(job_runs).where(job_runs.c.job == spec.name)
+                .order_by(job_runs.c.started_at.desc(), job_runs.c.id.desc()).limit(1)
+            ).first()
+            if spec.name in stored:
+                next_run = stored[spec.name]
+            else:
+                next_run = spec.trigger().get_next_fire_time(None, now)
+            tz = ZoneInfo(spec.timezone)
+            result.append(JobOverview(
+                name=spec.name, what=spec.what, schedule=spec.schedule,
+                last_started=_local(last.started_at, tz) if last else None,
+                last_finished=_local(last.finished_at, tz) if last else None,
+                last_outcome=last.outcome if last else None,
+                last_holder=last.holder if last else None,
+                next_run=next_run.astimezone(tz) if next_run else None,
+            ))
+    return result

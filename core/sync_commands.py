@@ -1,0 +1,292 @@
+"""The ``lienthong jobs`` and ``lienthong sync`` commands, for admins and cron.
+
+``lienthong jobs [--json]``
+    every configured job: what it does, its schedule, last run, outcome, next run.
+``lienthong sync run JOB [--dry-run] [--since CURSOR] [--force] [--wait S] [--json]``
+    run a sync job now, under the same lease as its scheduled runs.
+``lienthong sync report RUN_ID [--all] [--json]``
+    a stored run: counts, outcome, and each change with its field differences.
+``lienthong sync runs [JOB] [--limit N]``
+    the latest runs, to find a RUN_ID.
+
+Exit codes of ``sync run`` (for cron and scripts): 0 ok, 1 some items failed,
+2 refused by the disable guard, 3 lease held by another run, 4 configuration
+error, 5 interrupted by a transient error (re-run later; nothing is lost).
+
+The commands read what they need from the click context object, which must
+satisfy :class:`SyncContext`; ``lienthong.cli`` provides it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, Protocol
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from .adapter import Adapter, Change
+from .errors import ConfigError, LienthongError
+from .lease import Lease, LeaseHeld, default_holder
+from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
+from .sync import GuardRefused, Report, differences, load_report, recent_runs, run
+
+EXIT_OK = 0
+EXIT_ITEMS_FAILED = 1
+EXIT_REFUSED = 2
+EXIT_LEASE_HELD = 3
+EXIT_CONFIG = 4
+EXIT_INTERRUPTED = 5
+
+_OUTCOME_EXIT = {"ok": EXIT_OK, "failed": EXIT_ITEMS_FAILED, "refused": EXIT_REFUSED,
+                 "interrupted": EXIT_INTERRUPTED, "error": EXIT_ITEMS_FAILED}
+
+
+class SyncContext(Protocol):
+    """What the commands need from the bus; any member may raise ``ConfigError``."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def jobs(self) -> Mapping[str, JobSpec]: ...
+
+    def adapter(self, endpoint: str) -> Adapter:
+        """The started adapter serving ``endpoint``; the context stops it when it closes."""
+        ...
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _jobs(obj: SyncContext) -> Mapping[str, JobSpec]:
+    try:
+        return obj.jobs
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+def _engine(obj: SyncContext) -> Engine:
+    try:
+        return obj.engine
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "-"
+
+
+# --- lienthong jobs -------------------------------------------------------
+
+
+@click.command("jobs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def jobs_command(obj: SyncContext, as_json: bool) -> None:
+    """List the scheduled jobs: schedule, last run, outcome, next run."""
+    overview = jobs_overview(_engine(obj), _jobs(obj))
+    if as_json:
+        click.echo(json.dumps([o.to_dict() for o in overview], ensure_ascii=False, indent=2))
+        return
+    if not overview:
+        click.echo("No jobs configured. Hint: add a 'jobs:' section to the config "
+                   "(see docs/syncs.md)")
+        return
+    table = Table("job", "does", "schedule", "last run", "outcome", "by", "next run")
+    for o in overview:
+        table.add_row(o.name, o.what, o.schedule, _when(o.last_started),
+                      o.last_outcome or "never run", o.last_holder or "-", _when(o.next_run))
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+# --- lienthong sync -------------------------------------------------------
+
+
+@click.group("sync")
+def sync_group() -> None:
+    """Run sync jobs by hand and read their reports."""
+
+
+class _Progress:
+    """A rich bar on a terminal; a plain line every 10 % when cron or a pipe reads stderr."""
+
+    def __init__(self, label: str) -> None:
+        self.console = Console(stderr=True)
+        self.label = label
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.last_tenth = -1
+
+    def __enter__(self) -> Callable[[int, int, Change], None]:
+        if self.console.is_terminal:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeRemainingColumn(), console=self.console)
+            self.bar.start()
+        return self.update
+
+    def update(self, done: int, total: int, change: Change) -> None:
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task(self.label, total=total)
+            self.bar.update(self.task, completed=done)
+            return
+        tenth = done * 10 // total if total else 10
+        if tenth != self.last_tenth:
+            self.last_tenth = tenth
+            click.echo(f"{self.label}: {done}/{total} changes applied ({tenth * 10}%)", err=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _find_job(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
+    spec = jobs.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, jobs, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        known = ", ".join(sorted(j for j in jobs if jobs[j].sync)) or "none"
+        _fail(f"no job '{name}' in the config.{hint} Sync jobs: {known}", EXIT_CONFIG)
+    if spec.sync is None:
+        _fail(f"job '{name}' is a poll of '{spec.poll}', not a sync. Hint: 'lienthong jobs' "
+              "lists what each job does", EXIT_CONFIG)
+    return spec
+
+
+@sync_group.command("run")
+@click.argument("job")
+@click.option("--dry-run", is_flag=True, help="Plan and store the report; change nothing.")
+@click.option("--since", metavar="CURSOR", help="Read source changes since CURSOR, not the "
+              "stored cursor.")
+@click.option("--force", is_flag=True, help="Apply even past the disable guard.")
+@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="S",
+              help="Wait up to S seconds for a running job to finish instead of exiting 3.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def sync_run_command(obj: SyncContext, job: str, dry_run: bool, since: str | None, force: bool,
+                     wait_s: float, as_json: bool) -> None:
+    """Run sync JOB now (exit 0 ok, 1 items failed, 2 refused, 3 lease held, 4 config, 5 retry)."""
+    spec = _find_job(_jobs(obj), job)
+    assert spec.sync is not None
+    holder = default_holder()
+    engine = _engine(obj)
+    lease = Lease(engine, job_lease_name(job), holder, spec.lease_ttl_s)
+    if not lease.acquire():
+        if wait_s <= 0:
+            _fail(str(LeaseHeld(lease.name, lease.current(), 0)), EXIT_LEASE_HELD)
+        current = lease.current()
+        who = current.holder if current else "another process"
+        click.echo(f"job '{job}' is running ({who}); waiting up to {wait_s:g} s", err=True)
+    try:
+        with lease.hold(wait_s=wait_s):
+            run_id = claim_run(engine, job, holder, trigger="manual")
+            assert run_id is not None
+            try:
+                source = obj.adapter(spec.sync.source_endpoint)
+                target = obj.adapter(spec.sync.target_endpoint)
+                with _Progress(f"sync {job}") as progress:
+                    report = run(spec.sync, source, target, engine, dry_run=dry_run,
+                                 force=force, since=since, progress=progress, holder=holder)
+            except GuardRefused as exc:
+                finish_run(engine, run_id, "refused", str(exc))
+                _fail(str(exc), EXIT_REFUSED)
+            except ConfigError as exc:
+                finish_run(engine, run_id, "error", str(exc))
+                _fail(str(exc), EXIT_CONFIG)
+            except LienthongError as exc:
+                finish_run(engine, run_id, "error", str(exc))
+                _fail(str(exc), EXIT_ITEMS_FAILED)
+            finish_run(engine, run_id, report.outcome, f"sync run {report.run_id}")
+    except LeaseHeld as exc:
+        _fail(str(exc), EXIT_LEASE_HELD)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_report(report, limit=20)
+    sys.exit(_OUTCOME_EXIT.get(report.outcome, EXIT_ITEMS_FAILED))
+
+
+@sync_group.command("report")
+@click.argument("run_id", type=int)
+@click.option("--all", "show_all", is_flag=True, help="Show every item, not the first 50.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def sync_report_command(obj: SyncContext, run_id: int, show_all: bool, as_json: bool) -> None:
+    """Show the stored report of sync run RUN_ID."""
+    report = load_report(_engine(obj), run_id)
+    if report is None:
+        _fail(f"no sync run {run_id}. Hint: 'lienthong sync runs' lists the latest runs",
+              EXIT_CONFIG)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        return
+    _print_report(report, limit=None if show_all else 50)
+
+
+@sync_group.command("runs")
+@click.argument("job", required=False)
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_obj
+def sync_runs_command(obj: SyncContext, job: str | None, limit: int) -> None:
+    """List the latest sync runs (of JOB), newest first."""
+    reports = recent_runs(_engine(obj), job, limit)
+    if not reports:
+        click.echo("No sync runs yet. Hint: lienthong sync run JOB --dry-run")
+        return
+    for r in reports:
+        kind = "dry run" if r.dry_run else "apply"
+        click.echo(f"{r.run_id:>6}  {_when(r.started_at)}  {r.job}  {kind}  {r.outcome}  "
+                   f"{_counts(r.counts)}")
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in counts.items()) or "-"
+
+
+def _shown(value: Any) -> str:
+    return "-" if value is None else repr(value)
+
+
+def _print_report(report: Report, limit: int | None) -> None:
+    kind = "dry run" if report.dry_run else ("apply, forced" if report.forced else "apply")
+    click.echo(f"sync {report.job}, run {report.run_id} ({kind}): {report.source} -> "
+               f"{report.target}, entity {report.entity}")
+    click.echo(f"  started {_when(report.started_at)}, finished {_when(report.finished_at)}"
+               f"{' by ' + report.holder if report.holder else ''}")
+    click.echo(f"  {_counts(report.counts)}")
+    click.echo(f"  cursor {report.cursor_before or '-'} -> {report.cursor_after or '-'}")
+    outcome = report.outcome
+    if outcome == "running" and report.finished_at is None:
+        outcome = "running, or killed before it ended (re-run the job: it converges)"
+    click.echo(f"  outcome: {outcome}")
+    if report.message:
+        click.echo(f"  {report.message}")
+    shown = report.items if limit is None else report.items[:limit]
+    for item in shown:
+        if item.status in ("rejected", "failed", "not-applied"):
+            click.echo(f"  {item.status:<11} {item.action:<8} {item.key}: {item.reason}")
+            continue
+        click.echo(f"  {item.status:<11} {item.action:<8} {item.key}")
+        if item.action == "update":
+            change = Change(item.action, item.key, item.fields, item.before)
+            for diff in differences(change):
+                click.echo(f"      {diff.field}: {_shown(diff.before)} -> {_shown(diff.after)}")
+    if limit is not None and len(report.items) > limit:
+        click.echo(f"  ... {len(report.items) - limit} more. Hint: lienthong sync report "
+                   f"{report.run_id} --all")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``jobs`` and ``sync`` to the ``lienthong`` command."""
+    cli.add_command(jobs_command)
+    cli.add_command(sync_group)
+
