@@ -26,6 +26,7 @@ from typing import Any
 
 from . import sync
 from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
+from .breaker import CircuitBreaker
 from .config import Config, RetryPolicy
 from .errors import ConfigError, FatalError, LienthongError, RejectedError, TransientError
 from .host import PluginHost
@@ -97,11 +98,15 @@ class Bus:
                 settings.broker.reveal(), senders, prefetch=settings.batch_size
             )
         self.scheduler: Scheduler | None = None
+        self.breakers = {
+            name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
+            for name in self.adapters
+        }
         self._lease = timedelta(seconds=settings.claim_seconds)
         self._stop = threading.Event()
         self._started = False
         self._last_relay = 0.0
-        self._cycle_result = CycleResult()
+        self._queued: list[tuple[str, Any]] = []
         self._claimed: list[Delivery] = []
 
     def _prepare_schema(self) -> None:
@@ -280,12 +285,12 @@ class Bus:
             self._finish([self._send(d) for d in claimed], result)
         return result
 
-    def deliver_key(self, key: str) -> CycleResult:
-        """Claim and send one delivery a queue told us about; a no-op if done or taken."""
+    def deliver_keys(self, keys: Sequence[str]) -> CycleResult:
+        """Claim and send deliveries a queue told us about; those done or taken are skipped."""
         result = CycleResult()
-        delivery = self.store.claim(key, self.worker, lease=self._lease)
-        if delivery is not None:
-            self._finish([self._send(delivery)], result)
+        claimed = self.store.claim(keys, self.worker, lease=self._lease)
+        if claimed:
+            self._finish([self._send(d) for d in claimed], result)
         return result
 
     def _send(self, delivery: Delivery) -> Outcome:
@@ -296,12 +301,19 @@ class Bus:
                 "rejected",
                 f"endpoint '{delivery.endpoint}' is not configured in this process",
             )
+        breaker = self.breakers[delivery.endpoint]
+        if not breaker.allow():
+            # Not an attempt: the endpoint keeps failing, so it is left alone for a while.
+            wait = max(breaker.retry_in(), 0.05)
+            return Outcome(delivery, "deferred", retry_at=utcnow() + timedelta(seconds=wait))
         try:
             adapter.send(delivery.to_message(), key=delivery.key)
         except RejectedError as exc:
+            self._breaker_result(delivery.endpoint, ok=True)  # it answered: it is up
             return Outcome(delivery, "rejected", str(exc))
         except FatalError as exc:
             log.error("endpoint %s: %s", delivery.endpoint, exc)
+            self._breaker_result(delivery.endpoint, ok=False)
             return self._retry(delivery, str(exc), delay=self.config.bus.retry.max_delay)
         except Exception as exc:
             transient = isinstance(exc, TransientError) or adapter.is_transient(exc)
@@ -310,8 +322,27 @@ class Bus:
                 log.warning(
                     "endpoint %s raised an undeclared error; retrying: %s", delivery.endpoint, text
                 )
+            self._breaker_result(delivery.endpoint, ok=False)
             return self._retry(delivery, text)
+        self._breaker_result(delivery.endpoint, ok=True)
         return Outcome(delivery, "ok")
+
+    def _breaker_result(self, endpoint: str, *, ok: bool) -> None:
+        breaker = self.breakers[endpoint]
+        before = breaker.state
+        if ok:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
+        after = breaker.state
+        if after != before:
+            log.warning("endpoint %s: circuit %s", endpoint, breaker.describe())
+            try:
+                self.store.set_endpoint_health(
+                    endpoint, after.value, breaker.describe(), self.worker
+                )
+            except TransientError:
+                log.warning("could not record the circuit state of %s", endpoint)
 
     def _retry(self, delivery: Delivery, error: str, delay: float | None = None) -> Outcome:
         policy = self.config.bus.retry
@@ -382,8 +413,18 @@ class Bus:
         return len(items)
 
     def _on_queue_entry(self, key: str, ack: Any) -> None:
-        self._cycle_result.delivered += self.deliver_key(key).delivered
-        ack()
+        self._queued.append((key, ack))
+
+    def _flush_queued(self, result: CycleResult) -> None:
+        """Deliver the entries drained so far as one batch, then ack them."""
+        if not self._queued:
+            return
+        batch, self._queued = self._queued, []
+        step = self.deliver_keys(list(dict.fromkeys(key for key, _ in batch)))
+        for name in ("delivered", "retried", "dead"):
+            setattr(result, name, getattr(result, name) + getattr(step, name))
+        for _, ack in batch:
+            ack()
 
     # --- the loop ---
 
@@ -404,13 +445,16 @@ class Bus:
         if time.monotonic() - self._last_relay >= 1.0:
             self.relay()
             self._last_relay = time.monotonic()
-        self._cycle_result = result
         deadline = time.monotonic() + self.config.bus.poll_interval
         while not self._stop.is_set() and time.monotonic() < deadline:
-            before = result.delivered
-            self.transport.drain(timeout=min(0.2, self.config.bus.poll_interval))
-            if result.delivered == before:
-                break  # the queues are idle: go back to polling the sources
+            waiting = bool(self._queued)
+            if not self.transport.drain(timeout=0.01 if waiting else 0.2):
+                if not waiting:
+                    break  # the queues are idle: go back to polling the sources
+                self._flush_queued(result)
+            elif len(self._queued) >= self.config.bus.batch_size:
+                self._flush_queued(result)
+        self._flush_queued(result)
         return result
 
     def run(self, *, once: bool = False) -> CycleResult:

@@ -162,13 +162,20 @@ def status(state: State, as_json: bool) -> None:
         "counts": store.counts(),
         "pending_by_endpoint": store.pending_by_endpoint(),
         "endpoints": {n: e.adapter for n, e in state.config.endpoints.items()},
+        "circuits": store.endpoint_health(),
     }
     if as_json:
         _print_json(data)
         return
-    table = Table("endpoint", "adapter", "pending")
+    table = Table("endpoint", "adapter", "pending", "circuit")
     for name, adapter in data["endpoints"].items():
-        table.add_row(name, adapter, str(data["pending_by_endpoint"].get(name, 0)))
+        circuit = data["circuits"].get(name)
+        table.add_row(
+            name,
+            adapter,
+            str(data["pending_by_endpoint"].get(name, 0)),
+            f"{circuit['detail']} ({circuit['updated_at']:%H:%M:%S})" if circuit else "closed",
+        )
     console.print(table)
     counts = data["counts"]
     console.print(

@@ -50,7 +50,8 @@ class BusSettings:
     batch_size: int = 200
     claim_seconds: float = 60.0
     requeue_seconds: float = 60.0
-    worker_threads: int = 4
+    breaker_failures: int = 5
+    breaker_reset_seconds: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
@@ -177,7 +178,8 @@ _BUS_KEYS = [
     "batch_size",
     "claim_seconds",
     "requeue_seconds",
-    "worker_threads",
+    "breaker_failures",
+    "breaker_reset_seconds",
     "retry",
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
@@ -210,7 +212,8 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
     for name, kind in (
         ("max_message_bytes", int),
         ("batch_size", int),
-        ("worker_threads", int),
+        ("breaker_failures", int),
+        ("breaker_reset_seconds", float),
         ("poll_interval", float),
         ("claim_seconds", float),
         ("requeue_seconds", float),

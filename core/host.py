@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("memory", "lienthong.plugins.memory"),
     ("document_axis", "lienthong.plugins.document_axis.plugin"),
     ("email_directory", "lienthong.plugins.email_directory.plugin"),
+    ("accounting_soap", "lienthong.plugins.accounting_soap.plugin"),
 )
 
 

@@ -239,9 +239,7 @@ class Lease:
         }
         condition = leases.c.name == self.name
         if not force:
-            condition = condition & (
-                (leases.c.holder == self.holder) | (leases.c.expires_at < now)
-            )
+            condition = condition & ((leases.c.holder == self.holder) | (leases.c.expires_at < now))
         with self.engine.begin() as conn:
             if conn.execute(update(leases).where(condition).values(**values)).rowcount:
                 return True
@@ -256,9 +254,7 @@ class Lease:
 
     def _start_keeping(self) -> None:
         self._stop_keeper.clear()
-        self._keeper = threading.Thread(
-            target=self._keep, name=f"lease-{self.name}", daemon=True
-        )
+        self._keeper = threading.Thread(target=self._keep, name=f"lease-{self.name}", daemon=True)
         self._keeper.start()
 
     def _keep(self) -> None:

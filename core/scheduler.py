@@ -94,10 +94,27 @@ def job_lease_name(job: str) -> str:
 
 # --- job definitions ------------------------------------------------------
 
-_JOB_KEYS = ("cron", "interval", "poll", "sync", "timezone", "misfire_grace_time", "coalesce",
-             "lease_ttl", "dry_run")
-_SYNC_KEYS = ("source", "target", "entity", "source_entity", "fields", "disable_missing",
-              "max_disable_share", "mode")
+_JOB_KEYS = (
+    "cron",
+    "interval",
+    "poll",
+    "sync",
+    "timezone",
+    "misfire_grace_time",
+    "coalesce",
+    "lease_ttl",
+    "dry_run",
+)
+_SYNC_KEYS = (
+    "source",
+    "target",
+    "entity",
+    "source_entity",
+    "fields",
+    "disable_missing",
+    "max_disable_share",
+    "mode",
+)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -107,8 +124,9 @@ def _unknown(keys: Iterable[str], known: tuple[str, ...], location: str) -> list
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            problems.append(ConfigProblem(f"{location}.{key}",
-                                          f"unknown key.{hint} Known: {', '.join(known)}"))
+            problems.append(
+                ConfigProblem(f"{location}.{key}", f"unknown key.{hint} Known: {', '.join(known)}")
+            )
     return problems
 
 
@@ -175,8 +193,12 @@ class JobSpec:
     ) -> tuple[JobSpec | None, list[ConfigProblem]]:
         """Build a job from its config section; every problem is reported with its location."""
         if not isinstance(raw, Mapping):
-            return None, [ConfigProblem(location, f"a job is a mapping with cron or interval and "
-                                                  f"poll or sync, got {raw!r}")]
+            return None, [
+                ConfigProblem(
+                    location,
+                    f"a job is a mapping with cron or interval and poll or sync, got {raw!r}",
+                )
+            ]
         problems = _unknown(raw, _JOB_KEYS, location)
         values: dict[str, Any] = {"name": name}
 
@@ -185,29 +207,46 @@ class JobSpec:
             ZoneInfo(str(timezone))
             values["timezone"] = str(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(ConfigProblem(f"{location}.timezone", f"unknown time zone "
-                                          f"{timezone!r}. Hint: use an IANA name such as "
-                                          f"'{DEFAULT_TIMEZONE}'"))
+            problems.append(
+                ConfigProblem(
+                    f"{location}.timezone",
+                    f"unknown time zone "
+                    f"{timezone!r}. Hint: use an IANA name such as "
+                    f"'{DEFAULT_TIMEZONE}'",
+                )
+            )
 
         has_cron, has_interval = "cron" in raw, "interval" in raw
         if has_cron == has_interval:
-            problems.append(ConfigProblem(location, "give exactly one of 'cron' (e.g. "
-                                          "\"0 2 * * *\") or 'interval' (e.g. 60 or \"5m\")"))
+            problems.append(
+                ConfigProblem(
+                    location,
+                    "give exactly one of 'cron' (e.g. "
+                    '"0 2 * * *") or \'interval\' (e.g. 60 or "5m")',
+                )
+            )
         elif has_cron:
             try:
                 CronTrigger.from_crontab(str(raw["cron"]), timezone=ZoneInfo(DEFAULT_TIMEZONE))
                 values["cron"] = str(raw["cron"])
             except ValueError as exc:
-                problems.append(ConfigProblem(f"{location}.cron", f"{exc} (value {raw['cron']!r})."
-                                              " Hint: five fields, minute hour day month weekday"))
+                problems.append(
+                    ConfigProblem(
+                        f"{location}.cron",
+                        f"{exc} (value {raw['cron']!r})."
+                        " Hint: five fields, minute hour day month weekday",
+                    )
+                )
         else:
             try:
                 values["interval_s"] = parse_interval(raw["interval"])
             except ValueError as exc:
                 problems.append(ConfigProblem(f"{location}.interval", str(exc)))
 
-        for key, kind, target in (("misfire_grace_time", int, "misfire_grace_time"),
-                                  ("lease_ttl", float, "lease_ttl_s")):
+        for key, kind, target in (
+            ("misfire_grace_time", int, "misfire_grace_time"),
+            ("lease_ttl", float, "lease_ttl_s"),
+        ):
             if key in raw:
                 try:
                     number = parse_interval(raw[key])
@@ -219,19 +258,30 @@ class JobSpec:
                 if isinstance(raw[key], bool):
                     values[key] = raw[key]
                 else:
-                    problems.append(ConfigProblem(f"{location}.{key}",
-                                                  f"expected true or false, got {raw[key]!r}"))
+                    problems.append(
+                        ConfigProblem(
+                            f"{location}.{key}", f"expected true or false, got {raw[key]!r}"
+                        )
+                    )
 
         has_poll, has_sync = "poll" in raw, "sync" in raw
         if has_poll == has_sync:
-            problems.append(ConfigProblem(location, "give exactly one of 'poll: ENDPOINT' or "
-                                          "'sync: {source: ..., target: ..., entity: ...}'"))
+            problems.append(
+                ConfigProblem(
+                    location,
+                    "give exactly one of 'poll: ENDPOINT' or "
+                    "'sync: {source: ..., target: ..., entity: ...}'",
+                )
+            )
         elif has_poll:
             if isinstance(raw["poll"], str) and raw["poll"]:
                 values["poll"] = raw["poll"]
             else:
-                problems.append(ConfigProblem(f"{location}.poll",
-                                              f"expected an endpoint name, got {raw['poll']!r}"))
+                problems.append(
+                    ConfigProblem(
+                        f"{location}.poll", f"expected an endpoint name, got {raw['poll']!r}"
+                    )
+                )
         else:
             sync, sync_problems = _sync_from_config(name, raw["sync"], f"{location}.sync")
             problems.extend(sync_problems)
@@ -245,38 +295,56 @@ def _sync_from_config(
     name: str, raw: Any, location: str
 ) -> tuple[SyncSpec | None, list[ConfigProblem]]:
     if not isinstance(raw, Mapping):
-        return None, [ConfigProblem(location, "expected {source: ENDPOINT, target: ENDPOINT, "
-                                              f"entity: NAME}}, got {raw!r}")]
+        return None, [
+            ConfigProblem(
+                location,
+                f"expected {{source: ENDPOINT, target: ENDPOINT, entity: NAME}}, got {raw!r}",
+            )
+        ]
     problems = _unknown(raw, _SYNC_KEYS, location)
     for key in ("source", "target", "entity"):
         if not isinstance(raw.get(key), str) or not raw.get(key):
-            problems.append(ConfigProblem(f"{location}.{key}",
-                                          f"required: a name, got {raw.get(key)!r}"))
+            problems.append(
+                ConfigProblem(f"{location}.{key}", f"required: a name, got {raw.get(key)!r}")
+            )
     fields = raw.get("fields")
     if fields is not None and (
         not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
     ):
-        problems.append(ConfigProblem(f"{location}.fields",
-                                      f"expected a list of field names, got {fields!r}"))
+        problems.append(
+            ConfigProblem(f"{location}.fields", f"expected a list of field names, got {fields!r}")
+        )
     share = raw.get("max_disable_share", 0.05)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        problems.append(ConfigProblem(f"{location}.max_disable_share",
-                                      f"expected a share between 0 and 1 (0.05 = 5%), "
-                                      f"got {share!r}"))
+        problems.append(
+            ConfigProblem(
+                f"{location}.max_disable_share",
+                f"expected a share between 0 and 1 (0.05 = 5%), got {share!r}",
+            )
+        )
     if not isinstance(raw.get("disable_missing", True), bool):
-        problems.append(ConfigProblem(f"{location}.disable_missing",
-                                      f"expected true or false, got {raw['disable_missing']!r}"))
+        problems.append(
+            ConfigProblem(
+                f"{location}.disable_missing",
+                f"expected true or false, got {raw['disable_missing']!r}",
+            )
+        )
     mode = raw.get("mode", "full")
     if mode not in MODES:
-        problems.append(ConfigProblem(f"{location}.mode",
-                                      f"expected one of {', '.join(MODES)}, got {mode!r}"))
+        problems.append(
+            ConfigProblem(f"{location}.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+        )
     if problems:
         return None, problems
     return SyncSpec(
-        name=name, source_endpoint=raw["source"], target_endpoint=raw["target"],
-        entity=raw["entity"], source_entity=raw.get("source_entity"),
+        name=name,
+        source_endpoint=raw["source"],
+        target_endpoint=raw["target"],
+        entity=raw["entity"],
+        source_entity=raw.get("source_entity"),
         fields=tuple(fields) if fields is not None else None,
-        disable_missing=raw.get("disable_missing", True), max_disable_share=float(share),
+        disable_missing=raw.get("disable_missing", True),
+        max_disable_share=float(share),
         mode=mode,
     ), []
 
@@ -302,16 +370,27 @@ def jobs_from_config(
 # --- job runs -------------------------------------------------------------
 
 
-def claim_run(engine: Engine, job: str, holder: str, *, trigger: str = "schedule",
-              scheduled_for: datetime | None = None) -> int | None:
+def claim_run(
+    engine: Engine,
+    job: str,
+    holder: str,
+    *,
+    trigger: str = "schedule",
+    scheduled_for: datetime | None = None,
+) -> int | None:
     """Record the start of a run; None when this tick was already claimed by another process."""
     tick = scheduled_for.astimezone(UTC) if scheduled_for is not None else None
     try:
         with engine.begin() as conn:
             key = conn.execute(
-                insert(job_runs).values(job=job, trigger=trigger, scheduled_for=tick,
-                                        started_at=datetime.now(UTC), outcome="running",
-                                        holder=holder)
+                insert(job_runs).values(
+                    job=job,
+                    trigger=trigger,
+                    scheduled_for=tick,
+                    started_at=datetime.now(UTC),
+                    outcome="running",
+                    holder=holder,
+                )
             ).inserted_primary_key
     except IntegrityError:
         return None
@@ -321,15 +400,23 @@ def claim_run(engine: Engine, job: str, holder: str, *, trigger: str = "schedule
 
 def finish_run(engine: Engine, run_id: int, outcome: str, detail: str | None = None) -> None:
     with engine.begin() as conn:
-        conn.execute(update(job_runs).where(job_runs.c.id == run_id).values(
-            finished_at=datetime.now(UTC), outcome=outcome, detail=detail))
+        conn.execute(
+            update(job_runs)
+            .where(job_runs.c.id == run_id)
+            .values(finished_at=datetime.now(UTC), outcome=outcome, detail=detail)
+        )
 
 
 def delete_job_runs_before(engine: Engine, cutoff: datetime) -> int:
     """Delete finished job runs started before ``cutoff`` (for ``db cleanup``)."""
     with engine.begin() as conn:
-        return int(conn.execute(delete(job_runs).where(
-            job_runs.c.started_at < cutoff, job_runs.c.finished_at.is_not(None))).rowcount)
+        return int(
+            conn.execute(
+                delete(job_runs).where(
+                    job_runs.c.started_at < cutoff, job_runs.c.finished_at.is_not(None)
+                )
+            ).rowcount
+        )
 
 
 # --- the scheduler --------------------------------------------------------
@@ -431,18 +518,30 @@ class Scheduler:
         for name, spec in self.jobs.items():
             trigger = spec.trigger()
             old = stored.get(name)
-            if (old is not None and str(old.trigger) == str(trigger)
-                    and str(getattr(old.trigger, "timezone", "")) == spec.timezone):
-                if (old.misfire_grace_time, old.coalesce) != (spec.misfire_grace_time,
-                                                               spec.coalesce):
-                    self._aps.modify_job(name, misfire_grace_time=spec.misfire_grace_time,
-                                         coalesce=spec.coalesce)
+            if (
+                old is not None
+                and str(old.trigger) == str(trigger)
+                and str(getattr(old.trigger, "timezone", "")) == spec.timezone
+            ):
+                if (old.misfire_grace_time, old.coalesce) != (
+                    spec.misfire_grace_time,
+                    spec.coalesce,
+                ):
+                    self._aps.modify_job(
+                        name, misfire_grace_time=spec.misfire_grace_time, coalesce=spec.coalesce
+                    )
                 continue
             try:
                 self._aps.add_job(
-                    scheduled_job, trigger, args=(name,), id=name, name=name,
-                    misfire_grace_time=spec.misfire_grace_time, coalesce=spec.coalesce,
-                    max_instances=1, replace_existing=old is not None,
+                    scheduled_job,
+                    trigger,
+                    args=(name,),
+                    id=name,
+                    name=name,
+                    misfire_grace_time=spec.misfire_grace_time,
+                    coalesce=spec.coalesce,
+                    max_instances=1,
+                    replace_existing=old is not None,
                 )
             except ConflictingIdError:
                 log.info("job %s was just stored by another process", name)
@@ -511,8 +610,9 @@ class JobOverview:
     next_run: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in self.__dict__.items()}
+        return {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()
+        }
 
 
 def _local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
@@ -522,20 +622,32 @@ def _local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
 
 
 def _stored_next_runs(engine: Engine, table: str) -> dict[str, datetime | None]:
-    store = Table(table, MetaData(), Column("id", String(191), primary_key=True),
-                  Column("next_run_time", Float))
+    store = Table(
+        table,
+        MetaData(),
+        Column("id", String(191), primary_key=True),
+        Column("next_run_time", Float),
+    )
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(store.c.id, store.c.next_run_time)).all()
     except SQLAlchemyError:
         return {}  # the scheduler has never run against this database
-    return {row.id: (datetime.fromtimestamp(row.next_run_time, UTC)
-                     if row.next_run_time is not None else None) for row in rows}
+    return {
+        row.id: (
+            datetime.fromtimestamp(row.next_run_time, UTC)
+            if row.next_run_time is not None
+            else None
+        )
+        for row in rows
+    }
 
 
 def jobs_overview(
-    engine: Engine, jobs: Mapping[str, JobSpec] | Iterable[JobSpec],
-    *, jobstore_table: str = JOBSTORE_TABLE,
+    engine: Engine,
+    jobs: Mapping[str, JobSpec] | Iterable[JobSpec],
+    *,
+    jobstore_table: str = JOBSTORE_TABLE,
 ) -> list[JobOverview]:
     """Schedule, last run, outcome and next run of every job, for ``lienthong jobs``."""
     specs = list(jobs.values() if isinstance(jobs, Mapping) else jobs)
@@ -545,20 +657,26 @@ def jobs_overview(
     with engine.connect() as conn:
         for spec in specs:
             last = conn.execute(
-                select(job_runs).where(job_runs.c.job == spec.name)
-                .order_by(job_runs.c.started_at.desc(), job_runs.c.id.desc()).limit(1)
+                select(job_runs)
+                .where(job_runs.c.job == spec.name)
+                .order_by(job_runs.c.started_at.desc(), job_runs.c.id.desc())
+                .limit(1)
             ).first()
             if spec.name in stored:
                 next_run = stored[spec.name]
             else:
                 next_run = spec.trigger().get_next_fire_time(None, now)
             tz = ZoneInfo(spec.timezone)
-            result.append(JobOverview(
-                name=spec.name, what=spec.what, schedule=spec.schedule,
-                last_started=_local(last.started_at, tz) if last else None,
-                last_finished=_local(last.finished_at, tz) if last else None,
-                last_outcome=last.outcome if last else None,
-                last_holder=last.holder if last else None,
-                next_run=next_run.astimezone(tz) if next_run else None,
-            ))
+            result.append(
+                JobOverview(
+                    name=spec.name,
+                    what=spec.what,
+                    schedule=spec.schedule,
+                    last_started=_local(last.started_at, tz) if last else None,
+                    last_finished=_local(last.finished_at, tz) if last else None,
+                    last_outcome=last.outcome if last else None,
+                    last_holder=last.holder if last else None,
+                    next_run=next_run.astimezone(tz) if next_run else None,
+                )
+            )
     return result

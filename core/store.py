@@ -129,6 +129,18 @@ audit = Table(
     Column("detail", Text, nullable=False, default=""),
 )
 
+# One row per endpoint whose circuit breaker opened, so 'lienthong status' in
+# another process can show it.
+endpoint_health = Table(
+    "endpoint_health",
+    metadata,
+    Column("endpoint", String(100), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("worker", String(100), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
 cursors = Table(
     "cursors",
     metadata,
@@ -196,7 +208,7 @@ class Outcome:
     """What happened to one claimed delivery."""
 
     delivery: Delivery
-    result: str  # ok | transient | rejected
+    result: str  # ok | transient | rejected | deferred (not tried: the endpoint's circuit is open)
     error: str | None = None
     retry_at: datetime | None = None
 
@@ -425,23 +437,27 @@ class Store:
             )
             return self._load_deliveries(conn, ids)
 
-    def claim(self, key: str, worker: str, *, lease: timedelta) -> Delivery | None:
-        """Claim one delivery by key (a queue told us about it); ``None`` if done or taken."""
+    def claim(self, keys: Sequence[str], worker: str, *, lease: timedelta) -> list[Delivery]:
+        """Claim deliveries by key (a queue told us of them); those done or taken are left out."""
         now = utcnow()
         with self._begin() as conn:
-            claimed = conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == key,
-                    deliveries.c.state == "pending",
-                    deliveries.c.next_attempt_at <= now,
-                    or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
-                )
-                .values(claimed_by=worker, claimed_until=now + lease)
-            ).rowcount
-            if not claimed:
-                return None
-            return self._load_deliveries(conn, [key])[0]
+            claimed = list(
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(list(keys)),
+                        deliveries.c.state == "pending",
+                        deliveries.c.next_attempt_at <= now,
+                        or_(
+                            deliveries.c.claimed_until.is_(None),
+                            deliveries.c.claimed_until < now,
+                        ),
+                    )
+                    .values(claimed_by=worker, claimed_until=now + lease)
+                    .returning(deliveries.c.id)
+                ).scalars()
+            )
+            return self._load_deliveries(conn, claimed) if claimed else []
 
     def _load_deliveries(self, conn: Connection, ids: list[str]) -> list[Delivery]:
         rows = conn.execute(
@@ -497,6 +513,15 @@ class Store:
                 )
             for o in outcomes:
                 d = o.delivery
+                if o.result == "deferred":
+                    conn.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id == d.key)
+                        .values(
+                            next_attempt_at=o.retry_at or now, claimed_until=None, enqueued_at=None
+                        )
+                    )
+                    continue
                 number = d.attempts + 1
                 attempt_rows.append(
                     {
@@ -646,6 +671,24 @@ class Store:
             "dead": by_state.get("dead", 0),
             "dead_letters_waiting": waiting,
         }
+
+    def set_endpoint_health(self, endpoint: str, state: str, detail: str, worker: str) -> None:
+        """Record an endpoint's circuit state as one worker sees it."""
+        with self._begin() as conn:
+            conn.execute(delete(endpoint_health).where(endpoint_health.c.endpoint == endpoint))
+            conn.execute(
+                insert(endpoint_health).values(
+                    endpoint=endpoint,
+                    state=state,
+                    detail=detail,
+                    worker=worker,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def endpoint_health(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return {r.endpoint: dict(r._mapping) for r in conn.execute(select(endpoint_health))}
 
     def pending_by_endpoint(self) -> dict[str, int]:
         with self.engine.connect() as conn:

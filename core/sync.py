@@ -234,8 +234,11 @@ def plan(
     for row in rows:
         if not row.key or not str(row.key).strip():
             result.rejected.append(
-                Rejection(repr(row.key), f"a '{spec.read_entity}' row has an empty key: "
-                          f"{dict(row.fields)!r}. Hint: fix the source record")
+                Rejection(
+                    repr(row.key),
+                    f"a '{spec.read_entity}' row has an empty key: "
+                    f"{dict(row.fields)!r}. Hint: fix the source record",
+                )
             )
         elif row.key not in duplicated:
             source[row.key] = row.fields
@@ -351,8 +354,16 @@ class _Recorder:
     BATCH = 200
     BATCH_SECONDS = 2.0
 
-    def __init__(self, engine: Engine, spec: SyncSpec, *, dry_run: bool, force: bool,
-                 cursor: str | None, holder: str | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spec: SyncSpec,
+        *,
+        dry_run: bool,
+        force: bool,
+        cursor: str | None,
+        holder: str | None,
+    ) -> None:
         self.engine = engine
         self.seq = 0
         self.pending: list[dict[str, Any]] = []
@@ -360,9 +371,17 @@ class _Recorder:
         with engine.begin() as conn:
             key = conn.execute(
                 insert(sync_runs).values(
-                    job=spec.name, source=spec.source_endpoint, target=spec.target_endpoint,
-                    entity=spec.entity, dry_run=dry_run, forced=force, outcome="running",
-                    started_at=_now(), cursor_before=cursor, counts="{}", holder=holder,
+                    job=spec.name,
+                    source=spec.source_endpoint,
+                    target=spec.target_endpoint,
+                    entity=spec.entity,
+                    dry_run=dry_run,
+                    forced=force,
+                    outcome="running",
+                    started_at=_now(),
+                    cursor_before=cursor,
+                    counts="{}",
+                    holder=holder,
                 )
             ).inserted_primary_key
         assert key is not None
@@ -372,11 +391,19 @@ class _Recorder:
         self.seq += 1
         detail = {"fields": dict(item.fields), "before": item.before, "reason": item.reason}
         self.pending.append(
-            {"run_id": self.run_id, "seq": self.seq, "key": item.key, "action": item.action,
-             "status": item.status, "detail": _json(detail)}
+            {
+                "run_id": self.run_id,
+                "seq": self.seq,
+                "key": item.key,
+                "action": item.action,
+                "status": item.status,
+                "detail": _json(detail),
+            }
         )
-        if (len(self.pending) >= self.BATCH
-                or time.monotonic() - self.flushed_at >= self.BATCH_SECONDS):
+        if (
+            len(self.pending) >= self.BATCH
+            or time.monotonic() - self.flushed_at >= self.BATCH_SECONDS
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -390,14 +417,25 @@ class _Recorder:
         for item in items:
             self.item(item)
 
-    def finish(self, outcome: str, counts: Mapping[str, int], *, cursor_after: str | None = None,
-               message: str | None = None) -> None:
+    def finish(
+        self,
+        outcome: str,
+        counts: Mapping[str, int],
+        *,
+        cursor_after: str | None = None,
+        message: str | None = None,
+    ) -> None:
         self.flush()
         with self.engine.begin() as conn:
             conn.execute(
-                update(sync_runs).where(sync_runs.c.id == self.run_id).values(
-                    outcome=outcome, finished_at=_now(), counts=_json(dict(counts)),
-                    cursor_after=cursor_after, message=message,
+                update(sync_runs)
+                .where(sync_runs.c.id == self.run_id)
+                .values(
+                    outcome=outcome,
+                    finished_at=_now(),
+                    counts=_json(dict(counts)),
+                    cursor_after=cursor_after,
+                    message=message,
                 )
             )
 
@@ -414,17 +452,37 @@ def load_report(engine: Engine, run_id: int) -> Report | None:
     items = []
     for row in rows:
         detail = json.loads(row.detail)
-        items.append(Item(row.key, row.action, row.status, detail.get("fields") or {},
-                          detail.get("before"), detail.get("reason")))
+        items.append(
+            Item(
+                row.key,
+                row.action,
+                row.status,
+                detail.get("fields") or {},
+                detail.get("before"),
+                detail.get("reason"),
+            )
+        )
     started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
     finished = run.finished_at
     if finished is not None and finished.tzinfo is None:
         finished = finished.replace(tzinfo=UTC)
     return Report(
-        run_id=run.id, job=run.job, source=run.source, target=run.target, entity=run.entity,
-        dry_run=run.dry_run, forced=run.forced, outcome=run.outcome, started_at=started,
-        finished_at=finished, cursor_before=run.cursor_before, cursor_after=run.cursor_after,
-        counts=json.loads(run.counts), message=run.message, holder=run.holder, items=items,
+        run_id=run.id,
+        job=run.job,
+        source=run.source,
+        target=run.target,
+        entity=run.entity,
+        dry_run=run.dry_run,
+        forced=run.forced,
+        outcome=run.outcome,
+        started_at=started,
+        finished_at=finished,
+        cursor_before=run.cursor_before,
+        cursor_after=run.cursor_after,
+        counts=json.loads(run.counts),
+        message=run.message,
+        holder=run.holder,
+        items=items,
     )
 
 
@@ -442,8 +500,9 @@ def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list
 def delete_runs_before(engine: Engine, cutoff: datetime) -> int:
     """Delete finished sync runs started before ``cutoff`` and their items (``db cleanup``)."""
     with engine.begin() as conn:
-        old = select(sync_runs.c.id).where(sync_runs.c.started_at < cutoff,
-                                           sync_runs.c.finished_at.is_not(None))
+        old = select(sync_runs.c.id).where(
+            sync_runs.c.started_at < cutoff, sync_runs.c.finished_at.is_not(None)
+        )
         conn.execute(delete(sync_items).where(sync_items.c.run_id.in_(old)))
         return int(conn.execute(delete(sync_runs).where(sync_runs.c.id.in_(old))).rowcount)
 
@@ -485,26 +544,32 @@ def run(
                 "record (complete=True) when since is None"
             )
         # A dry run shows the whole plan even past the guard, and reports the refusal.
-        the_plan = plan(source_rows, target_batch.records, spec,
-                        complete=batch.complete, force=force or dry_run)
+        the_plan = plan(
+            source_rows, target_batch.records, spec, complete=batch.complete, force=force or dry_run
+        )
     except GuardRefused as exc:
-        recorder.finish("refused", {"disable": exc.disables, "active": exc.active},
-                        message=str(exc))
+        recorder.finish(
+            "refused", {"disable": exc.disables, "active": exc.active}, message=str(exc)
+        )
         raise
     except BaseException as exc:
         if isinstance(exc, TransientError) or source.is_transient(exc) or target.is_transient(exc):
-            recorder.finish("interrupted", {}, message=f"reading failed, nothing was changed: "
-                            f"{type(exc).__name__}: {exc}. Hint: run it again later")
+            recorder.finish(
+                "interrupted",
+                {},
+                message=f"reading failed, nothing was changed: "
+                f"{type(exc).__name__}: {exc}. Hint: run it again later",
+            )
             return _must_load(engine, recorder.run_id)
         recorder.finish("error", {}, message=f"{type(exc).__name__}: {exc}")
         raise
 
     counts = the_plan.counts()
-    recorder.items([Item(r.key, "reject", "rejected", reason=r.reason)
-                    for r in the_plan.rejected])
+    recorder.items([Item(r.key, "reject", "rejected", reason=r.reason) for r in the_plan.rejected])
     if dry_run:
-        recorder.items([Item(c.key, c.action, "planned", c.fields, c.before)
-                        for c in the_plan.changes])
+        recorder.items(
+            [Item(c.key, c.action, "planned", c.fields, c.before) for c in the_plan.changes]
+        )
         outcome = "failed" if the_plan.rejected else "ok"
         message = f"dry run: nothing was changed in '{spec.target_endpoint}'"
         if not force:
@@ -522,27 +587,39 @@ def run(
             target.sync_apply(spec.entity, change)
         except RejectedError as exc:
             counts["failed"] += 1
-            recorder.item(Item(change.key, change.action, "failed", change.fields,
-                               change.before, str(exc)))
+            recorder.item(
+                Item(change.key, change.action, "failed", change.fields, change.before, str(exc))
+            )
         except BaseException as exc:
             transient = isinstance(exc, TransientError) or target.is_transient(exc)
-            recorder.item(Item(change.key, change.action, "not-applied", change.fields,
-                               change.before, f"{type(exc).__name__}: {exc}"))
+            recorder.item(
+                Item(
+                    change.key,
+                    change.action,
+                    "not-applied",
+                    change.fields,
+                    change.before,
+                    f"{type(exc).__name__}: {exc}",
+                )
+            )
             counts["not_applied"] = len(changes) - done + 1
             outcome = "interrupted" if transient else "error"
             recorder.finish(
-                outcome, counts, cursor_after=stored,
-                message=(f"stopped at change {done} of {len(changes)} ({change.action} "
-                         f"'{change.key}'): {exc}. The cursor was not moved; the next run "
-                         "picks up from here"),
+                outcome,
+                counts,
+                cursor_after=stored,
+                message=(
+                    f"stopped at change {done} of {len(changes)} ({change.action} "
+                    f"'{change.key}'): {exc}. The cursor was not moved; the next run "
+                    "picks up from here"
+                ),
             )
             if transient:
                 return _must_load(engine, recorder.run_id)
             raise
         else:
             counts["applied"] += 1
-            recorder.item(Item(change.key, change.action, "applied", change.fields,
-                               change.before))
+            recorder.item(Item(change.key, change.action, "applied", change.fields, change.before))
         if progress is not None:
             progress(done, len(changes), change)
 

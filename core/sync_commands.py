@@ -44,8 +44,13 @@ EXIT_LEASE_HELD = 3
 EXIT_CONFIG = 4
 EXIT_INTERRUPTED = 5
 
-_OUTCOME_EXIT = {"ok": EXIT_OK, "failed": EXIT_ITEMS_FAILED, "refused": EXIT_REFUSED,
-                 "interrupted": EXIT_INTERRUPTED, "error": EXIT_ITEMS_FAILED}
+_OUTCOME_EXIT = {
+    "ok": EXIT_OK,
+    "failed": EXIT_ITEMS_FAILED,
+    "refused": EXIT_REFUSED,
+    "interrupted": EXIT_INTERRUPTED,
+    "error": EXIT_ITEMS_FAILED,
+}
 
 
 class SyncContext(Protocol):
@@ -98,13 +103,21 @@ def jobs_command(obj: SyncContext, as_json: bool) -> None:
         click.echo(json.dumps([o.to_dict() for o in overview], ensure_ascii=False, indent=2))
         return
     if not overview:
-        click.echo("No jobs configured. Hint: add a 'jobs:' section to the config "
-                   "(see docs/syncs.md)")
+        click.echo(
+            "No jobs configured. Hint: add a 'jobs:' section to the config (see docs/syncs.md)"
+        )
         return
     table = Table("job", "does", "schedule", "last run", "outcome", "by", "next run")
     for o in overview:
-        table.add_row(o.name, o.what, o.schedule, _when(o.last_started),
-                      o.last_outcome or "never run", o.last_holder or "-", _when(o.next_run))
+        table.add_row(
+            o.name,
+            o.what,
+            o.schedule,
+            _when(o.last_started),
+            o.last_outcome or "never run",
+            o.last_holder or "-",
+            _when(o.next_run),
+        )
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
@@ -128,8 +141,13 @@ class _Progress:
 
     def __enter__(self) -> Callable[[int, int, Change], None]:
         if self.console.is_terminal:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), TimeRemainingColumn(), console=self.console)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.bar.start()
         return self.update
 
@@ -157,23 +175,41 @@ def _find_job(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
         known = ", ".join(sorted(j for j in jobs if jobs[j].sync)) or "none"
         _fail(f"no job '{name}' in the config.{hint} Sync jobs: {known}", EXIT_CONFIG)
     if spec.sync is None:
-        _fail(f"job '{name}' is a poll of '{spec.poll}', not a sync. Hint: 'lienthong jobs' "
-              "lists what each job does", EXIT_CONFIG)
+        _fail(
+            f"job '{name}' is a poll of '{spec.poll}', not a sync. Hint: 'lienthong jobs' "
+            "lists what each job does",
+            EXIT_CONFIG,
+        )
     return spec
 
 
 @sync_group.command("run")
 @click.argument("job")
 @click.option("--dry-run", is_flag=True, help="Plan and store the report; change nothing.")
-@click.option("--since", metavar="CURSOR", help="Read source changes since CURSOR, not the "
-              "stored cursor.")
+@click.option(
+    "--since", metavar="CURSOR", help="Read source changes since CURSOR, not the stored cursor."
+)
 @click.option("--force", is_flag=True, help="Apply even past the disable guard.")
-@click.option("--wait", "wait_s", type=float, default=0.0, show_default=True, metavar="S",
-              help="Wait up to S seconds for a running job to finish instead of exiting 3.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="S",
+    help="Wait up to S seconds for a running job to finish instead of exiting 3.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def sync_run_command(obj: SyncContext, job: str, dry_run: bool, since: str | None, force: bool,
-                     wait_s: float, as_json: bool) -> None:
+def sync_run_command(
+    obj: SyncContext,
+    job: str,
+    dry_run: bool,
+    since: str | None,
+    force: bool,
+    wait_s: float,
+    as_json: bool,
+) -> None:
     """Run sync JOB now (exit 0 ok, 1 items failed, 2 refused, 3 lease held, 4 config, 5 retry)."""
     spec = _find_job(_jobs(obj), job)
     assert spec.sync is not None
@@ -194,8 +230,17 @@ def sync_run_command(obj: SyncContext, job: str, dry_run: bool, since: str | Non
                 source = obj.adapter(spec.sync.source_endpoint)
                 target = obj.adapter(spec.sync.target_endpoint)
                 with _Progress(f"sync {job}") as progress:
-                    report = run(spec.sync, source, target, engine, dry_run=dry_run,
-                                 force=force, since=since, progress=progress, holder=holder)
+                    report = run(
+                        spec.sync,
+                        source,
+                        target,
+                        engine,
+                        dry_run=dry_run,
+                        force=force,
+                        since=since,
+                        progress=progress,
+                        holder=holder,
+                    )
             except GuardRefused as exc:
                 finish_run(engine, run_id, "refused", str(exc))
                 _fail(str(exc), EXIT_REFUSED)
@@ -224,8 +269,9 @@ def sync_report_command(obj: SyncContext, run_id: int, show_all: bool, as_json: 
     """Show the stored report of sync run RUN_ID."""
     report = load_report(_engine(obj), run_id)
     if report is None:
-        _fail(f"no sync run {run_id}. Hint: 'lienthong sync runs' lists the latest runs",
-              EXIT_CONFIG)
+        _fail(
+            f"no sync run {run_id}. Hint: 'lienthong sync runs' lists the latest runs", EXIT_CONFIG
+        )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
@@ -244,8 +290,10 @@ def sync_runs_command(obj: SyncContext, job: str | None, limit: int) -> None:
         return
     for r in reports:
         kind = "dry run" if r.dry_run else "apply"
-        click.echo(f"{r.run_id:>6}  {_when(r.started_at)}  {r.job}  {kind}  {r.outcome}  "
-                   f"{_counts(r.counts)}")
+        click.echo(
+            f"{r.run_id:>6}  {_when(r.started_at)}  {r.job}  {kind}  {r.outcome}  "
+            f"{_counts(r.counts)}"
+        )
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -258,10 +306,14 @@ def _shown(value: Any) -> str:
 
 def _print_report(report: Report, limit: int | None) -> None:
     kind = "dry run" if report.dry_run else ("apply, forced" if report.forced else "apply")
-    click.echo(f"sync {report.job}, run {report.run_id} ({kind}): {report.source} -> "
-               f"{report.target}, entity {report.entity}")
-    click.echo(f"  started {_when(report.started_at)}, finished {_when(report.finished_at)}"
-               f"{' by ' + report.holder if report.holder else ''}")
+    click.echo(
+        f"sync {report.job}, run {report.run_id} ({kind}): {report.source} -> "
+        f"{report.target}, entity {report.entity}"
+    )
+    click.echo(
+        f"  started {_when(report.started_at)}, finished {_when(report.finished_at)}"
+        f"{' by ' + report.holder if report.holder else ''}"
+    )
     click.echo(f"  {_counts(report.counts)}")
     click.echo(f"  cursor {report.cursor_before or '-'} -> {report.cursor_after or '-'}")
     outcome = report.outcome
@@ -281,12 +333,13 @@ def _print_report(report: Report, limit: int | None) -> None:
             for diff in differences(change):
                 click.echo(f"      {diff.field}: {_shown(diff.before)} -> {_shown(diff.after)}")
     if limit is not None and len(report.items) > limit:
-        click.echo(f"  ... {len(report.items) - limit} more. Hint: lienthong sync report "
-                   f"{report.run_id} --all")
+        click.echo(
+            f"  ... {len(report.items) - limit} more. Hint: lienthong sync report "
+            f"{report.run_id} --all"
+        )
 
 
 def register(cli: click.Group) -> None:
     """Add ``jobs`` and ``sync`` to the ``lienthong`` command."""
     cli.add_command(jobs_command)
     cli.add_command(sync_group)
-

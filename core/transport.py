@@ -93,15 +93,16 @@ class AmqpTransport:
         )
         self._consumer.consume()
 
-    def drain(self, timeout: float) -> None:
-        """Handle entries for up to ``timeout`` seconds; returns early when idle."""
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for entries; False when none came."""
         try:
             self.connection.drain_events(timeout=timeout)
         except TimeoutError:  # socket.timeout is TimeoutError
-            return
+            return False
         except (KombuOperationalError, OSError, ConnectionError) as exc:
             self.reset()
             raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc
+        return True
 
     def reset(self) -> None:
         """Drop the connection; the next call reconnects (unacked entries return to the queue)."""

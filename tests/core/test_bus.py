@@ -405,3 +405,34 @@ def test_run_stops_cleanly_when_asked(lienthong_bus) -> None:
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert len(memory.delivered("out")) == 1
+
+
+def test_an_endpoint_that_keeps_failing_trips_its_circuit_and_is_left_alone(
+    lienthong_bus, lienthong_host
+) -> None:
+    lienthong_host.add(TestPlugin(), "test-adapters")
+    lienthong_host.refresh()
+    Flaky.failures, Flaky.sent = 1000, []
+    bus = lienthong_bus(
+        endpoints={"in": {"adapter": "memory"}, "acct": {"adapter": "flaky"}},
+        routes=[{"name": "r", "to": "acct"}],
+        bus={"breaker_failures": 3, "breaker_reset_seconds": 30,
+             "retry": {"initial_delay": 0, "max_delay": 0, "jitter": 0, "max_attempts": 50}},
+    )
+    memory.feed("in", [Message(body=f"<v n='{n}'/>".encode()) for n in range(5)])
+    bus.run(once=True)
+    attempts = sum(d["attempts"] for d in bus.store.trace(_only_message_ids(bus)[0])["deliveries"])
+    assert 1 <= attempts <= 3
+    assert Flaky.failures == 1000 - 3, "after 3 failures the endpoint is not called at all"
+    health = bus.store.endpoint_health()["acct"]
+    assert health["state"] == "open" and "next try in" in health["detail"]
+    assert bus.store.counts()["pending"] == 5 and bus.store.dead_letters() == []
+
+
+def _only_message_ids(bus) -> list[str]:
+    import sqlalchemy as sa
+
+    from lienthong.store import messages
+
+    with bus.store.engine.connect() as conn:
+        return list(conn.execute(sa.select(messages.c.id)).scalars())

@@ -1,0 +1,102 @@
+"""A circuit breaker: stop calling an endpoint that keeps failing, and try it again later.
+
+Pure logic over an injected clock, so the delivery worker owns one per endpoint
+and tests drive time by hand. After ``failure_threshold`` failures in a row the
+breaker opens and :meth:`CircuitBreaker.allow` says no; once ``reset_after_s``
+have passed it lets one trial call through (half-open): a success closes it, a
+failure opens it again for another ``reset_after_s``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+class CircuitBreaker:
+    """Counts consecutive failures of one endpoint and decides whether to call it now."""
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be 1 or more, got {failure_threshold}")
+        if reset_after_s < 0:
+            raise ValueError(f"reset_after_s must not be negative, got {reset_after_s}")
+        self.failure_threshold = failure_threshold
+        self.reset_after_s = reset_after_s
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial_out = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> BreakerState:
+        """Closed (calls go through), open (calls refused) or half-open (one trial allowed)."""
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> BreakerState:
+        if self.opened_at is None:
+            return BreakerState.CLOSED
+        if self.clock() - self.opened_at >= self.reset_after_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """Whether to call the endpoint now; in half-open, only one caller gets a yes."""
+        with self._lock:
+            state = self._state()
+            if state is BreakerState.CLOSED:
+                return True
+            if state is BreakerState.HALF_OPEN and not self._trial_out:
+                self._trial_out = True
+                return True
+            return False
+
+    def record_success(self) -> None:
+        """A call succeeded: close the breaker and forget past failures."""
+        with self._lock:
+            self.failures = 0
+            self.opened_at = None
+            self._trial_out = False
+
+    def record_failure(self) -> None:
+        """A call failed: open at the threshold, or re-open after a failed trial."""
+        with self._lock:
+            self.failures += 1
+            if self.opened_at is not None or self.failures >= self.failure_threshold:
+                self.opened_at = self.clock()
+            self._trial_out = False
+
+    def retry_in(self) -> float:
+        """Seconds until a trial call is allowed (0 when calls may go now)."""
+        with self._lock:
+            if self.opened_at is None:
+                return 0.0
+            return max(0.0, self.opened_at + self.reset_after_s - self.clock())
+
+    def describe(self) -> str:
+        """One line for ``lienthong status``."""
+        with self._lock:
+            state = self._state()
+            if state is BreakerState.CLOSED:
+                suffix = f", {self.failures} recent failure(s)" if self.failures else ""
+                return f"closed{suffix}"
+            if state is BreakerState.HALF_OPEN:
+                return f"half-open after {self.failures} failures: trying one call"
+            assert self.opened_at is not None
+            wait = self.opened_at + self.reset_after_s - self.clock()
+            return f"open after {self.failures} failures: next try in {wait:.0f} s"
