@@ -363,6 +363,8 @@ class Bus:
                 self.host.after_deliver(
                     message=d.to_message(), endpoint=d.endpoint, attempts=d.attempts + 1
                 )
+            elif o.result == "deferred":
+                continue
             elif o.result == "transient":
                 result.retried += 1
                 log.info("delivery %s to %s will be retried: %s", d.key, d.endpoint, o.error)

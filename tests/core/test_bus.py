@@ -421,8 +421,10 @@ def test_an_endpoint_that_keeps_failing_trips_its_circuit_and_is_left_alone(
     )
     memory.feed("in", [Message(body=f"<v n='{n}'/>".encode()) for n in range(5)])
     bus.run(once=True)
-    attempts = sum(d["attempts"] for d in bus.store.trace(_only_message_ids(bus)[0])["deliveries"])
-    assert 1 <= attempts <= 3
+    attempts = sum(
+        d["attempts"] for m in _only_message_ids(bus) for d in bus.store.trace(m)["deliveries"]
+    )
+    assert attempts == 3
     assert Flaky.failures == 1000 - 3, "after 3 failures the endpoint is not called at all"
     health = bus.store.endpoint_health()["acct"]
     assert health["state"] == "open" and "next try in" in health["detail"]
