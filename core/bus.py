@@ -107,6 +107,7 @@ class Bus:
         self._started = False
         self._last_relay = 0.0
         self._queued: list[tuple[str, Any]] = []
+        self._parked = 0  # messages parked at accept since the last cycle began
         self._claimed: list[Delivery] = []
 
     def _prepare_schema(self) -> None:
@@ -209,6 +210,7 @@ class Bus:
                 )
             self.host.after_accept(message=m, parked=intake.parked)
             if intake.parked:
+                self._parked += 1
                 log.warning("message %s from %s dead-lettered: %s", m.id, m.source, intake.parked)
                 self.host.after_dead_letter(message=m, endpoint=None, reason=intake.parked)
             else:
@@ -432,7 +434,9 @@ class Bus:
 
     def run_cycle(self) -> CycleResult:
         """One pass: poll the sources, then deliver what is due."""
+        self._parked = 0
         result = CycleResult(received=self.poll())
+        result.dead += self._parked
         if self.transport is None:
             while not self._stop.is_set():
                 step = self.deliver_due()

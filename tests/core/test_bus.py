@@ -438,3 +438,33 @@ def _only_message_ids(bus) -> list[str]:
 
     with bus.store.engine.connect() as conn:
         return list(conn.execute(sa.select(messages.c.id)).scalars())
+
+
+def test_a_target_can_require_the_mapped_output_to_match_a_schema(
+    lienthong_bus, tmp_path: Path
+) -> None:
+    mappings = tmp_path / "mappings"
+    (mappings / "schemas").mkdir(parents=True)
+    (mappings / "copy.xsl").write_text(
+        '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+        '<xsl:template match="/"><receipt><xsl:copy-of select="/*/@amount"/></receipt>'
+        "</xsl:template></xsl:stylesheet>"
+    )
+    (mappings / "schemas/receipt.xsd").write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="receipt">'
+        '<xs:complexType><xs:attribute name="amount" type="xs:positiveInteger" use="required"/>'
+        "</xs:complexType></xs:element></xs:schema>"
+    )
+    bus = lienthong_bus(
+        mappings=mappings,
+        endpoints={"in": {"adapter": "memory"}, "out": {"adapter": "memory"}},
+        routes=[{"name": "r", "to": [{"endpoint": "out", "mapping": "copy.xsl",
+                                      "validate": "schemas/receipt.xsd"}]}],
+    )
+    memory.feed("in", [Message(body=b'<v amount="150000"/>'), Message(body=b'<v amount="-5"/>')])
+    bus.run(once=True)
+    assert [m.body for m in memory.delivered("out")] == [
+        b"<?xml version='1.0' encoding='UTF-8'?>\n<receipt amount=\"150000\"/>"
+    ]
+    [dead] = bus.store.dead_letters()
+    assert "does not match schema 'receipt.xsd'" in dead["reason"] and "line 1" in dead["reason"]

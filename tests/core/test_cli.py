@@ -37,7 +37,7 @@ def run(project: Path, *args: str) -> click.testing.Result:
 def test_run_once_then_status_dlq_trace_and_replay(project: Path) -> None:
     result = run(project, "run", "--once")
     assert result.exit_code == 0, result.output
-    assert "received 4, delivered 3" in result.output
+    assert "received 4, delivered 3, retried 0, dead-lettered 1" in result.output
     assert len(list((project / "var/docs/inbox").glob("receipt-*.xml"))) == 3
 
     status = json.loads(run(project, "status", "--json").output)
