@@ -223,6 +223,7 @@ class Bus:
             return Intake(message, parked=f"invalid at the source: {invalid}", stage="accept")
         try:
             message.tree(max_bytes=self.config.bus.max_message_bytes)
+            self.host.prepare_message(message)
         except RejectedError as exc:
             return Intake(message, parked=str(exc), stage="accept")
         try:

@@ -62,6 +62,17 @@ def lienthong_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
+def lienthong_prepare_message(message: Message) -> None:
+    """Adjust a received message before it is routed and stored.
+
+    Set ``message.correlation_id`` (e.g. from a document id, so the statuses that
+    answer a document share its correlation) or add headers routes can match.
+    ``message.tree()`` gives the parsed body (parsed once, hardened). Called for
+    every message that parsed; raise ``RejectedError`` to park it with a reason.
+    """
+
+
+@hookspec
 def lienthong_after_accept(message: Message, parked: str | None) -> None:
     """Observe a message the store has just accepted from ``message.source``.
 

@@ -117,6 +117,7 @@ class PluginHost:
             for name in dir(self.pm.hook)
             if name.startswith("lienthong_after_") and getattr(self.pm.hook, name).get_hookimpls()
         }
+        self._prepare_message_impls = bool(self.pm.hook.lienthong_prepare_message.get_hookimpls())
         self.adapters = {}
         self.xpath_functions = {}
         for impl in self.pm.hook.lienthong_register_adapters.get_hookimpls():
@@ -166,6 +167,11 @@ class PluginHost:
 
     def register_commands(self, cli: click.Group) -> None:
         self.pm.hook.lienthong_register_commands(cli=cli)
+
+    def prepare_message(self, message: Any) -> None:
+        """Let plugins adjust a message before routing; their errors are the message's."""
+        if self._prepare_message_impls:
+            self.pm.hook.lienthong_prepare_message(message=message)
 
     def after_accept(self, **kwargs: Any) -> None:
         self._notify("lienthong_after_accept", kwargs)

@@ -416,8 +416,11 @@ def test_an_endpoint_that_keeps_failing_trips_its_circuit_and_is_left_alone(
     bus = lienthong_bus(
         endpoints={"in": {"adapter": "memory"}, "acct": {"adapter": "flaky"}},
         routes=[{"name": "r", "to": "acct"}],
-        bus={"breaker_failures": 3, "breaker_reset_seconds": 30,
-             "retry": {"initial_delay": 0, "max_delay": 0, "jitter": 0, "max_attempts": 50}},
+        bus={
+            "breaker_failures": 3,
+            "breaker_reset_seconds": 30,
+            "retry": {"initial_delay": 0, "max_delay": 0, "jitter": 0, "max_attempts": 50},
+        },
     )
     memory.feed("in", [Message(body=f"<v n='{n}'/>".encode()) for n in range(5)])
     bus.run(once=True)
@@ -458,8 +461,14 @@ def test_a_target_can_require_the_mapped_output_to_match_a_schema(
     bus = lienthong_bus(
         mappings=mappings,
         endpoints={"in": {"adapter": "memory"}, "out": {"adapter": "memory"}},
-        routes=[{"name": "r", "to": [{"endpoint": "out", "mapping": "copy.xsl",
-                                      "validate": "schemas/receipt.xsd"}]}],
+        routes=[
+            {
+                "name": "r",
+                "to": [
+                    {"endpoint": "out", "mapping": "copy.xsl", "validate": "schemas/receipt.xsd"}
+                ],
+            }
+        ],
     )
     memory.feed("in", [Message(body=b'<v amount="150000"/>'), Message(body=b'<v amount="-5"/>')])
     bus.run(once=True)
@@ -468,3 +477,27 @@ def test_a_target_can_require_the_mapped_output_to_match_a_schema(
     ]
     [dead] = bus.store.dead_letters()
     assert "does not match schema 'receipt.xsd'" in dead["reason"] and "line 1" in dead["reason"]
+
+
+def test_a_plugin_prepares_messages_before_routing(lienthong_bus, lienthong_host) -> None:
+    class Correlate:
+        @hookimpl
+        def lienthong_prepare_message(self, message):
+            document = message.tree().getroot().get("document")
+            if document is None:
+                raise errors.RejectedError("no document attribute")
+            message.correlation_id = f"doc-{document}"
+            message.headers["document"] = document
+
+    lienthong_host.add(Correlate(), "correlate")
+    lienthong_host.refresh()
+    bus = lienthong_bus(
+        endpoints={"in": {"adapter": "memory"}, "out": {"adapter": "memory"}},
+        routes=[{"name": "r", "headers": {"document": "D1"}, "to": "out"}],
+    )
+    memory.feed("in", [Message(body=b'<status document="D1"/>'), Message(body=b"<other/>")])
+    bus.run(once=True)
+    [delivered] = memory.delivered("out")
+    assert delivered.correlation_id == "doc-D1"
+    [dead] = bus.store.dead_letters()
+    assert dead["stage"] == "accept" and "no document attribute" in dead["reason"]
