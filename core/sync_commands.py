@@ -124,9 +124,20 @@ def jobs_command(obj: SyncContext, as_json: bool) -> None:
 # --- lienthong sync -------------------------------------------------------
 
 
-@click.group("sync")
+class _SyncGroup(click.Group):
+    """``lienthong sync JOB`` is short for ``lienthong sync run JOB``, as the issue names it."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+@click.group("sync", cls=_SyncGroup)
 def sync_group() -> None:
-    """Run sync jobs by hand and read their reports."""
+    """Run sync jobs by hand (lienthong sync JOB [--dry-run]) and read their reports."""
 
 
 class _Progress:

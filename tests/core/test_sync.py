@@ -319,7 +319,7 @@ def test_sync_run_command_exit_codes_and_report(context):
     src: TableAdapter = context.adapters["src"]
     dst: TableAdapter = context.adapters["dst"]
     src.put_many(people(3))
-    dry = invoke(context, "sync", "run", "people", "--dry-run")
+    dry = invoke(context, "sync", "people", "--dry-run")  # short for 'sync run people'
     assert dry.exit_code == 0, dry.output
     assert "create 3" in dry.output and "dry run" in dry.output
     assert dst.state() == {}
