@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from . import audit as audit_module
 from .errors import ConfigError, TransientError
 from .message import Message
 
@@ -127,6 +128,9 @@ audit = Table(
     Column("event", String(30), nullable=False),
     Column("endpoint", String(100)),
     Column("detail", Text, nullable=False, default=""),
+    # The chain (lienthong.audit): this record's hash covers the previous one's.
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 # One row per endpoint whose circuit breaker opened, so 'lienthong status' in
@@ -294,6 +298,15 @@ class Store:
             values.append(tuple(record))
         conn.exec_driver_sql(sql, values)
 
+    def _append_audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Append records to the audit trail, chained by hash (see lienthong.audit).
+
+        Called last in a transaction: on PostgreSQL the chain's lock is held
+        from here to the commit.
+        """
+        if rows:
+            self._insert_many(conn, audit, audit_module.chain(conn, audit, rows))
+
     def accept(
         self,
         intakes: Sequence[Intake],
@@ -400,8 +413,7 @@ class Store:
                 self._insert_many(conn, deliveries, delivery_rows)
             if dead_rows:
                 conn.execute(insert(dead_letters), dead_rows)
-            if audit_rows:
-                self._insert_many(conn, audit, audit_rows)
+            self._append_audit(conn, audit_rows)
         return results
 
     # --- claim and finish ---
@@ -594,8 +606,7 @@ class Store:
             self._insert_many(conn, attempts, attempt_rows)
             if dead_rows:
                 conn.execute(insert(dead_letters), dead_rows)
-            if audit_rows:
-                self._insert_many(conn, audit, audit_rows)
+            self._append_audit(conn, audit_rows)
 
     def release(self, keys: Sequence[str]) -> None:
         """Give claimed deliveries back untouched (a clean shutdown mid-batch)."""
@@ -800,14 +811,17 @@ class Store:
                 .where(deliveries.c.id == delivery_id)
                 .values(state="pending", next_attempt_at=now, claimed_until=None, enqueued_at=None)
             )
-            conn.execute(
-                insert(audit).values(
-                    message_id=message_id,
-                    at=now,
-                    event="replayed",
-                    endpoint=None,
-                    detail=f"delivery {delivery_id}",
-                )
+            self._append_audit(
+                conn,
+                [
+                    {
+                        "message_id": message_id,
+                        "at": now,
+                        "event": "replayed",
+                        "endpoint": None,
+                        "detail": f"delivery {delivery_id}",
+                    }
+                ],
             )
 
     def add_deliveries(self, message_id: str, outgoing: Sequence[Outgoing]) -> None:
@@ -833,8 +847,8 @@ class Store:
                 ],
             )
             conn.execute(update(messages).where(messages.c.id == message_id).values(state="routed"))
-            conn.execute(
-                insert(audit),
+            self._append_audit(
+                conn,
                 [
                     {
                         "message_id": message_id,
