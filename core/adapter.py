@@ -154,6 +154,7 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     max_message_bytes: int = 10 * 1024 * 1024
     cursors: Cursors | None = None
+    mappings_dir: Path | None = None
 
 
 class Adapter:

@@ -7,6 +7,10 @@ Features:
       ``done`` once stored, ``fail`` when the bus parked it as invalid;
     - send: sends ``edxml.document`` and ``edxml.status`` messages from that agency,
       passing the delivery key as the signed ``idempotency-key`` parameter;
+    - sync: reads the axis agency list as ``agency`` records (code, name,
+      mailbox, parent), a complete snapshot for a sync into the email directory;
+    - correlation: a document and every status answering it share one
+      correlation id, derived from the edXML ``DocumentId``;
     - errors by what happens next: network trouble, timeouts and 5xx are
       transient; a refused secret stops the route; a refused document is
       dead-lettered.
@@ -27,9 +31,12 @@ Options:
 Received messages: kind ``edxml.document`` or ``edxml.status``, source key = the
 axis docId, headers ``axis_doc_id``, ``from``, ``to``, ``document_id``,
 ``status_code``, ``response_for`` (the answered DocumentId, for correlation),
-``signed_by`` when a signature was verified, and ``invalid`` listing every
-problem when the message breaks a rule: the bus stores such a message and parks
-it, and the adapter then acknowledges ``fail``.
+``signed_by`` when a signature was verified, ``edxml_document_id``, ``edxml_kind``
+(document | status) and ``edxml_status``, and ``invalid`` listing every
+problem when the message breaks a rule (attachments are opened as a receiver
+would: zip bombs and traversing names are problems too): the bus stores such a
+message and parks it, and the adapter then acknowledges ``fail``. The
+correlation id is ``edxml-`` + SHA-256 of the document's id (see :mod:`.correlation`).
 
 Idempotency: the real axis is not known to deduplicate, so a crash between a
 successful ``sendEdoc`` and the bus marking the delivery may send twice there;
@@ -46,17 +53,20 @@ from typing import ClassVar
 import requests
 from lxml import etree
 
-from lienthong.adapter import INVALID_HEADER, Adapter, Capability, Inbox, Option
+from lienthong.adapter import INVALID_HEADER, Adapter, Capability, Inbox, Option, Record, SyncBatch
 from lienthong.errors import ConfigError, ConfigProblem, FatalError, RejectedError, TransientError
 from lienthong.message import Message
 from lienthong.xml import XmlRejected
 
 from .client import AxisAuthError, AxisClient, ReceivedItem
+from .correlation import facts
+from .edxml import Attachment
 
 log = logging.getLogger(__name__)
 
 NS = {"ed": "http://www.mic.gov.vn/TBT/QCVN_102_2016"}
 _HEADER = "/ed:edXML/ed:edXMLEnvelope/ed:edXMLHeader/ed:MessageHeader/"
+_ED = f"{{{NS['ed']}}}"
 KIND_DOCUMENT = "edxml.document"
 KIND_STATUS = "edxml.status"
 KINDS = {KIND_DOCUMENT: "edoc", KIND_STATUS: "status"}
@@ -120,7 +130,9 @@ class AxisAdapter(Adapter):
         Option("batch_size", "most items fetched per message type and poll", default=50, type=int),
         Option("sandbox", "allow a sandbox axis (tests and demos only)", default=False, type=bool),
     )
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.RECEIVE, Capability.SEND})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.RECEIVE, Capability.SEND, Capability.SYNC}
+    )
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = (TransientError,)
 
     client: AxisClient | None = None
@@ -233,6 +245,12 @@ class AxisAdapter(Adapter):
         except XmlRejected as exc:
             headers[INVALID_HEADER] = str(exc)
             return message
+        found = facts(tree.getroot())
+        if found is not None:
+            # Set here too, not only in the prepare hook: a message parked as
+            # invalid skips that hook but still belongs to its document's history.
+            message.correlation_id = found.correlation_id
+            headers.update(found.headers())
         headers["from"] = _text(tree, "ed:From/ed:OrganId") or item.from_
         response_for = _text(tree, "ed:ResponseFor/ed:DocumentId")
         if response_for:
@@ -261,15 +279,27 @@ class AxisAdapter(Adapter):
 
         found = [str(p) for p in check(body, max_bytes=self.services.max_message_bytes)]
         limit = int(self.settings["max_attachment_bytes"])
-        for encoded in tree.iterfind(f"{{{NS['ed']}}}AttachmentEncoded/{{{NS['ed']}}}Attachment"):
-            data = encoded.findtext(f"{{{NS['ed']}}}ContentTransferEncoded") or ""
-            size = len("".join(data.split())) * 3 // 4
+        for encoded in tree.iterfind(f"{_ED}AttachmentEncoded/{_ED}Attachment"):
+            text = "".join((encoded.findtext(f"{_ED}ContentTransferEncoded") or "").split())
+            name = encoded.findtext(f"{_ED}AttachmentName")
+            size = len(text) * 3 // 4
             if size > limit:
-                name = encoded.findtext(f"{{{NS['ed']}}}AttachmentName") or "?"
                 found.append(
-                    f"line {encoded.sourceline}: attachment '{name}' is about {size:,} bytes, "
-                    f"over max_attachment_bytes {limit:,}"
+                    f"line {encoded.sourceline}: attachment '{name or '?'}' is about {size:,} "
+                    f"bytes, over max_attachment_bytes {limit:,}"
                 )
+                continue
+            try:
+                data = Attachment.decode(text)
+            except RejectedError:
+                continue  # validation has reported it, with its line
+            attachment = Attachment(encoded.findtext(f"{_ED}ContentId") or "?", name, data=data)
+            try:
+                # Opens the ZIP the way a receiver will: traversing names, several
+                # entries and zip bombs (the stream is capped at the limit) are refused.
+                attachment.extract(limit)
+            except RejectedError as exc:
+                found.append(f"line {encoded.sourceline}: {exc}")
         return found
 
     def signer(self, body: bytes) -> str | None:
@@ -323,3 +353,51 @@ class AxisAdapter(Adapter):
         log.info(
             "endpoint '%s': sent message %s as axis docId %s", self.endpoint, message.id, doc_id
         )
+
+    # --- sync ---
+
+    def sync_read(self, entity: str, since: str | None) -> SyncBatch:
+        """The axis's agency list as ``agency`` records, for a sync into the email directory.
+
+        Each record is keyed by the agency code, with the fields of the
+        directory's agency map: ``code``, ``name``, ``mailbox`` and ``parent``
+        (the parent agency's code; the axis names it by its internal id). Empty
+        values are ``None``, as the directory reads absent attributes. The axis
+        has no change feed, so every read is a complete snapshot and ``since``
+        is ignored.
+        """
+        if entity != "agency":
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        f"endpoints.{self.endpoint}",
+                        f"the axis has no entity {entity!r} to sync. Hint: use 'agency' "
+                        "(the axis agency list)",
+                    )
+                ]
+            )
+        agencies = self._client().agencies()
+        code_of = {a.id: a.code for a in agencies if a.id}
+        codes = {a.code for a in agencies}
+        records = []
+        for agency in agencies:
+            parent = code_of.get(agency.pid) or (agency.pid if agency.pid in codes else None)
+            if agency.pid and parent is None:
+                log.warning(
+                    "endpoint '%s': agency %s names parent %r, which is not on the axis list",
+                    self.endpoint,
+                    agency.code,
+                    agency.pid,
+                )
+            records.append(
+                Record(
+                    key=agency.code,
+                    fields={
+                        "code": agency.code,
+                        "name": agency.name or None,
+                        "mailbox": agency.mail or None,
+                        "parent": parent,
+                    },
+                )
+            )
+        return SyncBatch(records=records, complete=True, cursor=None)

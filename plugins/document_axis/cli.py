@@ -5,6 +5,8 @@ Commands:
 - ``show FILE [--json]``: what the message is, who sent it to whom, attachments, trace.
 - ``sign FILE --key K [--cert C] [--password-env VAR] [-o OUT]``: enveloped XMLDSig.
 - ``verify FILE [--trust CERT]...``: exit 0 when the signature is valid, 1 otherwise.
+- ``history DOCUMENT_ID [--json]``: the document's life in the bus's store: sent,
+  each status 01…06 with who sent it, deliveries, retries, dead letters.
 
 Registered on the main ``lienthong`` command by the document_axis plugin.
 """
@@ -16,6 +18,7 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,6 +26,7 @@ from lienthong.adapter import Secret
 from lienthong.errors import ConfigError, RejectedError
 
 from . import edxml, signature, validation
+from .history import history
 
 
 def _read(path: Path) -> bytes:
@@ -168,3 +172,35 @@ def verify_command(file: Path, trusted: tuple[Path, ...]) -> None:
         raise SystemExit(1) from exc
     trust = "trusted" if info.trusted else "not checked against a trust list"
     click.echo(f"{file}: signature valid ({info.algorithm}) by {info.subject}; {trust}")
+
+
+@edxml_group.command("history")
+@click.argument("document_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def history_command(state: Any, document_id: str, as_json: bool) -> None:
+    """Show the life of one document in this bus's store, oldest first.
+
+    DOCUMENT_ID is the edXML DocumentId (organ,yyyy/MM/dd,number/notation, as
+    'lienthong edxml show' prints it) or its correlation id (edxml-...).
+    """
+    if state is None or not hasattr(state, "bus"):
+        raise click.ClickException(
+            "history reads the bus's store. Hint: run it as 'lienthong [--config FILE] edxml "
+            "history ...'"
+        )
+    axis = {name for name, ep in state.config.endpoints.items() if ep.adapter == "axis"}
+    found = history(state.bus.store, document_id, axis_endpoints=axis)
+    if not found.messages:
+        raise click.ClickException(
+            f"no message in this store belongs to document {document_id!r} (correlation "
+            f"{found.correlation_id}). Hint: copy the DocumentId exactly, e.g. from 'lienthong "
+            "edxml show FILE', and check --config points at this agency's bus"
+        )
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), ensure_ascii=False, indent=2))
+        return
+    click.echo(f"document {found.document_id}")
+    click.echo(f"correlation {found.correlation_id}, {found.messages} message(s); times in UTC")
+    for event in found.events:
+        click.echo(event.line())

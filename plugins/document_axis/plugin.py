@@ -1,4 +1,4 @@
-"""Registers the axis adapter and the ``edxml`` commands with the plugin host."""
+"""Registers the axis adapter and the ``edxml`` commands, and correlates edXML messages."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 from lienthong.hookspecs import hookimpl
 
 from .adapter import AxisAdapter
+from .correlation import facts
 
 if TYPE_CHECKING:
     import click
 
     from lienthong.adapter import Adapter
+    from lienthong.message import Message
 
 
 @hookimpl
@@ -31,3 +33,18 @@ def lienthong_register_commands(cli: click.Group) -> None:
             raise
         return
     cli.add_command(module.edxml_group)
+
+
+@hookimpl
+def lienthong_prepare_message(message: Message) -> None:
+    """Give an edXML document and its statuses one correlation id and routing headers.
+
+    Whatever endpoint the message came from (the axis, a DMS drop folder), a
+    document and every status answering it end up with the same correlation.
+    Anything that is not edXML, or names no document, passes untouched.
+    """
+    found = facts(message.tree().getroot())
+    if found is None:
+        return
+    message.correlation_id = found.correlation_id
+    message.headers.update(found.headers())

@@ -52,7 +52,7 @@ def pending(axis, organ):
 
 def test_declares_name_options_and_capabilities():
     assert AxisAdapter.name == "axis"
-    assert AxisAdapter.capabilities == {Capability.RECEIVE, Capability.SEND}
+    assert AxisAdapter.capabilities == {Capability.RECEIVE, Capability.SEND, Capability.SYNC}
     options = {o.name: o for o in AxisAdapter.options}
     assert options["secret"].secret and not options["url"].secret
     assert {
