@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,21 @@ def main() -> int:
         print(
             f"plan identical / changed: {same_s:.2f} s / {diff_s:.2f} s, "
             f"{diff.counts()['update']} updates found"
+        )
+        print(
+            shlex.join(
+                [
+                    "RESULT",
+                    "name=directory.read",
+                    f"label=directory adapter full sync_read of {len(records):,} accounts",
+                    f"figure={read_s:.3f}",
+                    "unit=s",
+                    f"baseline={base_s:.3f}",
+                    "baseline_of=raw ldapsearch -LLL, paged, same attributes",
+                    f"ratio={read_s / base_s:.2f}",
+                    "ratio_of=adapter time / ldapsearch time, lower is better, target <= 3",
+                ]
+            )
         )
     finally:
         server.stop()

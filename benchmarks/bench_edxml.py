@@ -9,6 +9,7 @@ the same run; the ratio says how many raw parses one intake costs.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -79,6 +80,21 @@ def main() -> None:
         for step, func in steps.items():
             figure = rate(func)
             print(f"{title:38} {step:24} {figure:10.1f} {baseline:15.1f} {baseline / figure:7.1f}x")
+            print(
+                shlex.join(
+                    [
+                        "RESULT",
+                        f"name=edxml.{label.split()[0]}.{step}",
+                        f"label=edXML {step}, {label} ({len(data) / 1024:.0f} KB)",
+                        f"figure={figure:.1f}",
+                        "unit=ops/s",
+                        f"baseline={baseline:.1f}",
+                        "baseline_of=raw lxml etree.fromstring of the same bytes",
+                        f"ratio={baseline / figure:.2f}",
+                        "ratio_of=raw parses per operation, lower is better",
+                    ]
+                )
+            )
             title = ""
 
 

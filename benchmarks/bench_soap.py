@@ -17,6 +17,7 @@ Run: .venv/bin/python benchmarks/bench_soap.py [--calls 500] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -114,6 +115,21 @@ def main() -> None:
     ):
         print(f"  {label:<18}: {rate:8.1f} calls/s  ({seconds / total * 1000:.2f} ms/call)")
     print(f"  ratio adapter/raw : {adapter_rate / raw_rate:8.2f}")
+    print(
+        shlex.join(
+            [
+                "RESULT",
+                "name=soap.post_voucher",
+                "label=accounting SOAP adapter.send PostVoucher, WS-Security on",
+                f"figure={adapter_rate:.1f}",
+                "unit=calls/s",
+                f"baseline={raw_rate:.1f}",
+                "baseline_of=raw zeep client.service.PostVoucher, same server",
+                f"ratio={adapter_rate / raw_rate:.3f}",
+                "ratio_of=adapter / raw zeep, higher is better",
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":
