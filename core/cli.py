@@ -8,7 +8,6 @@ cannot start (bad config, store or broker unreachable).
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, logs
 from . import config as config_module
 from .errors import ConfigError, LienthongError, RejectedError, TransientError
 from .host import PluginHost
@@ -120,13 +119,16 @@ class LienthongGroup(click.Group):
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
+@click.option(
+    "--log-json",
+    is_flag=True,
+    envvar="LIENTHONG_LOG_JSON",
+    help="Log one JSON object per line (or $LIENTHONG_LOG_JSON=1).",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config_path: str | None, log_level: str, log_json: bool) -> None:
     """lienthong: the integration bus between agencies' systems."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(log_level, json=log_json)
     ctx.obj = State(config_path)
 
 
@@ -138,9 +140,18 @@ pass_state = click.make_pass_decorator(State)
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Drain the work that is due now, then exit (for cron).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /metrics and /health on this port (overrides bus.metrics_port; "
+    "one per worker on a host).",
+)
 @pass_state
-def run(state: State, once: bool) -> None:
+def run(state: State, once: bool, metrics_port: int | None) -> None:
     """Run the bus: poll the endpoints, route, deliver, until stopped (SIGTERM or Ctrl-C)."""
+    if metrics_port is not None:
+        state.config.bus.metrics_port = metrics_port
     bus = state.bus
     try:
         total = bus.run(once=once)
@@ -156,24 +167,38 @@ def run(state: State, once: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_state
 def status(state: State, as_json: bool) -> None:
-    """Counts of messages, deliveries and dead letters, and the queue depth per endpoint."""
+    """Counts, and per endpoint the queue depth, lag, retries and circuit; the jobs' last runs."""
+    from .scheduler import jobs_overview
+    from .store import utcnow
+
     store = state.bus.store
+    overview = store.pending_overview()
+    now = utcnow()
     data = {
         "counts": store.counts(),
-        "pending_by_endpoint": store.pending_by_endpoint(),
+        "pending_by_endpoint": {n: v["pending"] for n, v in overview.items()},
+        # Age in seconds of each endpoint's oldest pending delivery: how far it lags.
+        "lag_seconds": {
+            n: round(max(0.0, (now - v["oldest"]).total_seconds()), 3) for n, v in overview.items()
+        },
+        "retrying_by_endpoint": {n: v["retrying"] for n, v in overview.items() if v["retrying"]},
         "endpoints": {n: e.adapter for n, e in state.config.endpoints.items()},
         "circuits": store.endpoint_health(),
+        "jobs": [j.to_dict() for j in jobs_overview(store.engine, state.config.jobs)],
     }
     if as_json:
         _print_json(data)
         return
-    table = Table("endpoint", "adapter", "pending", "circuit")
+    table = Table("endpoint", "adapter", "pending", "retrying", "lag", "circuit")
     for name, adapter in data["endpoints"].items():
         circuit = data["circuits"].get(name)
+        lag = data["lag_seconds"].get(name)
         table.add_row(
             name,
             adapter,
             str(data["pending_by_endpoint"].get(name, 0)),
+            str(data["retrying_by_endpoint"].get(name, 0)),
+            _duration(lag) if lag is not None else "-",
             f"{circuit['detail']} ({circuit['updated_at']:%H:%M:%S})" if circuit else "closed",
         )
     console.print(table)
@@ -182,6 +207,24 @@ def status(state: State, as_json: bool) -> None:
         f"messages {counts['messages']} · delivered {counts['delivered']} · pending "
         f"{counts['pending']} · dead letters waiting {counts['dead_letters_waiting']}"
     )
+    for job in data["jobs"]:
+        last = (
+            f"last {job['last_outcome']} at {job['last_started'][:19]}"
+            if job["last_outcome"]
+            else "not run yet"
+        )
+        console.print(f"job {job['name']} ({job['what']}): {last}")
+
+
+def _duration(seconds: float) -> str:
+    """A lag as a person reads it: 0.4 s, 12 s, 5 min, 3 h."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # --- dead letters ----------------------------------------------------------------

@@ -53,6 +53,9 @@ class BusSettings:
     breaker_failures: int = 5
     breaker_reset_seconds: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # /metrics and /health over HTTP (lienthong.metrics); None: not served.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @property
     def embedded(self) -> bool:
@@ -181,6 +184,8 @@ _BUS_KEYS = [
     "breaker_failures",
     "breaker_reset_seconds",
     "retry",
+    "metrics_port",
+    "metrics_host",
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "namespaces", "to"]
@@ -224,6 +229,21 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
                 c.problem(("bus", name), f"expected a positive number, got {value!r}")
             else:
                 setattr(bus, name, kind(value))
+    if raw.get("metrics_port") is not None:
+        port = raw["metrics_port"]
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            c.problem(
+                ("bus", "metrics_port"),
+                f"expected a TCP port 0-65535 (0: any free port), got {port!r}. Hint: 9464",
+            )
+        else:
+            bus.metrics_port = port
+    if "metrics_host" in raw:
+        host = raw["metrics_host"]
+        if not isinstance(host, str) or not host.strip():
+            c.problem(("bus", "metrics_host"), f"expected an address to listen on, got {host!r}")
+        else:
+            bus.metrics_host = host.strip()
     retry = raw.get("retry", {}) or {}
     if not isinstance(retry, Mapping):
         c.problem(("bus", "retry"), "expected a mapping")

@@ -241,6 +241,10 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _dumps(headers: dict[str, str]) -> str:
+    return json.dumps(headers, ensure_ascii=False) if headers else "{}"
+
+
 def _headers(text: str) -> dict[str, str]:
     return json.loads(text) if text else {}
 
@@ -282,21 +286,25 @@ class Store:
         """
         if not rows:
             return
-        columns = [c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+        targets = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+        columns = [c.name for c in targets]
         sqlite = self.dialect == "sqlite"
         mark = "?" if sqlite else "%s"
         placeholders = ", ".join([mark] * len(columns))
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
-        values = []
-        for row in rows:
-            record = []
-            for name in columns:
-                value = row.get(name)
-                if sqlite and isinstance(value, datetime):
-                    value = value.isoformat(" ", "microseconds")
-                record.append(value)
-            values.append(tuple(record))
-        conn.exec_driver_sql(sql, values)
+        values = [[row.get(name) for name in columns] for row in rows]
+        if sqlite:
+            times = [i for i, c in enumerate(targets) if isinstance(c.type, DateTime)]
+            shown: dict[datetime, str] = {}  # a batch shares a handful of timestamps
+            for record in values:
+                for i in times:
+                    value = record[i]
+                    if value is not None:
+                        text = shown.get(value)
+                        if text is None:
+                            text = shown[value] = value.isoformat(" ", "microseconds")
+                        record[i] = text
+        conn.exec_driver_sql(sql, [tuple(record) for record in values])
 
     def _append_audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Append records to the audit trail, chained by hash (see lienthong.audit).
@@ -339,7 +347,7 @@ class Store:
                     "kind": m.kind,
                     "source": m.source,
                     "source_key": m.source_key,
-                    "headers": json.dumps(m.headers, ensure_ascii=False),
+                    "headers": _dumps(m.headers),
                     "body": m.body,
                     "created_at": m.created_at.astimezone(UTC).replace(tzinfo=None),
                     "accepted_at": now,
@@ -351,13 +359,17 @@ class Store:
                     results.append((intake, False))
                     continue
                 results.append((intake, True))
+                # Accepting and routing are one transaction, so one hop: the record
+                # names where the message goes.
+                routed = "; ".join(f"to {o.endpoint} by route {o.route}" for o in intake.outgoing)
                 audit_rows.append(
                     {
                         "message_id": m.id,
                         "at": now,
                         "event": "accepted",
                         "endpoint": m.source,
-                        "detail": f"{m.kind}, {len(m.body)} bytes",
+                        "detail": f"{m.kind}, {len(m.body)} bytes"
+                        + (f"; {routed}" if routed else ""),
                     }
                 )
                 if intake.parked:
@@ -387,7 +399,7 @@ class Store:
                             "message_id": m.id,
                             "route": out.route,
                             "endpoint": out.endpoint,
-                            "headers": json.dumps(out.headers, ensure_ascii=False),
+                            "headers": _dumps(out.headers),
                             "body": out.body,
                             "state": "pending",
                             "attempts": 0,
@@ -396,15 +408,6 @@ class Store:
                             "enqueued_at": now if enqueued else None,
                             "claimed_by": claimed_by,
                             "claimed_until": claimed_until,
-                        }
-                    )
-                    audit_rows.append(
-                        {
-                            "message_id": m.id,
-                            "at": now,
-                            "event": "routed",
-                            "endpoint": out.endpoint,
-                            "detail": f"route {out.route}",
                         }
                     )
             if plain_rows:
@@ -513,15 +516,13 @@ class Store:
         with self._begin() as conn:
             delivered = [o.delivery.key for o in outcomes if o.result == "ok"]
             if delivered:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(delivered))
-                    .values(
-                        state="delivered",
-                        delivered_at=now,
-                        claimed_until=None,
-                        attempts=deliveries.c.attempts + 1,
-                    )
+                # The hot path: one prepared statement, executemany at driver level.
+                mark = "?" if self.dialect == "sqlite" else "%s"
+                stamp = now.isoformat(" ", "microseconds") if self.dialect == "sqlite" else now
+                conn.exec_driver_sql(
+                    "UPDATE deliveries SET state = 'delivered', delivered_at = "
+                    f"{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id = {mark}",
+                    [(stamp, key) for key in delivered],
                 )
             for o in outcomes:
                 d = o.delivery
@@ -949,6 +950,73 @@ class Store:
 
     def _begin(self) -> Any:
         return _Transaction(self.engine)
+
+    # --- reading, for metrics, health and status ---
+
+    def pending_overview(self) -> dict[str, dict[str, Any]]:
+        """Per endpoint: deliveries pending, how many failed before, and the oldest one's time."""
+        retrying = func.count().filter(deliveries.c.attempts > 0)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    deliveries.c.endpoint,
+                    func.count(),
+                    retrying,
+                    func.min(deliveries.c.created_at),
+                )
+                .where(deliveries.c.state == "pending")
+                .group_by(deliveries.c.endpoint)
+            ).all()
+        return {
+            endpoint: {"pending": count, "retrying": int(again or 0), "oldest": oldest}
+            for endpoint, count, again, oldest in rows
+        }
+
+    def dead_letters_waiting(self) -> int:
+        """Dead letters neither replayed nor purged."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(dead_letters)
+                    .where(dead_letters.c.replayed_at.is_(None))
+                ).scalar_one()
+            )
+
+    def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]:
+        """Every message sharing ``correlation_id``, oldest first, with its hops and dead letters.
+
+        Each is a dict of the message's columns but the body (``headers``
+        decoded), plus ``hops`` (its audit rows in order) and ``dead_letters``.
+        """
+        with self.engine.connect() as conn:
+            found = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(*[c for c in messages.columns if c.name != "body"])
+                    .where(messages.c.correlation_id == correlation_id)
+                    .order_by(messages.c.accepted_at, messages.c.created_at)
+                )
+            ]
+            ids = [m["id"] for m in found]
+            hops: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            dead: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+            if ids:
+                for r in conn.execute(
+                    select(audit).where(audit.c.message_id.in_(ids)).order_by(audit.c.id)
+                ):
+                    hops[r.message_id].append(dict(r._mapping))
+                for r in conn.execute(
+                    select(dead_letters)
+                    .where(dead_letters.c.message_id.in_(ids))
+                    .order_by(dead_letters.c.id)
+                ):
+                    dead[r.message_id].append(dict(r._mapping))
+        for m in found:
+            m["headers"] = _headers(m["headers"])
+            m["hops"] = hops[m["id"]]
+            m["dead_letters"] = dead[m["id"]]
+        return found
 
 
 class _Transaction:

@@ -72,7 +72,8 @@ def test_trace_of_a_delivered_message_shows_every_hop(project: Path) -> None:
             sa.text("select message_id from deliveries where state='delivered' limit 1")
         ).scalar_one()
     trace = json.loads(run(project, "trace", message_id, "--json").output)
-    assert [h["event"] for h in trace["hops"]] == ["accepted", "routed", "delivered"]
+    assert [h["event"] for h in trace["hops"]] == ["accepted", "delivered"]
+    assert "to docs-receipts by route onestop-receipts" in trace["hops"][0]["detail"]
     assert trace["deliveries"][0]["attempt_log"][0]["outcome"] == "ok"
 
 
