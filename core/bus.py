@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy.exc
+
 from . import sync
 from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
 from .breaker import CircuitBreaker
@@ -299,11 +301,15 @@ class Bus:
         except RejectedError as exc:
             return Intake(message, parked=str(exc), stage="accept")
         try:
-            return Intake(message, outgoing=self.router.route(message))
+            outgoing = self.router.route(message)
         except TransientError:
             raise
         except LienthongError as exc:
             return Intake(message, parked=str(exc), stage="route")
+        refusal = self.config.access.refusal(message.source, [o.endpoint for o in outgoing])
+        if refusal:
+            return Intake(message, parked=refusal, stage="access")
+        return Intake(message, outgoing=outgoing)
 
     # --- receive ---
 
@@ -313,10 +319,16 @@ class Bus:
         for name, adapter in self.adapters.items():
             if Capability.RECEIVE not in adapter.capabilities:
                 continue
+            if not self.breakers[name].allow():
+                continue  # it keeps failing: leave it alone until its circuit half-opens
             try:
                 total += adapter.receive(self)
             except TransientError as exc:
                 log.warning("endpoint %s could not be polled: %s", name, exc)
+                self._breaker_result(name, ok=False)
+            except FatalError as exc:
+                log.error("endpoint %s: %s", name, exc)
+                self._breaker_result(name, ok=False)
             except LienthongError as exc:
                 log.error("endpoint %s: %s", name, exc)
             except Exception as exc:
@@ -324,6 +336,9 @@ class Bus:
                     log.exception("endpoint %s failed while polling", name)
                 else:
                     log.warning("endpoint %s could not be polled: %s", name, exc)
+                    self._breaker_result(name, ok=False)
+            else:
+                self._breaker_result(name, ok=True)
         return total
 
     def poll_endpoint(self, name: str) -> int:
@@ -573,7 +588,9 @@ class Bus:
         while not self._stop.is_set():
             try:
                 step = self.run_cycle()
-            except TransientError as exc:
+            except (TransientError, sqlalchemy.exc.OperationalError) as exc:
+                # The store or the broker went away (a restart, a network cut): the
+                # work stays in the store; wait and try again.
                 log.warning("%s; trying again in %.0f s", exc, self.config.bus.poll_interval)
                 if self.transport:
                     self.transport.reset()

@@ -532,6 +532,26 @@ def adapters(state: State, as_json: bool) -> None:
 
 
 @cli.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit.command("verify")
+@pass_state
+def audit_verify(state: State) -> None:
+    """Walk the hash chain; name the first record altered, removed or inserted (exit 1)."""
+    from . import audit as audit_chain
+    from .store import audit as audit_table
+
+    verdict = audit_chain.verify(state.bus.store.engine, audit_table)
+    if verdict.ok:
+        click.echo(f"audit trail intact: {verdict.records} records")
+        return
+    click.echo(f"audit trail broken after {verdict.records - 1} good records: {verdict.problem}")
+    sys.exit(EXIT_PROBLEMS)
+
+
+@cli.group()
 def db() -> None:
     """The store's schema."""
 

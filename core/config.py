@@ -1,7 +1,8 @@
 """Load and check the configuration: every problem reported at once, each with its line.
 
-A config file has four sections: ``bus`` (store, broker, folders, limits,
-retry), ``endpoints`` (one configured adapter each), ``routes`` and ``jobs``.
+A config file has five sections: ``bus`` (store, broker, folders, limits,
+retry), ``endpoints`` (one configured adapter each), ``routes``, ``jobs`` and
+``access`` (who may send to whom; see lienthong.access).
 Paths are relative to the config file's folder. Secrets are never written in
 the file: an option marked secret, and the store and broker URLs, take
 ``{env: NAME}`` or ``{file: PATH}``, and are never shown in output.
@@ -18,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from . import access
+from .access import AccessPolicy
 from .adapter import Secret, resolve_options, resolve_secret
 from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
@@ -81,6 +84,7 @@ class Config:
     routes: list[Route]
     jobs: dict[str, JobSpec]
     raw: dict[str, Any]
+    access: AccessPolicy = field(default_factory=AccessPolicy)
 
 
 # --- YAML with line numbers -------------------------------------------------
@@ -190,7 +194,7 @@ _BUS_KEYS = [
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "namespaces", "to"]
 _TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind"]
-_SECTIONS = ["bus", "endpoints", "routes", "jobs"]
+_SECTIONS = ["bus", "endpoints", "routes", "jobs", "access"]
 
 
 def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
@@ -465,6 +469,8 @@ def from_dict(
     )
     routes = _routes(c, data.get("routes") or [], declared, host, bus)
     jobs = _jobs(c, data.get("jobs"), declared)
+    policy, access_problems = access.from_config(data.get("access"), declared, c.where)
+    c.problems.extend(access_problems)
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(path, base_dir, bus, endpoints, routes, jobs, dict(data))
+    return Config(path, base_dir, bus, endpoints, routes, jobs, dict(data), policy)

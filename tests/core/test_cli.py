@@ -136,3 +136,15 @@ def test_plugins_add_subcommands_through_the_hook(monkeypatch: pytest.MonkeyPatc
         assert CliRunner().invoke(command, ["hello-test"]).output == "xin chào\n"
     finally:
         cli_module.cli.commands.pop("hello-test", None)
+
+
+def test_audit_verify_names_a_tampered_record(project: Path) -> None:
+    run(project, "run", "--once")
+    assert run(project, "audit", "verify").output.startswith("audit trail intact:")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{project / 'var/lienthong.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("update audit set detail = 'nothing to see' where id = 2"))
+    broken = run(project, "audit", "verify")
+    assert broken.exit_code == 1 and "record #2" in broken.output and "altered" in broken.output

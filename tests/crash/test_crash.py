@@ -29,6 +29,8 @@ def crash_and_recover(project: BusProject, workers: int) -> None:
     assert '"delivered": 2000' in status.stdout, status.stdout + status.stderr
     assert '"messages": 2000' in status.stdout, "a re-read file must not make a second message"
     assert '"pending": 0' in status.stdout
+    audit = project.command("audit", "verify")
+    assert audit.returncode == 0, audit.stdout + audit.stderr  # one chain, even with two workers
 
 
 @pytest.mark.slow
