@@ -237,7 +237,7 @@ def dlq() -> None:
 
 _filters = [
     click.option("--endpoint", help="Only dead letters for this target endpoint."),
-    click.option("--stage", type=click.Choice(["accept", "route", "deliver"])),
+    click.option("--stage", type=click.Choice(["accept", "route", "access", "deliver"])),
     click.option("--reason", help="Only dead letters whose reason contains this text."),
 ]
 
@@ -303,6 +303,24 @@ def dlq_show(state: State, dead_id: int, as_json: bool) -> None:
     click.echo(row["body"].decode("utf-8", "replace")[:4000])
 
 
+def _chosen_dead_letters(
+    state: State,
+    ids: tuple[int, ...],
+    endpoint: str | None,
+    stage: str | None,
+    reason: str | None,
+    everything: bool,
+) -> list[int]:
+    """The ids named, or those matching the filters; refuses an unfiltered 'all' by accident."""
+    if ids:
+        return list(ids)
+    if not (everything or endpoint or stage or reason):
+        raise click.UsageError("name dead letter ids, or a filter, or --all")
+    return [
+        r["id"] for r in state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
+    ]
+
+
 @dlq.command("replay")
 @click.argument("ids", nargs=-1, type=int)
 @_with_filters
@@ -319,14 +337,7 @@ def dlq_replay(
     replay_all: bool,
 ) -> None:
     """Send dead letters through again, by id or by filter."""
-    chosen = list(ids)
-    if not chosen:
-        if not (replay_all or endpoint or stage or reason):
-            raise click.UsageError("name dead letter ids, or a filter, or --all")
-        chosen = [
-            r["id"]
-            for r in state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
-        ]
+    chosen = _chosen_dead_letters(state, ids, endpoint, stage, reason, replay_all)
     failed = 0
     for dead_id in chosen:
         try:
@@ -355,14 +366,7 @@ def dlq_purge(
     yes: bool,
 ) -> None:
     """Forget dead letters (the message and its audit trail stay in the store)."""
-    chosen = list(ids)
-    if not chosen:
-        if not (purge_all or endpoint or stage or reason):
-            raise click.UsageError("name dead letter ids, or a filter, or --all")
-        chosen = [
-            r["id"]
-            for r in state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
-        ]
+    chosen = _chosen_dead_letters(state, ids, endpoint, stage, reason, purge_all)
     if not yes:
         click.confirm(f"Purge {len(chosen)} dead letter(s)?", abort=True)
     click.echo(f"purged {state.bus.store.purge_dead_letters(chosen)}")
