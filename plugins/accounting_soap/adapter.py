@@ -29,7 +29,8 @@ Connection settings
 Options
     wsdl, service, port, address, send_operation, reference_field,
     receive_operation, cursor_argument, cursor_start, receive_arguments,
-    item_element, item_key, next_cursor_element, message_kind, transient_faults,
+    item_element, item_key, skip_empty_items, next_cursor_element, message_kind,
+    transient_faults,
     username, password, password_digest, verify_tls, client_cert, client_key,
     timeout (see :attr:`AccountingSoapAdapter.options`).
 """
@@ -199,6 +200,13 @@ class AccountingSoapAdapter(Adapter):
             "item_key",
             "comma-separated local names of the item's children forming its key",
             default="number,version",
+        ),
+        Option(
+            "skip_empty_items",
+            "an item without child elements makes no message (with item_element naming "
+            "the page, e.g. vouchers: one message per poll that found something)",
+            default=False,
+            type=bool,
         ),
         Option(
             "next_cursor_element",
@@ -464,6 +472,8 @@ class AccountingSoapAdapter(Adapter):
         arguments[s["cursor_argument"]] = cursor
         answer = self._call(s["receive_operation"], arguments, what="poll")
         items = answer.xpath(".//*[local-name() = $n]", n=s["item_element"])
+        if s["skip_empty_items"]:
+            items = [item for item in items if len(item)]
         messages = [self._message(item) for item in items]
         if messages:
             inbox.accept(messages)
@@ -508,7 +518,7 @@ class AccountingSoapAdapter(Adapter):
     def _answer(self, response: requests.Response, where: str) -> etree._Element:
         status, content = response.status_code, response.content
         lowered = content[:4096].lower()
-        if b"<!doctype" in lowered or b"<!entity" in lowered:
+        if (b"<!doctype" in lowered or b"<!entity" in lowered) and status < 500:
             raise FatalError(
                 f"{where}: the service answered with a DTD or entity declaration (HTTP {status}), "
                 "which the bus refuses (XXE, entity expansion). Hint: this is not a SOAP service "

@@ -1,0 +1,252 @@
+"""The hostile corpus through the document axis: a real sandbox axis over HTTP, a real bus polling it.
+
+Another agency (A) puts the hostile item on the axis for agency B; B's bus polls
+its axis endpoint. Every hostile item must be stored parked with its reason and
+acknowledged ``fail`` on the axis, while a good document sent alongside is
+delivered and acknowledged ``done``. Stale and replayed axis requests are
+refused by the sandbox axis itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from lienthong.adapter import Secret
+from lienthong.bus import Bus
+from lienthong.errors import RejectedError
+from lienthong.plugins import memory
+from lienthong.plugins.document_axis.client import AxisAuthError, AxisClient, sign
+from lienthong.plugins.document_axis.sandbox import SandboxAxis
+from lienthong.plugins.document_axis.signature import KeyMaterial
+from lienthong.plugins.document_axis.signature import sign as sign_xml
+from tests.hostile import edxml_cases as ed
+from tests.hostile.cases import MAX_BYTES, Case, assert_reason, params, xml_cases
+
+
+@pytest.fixture
+def axis() -> Iterator[SandboxAxis]:
+    with SandboxAxis(dict(ed.SYSTEMS), [ed.A, ed.B, ed.C]) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def client_for(axis: SandboxAxis) -> Iterator[Callable[..., AxisClient]]:
+    clients: list[AxisClient] = []
+
+    def make(organ: str, **kwargs: Any) -> AxisClient:
+        system = ed.SYSTEM_OF[organ]
+        client = AxisClient(axis.url, system, Secret(ed.SYSTEMS[system]), **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.session.close()
+
+
+@pytest.fixture
+def axis_bus(lienthong_bus, axis: SandboxAxis) -> Callable[..., Bus]:
+    """B's bus: its axis endpoint routes everything it receives to the memory endpoint 'out'."""
+
+    def build(**endpoint: Any) -> Bus:
+        return lienthong_bus(
+            bus={"max_message_bytes": MAX_BYTES},
+            endpoints={
+                "axis-b": {
+                    "adapter": "axis",
+                    "url": axis.url,
+                    "system_id": "dms-b",
+                    "secret": ed.SYSTEMS["dms-b"],
+                    "organ_id": ed.B,
+                    "sandbox": True,
+                    "timeout": 5,
+                    **endpoint,
+                },
+                "out": {"adapter": "memory"},
+            },
+            routes=[{"name": "to-dms", "from": "axis-b", "to": "out"}],
+        )
+
+    return build
+
+
+def axis_status(axis: SandboxAxis, organ: str = ed.B) -> dict[str, str]:
+    return {i["docId"]: i["status"] for i in axis.snapshot()["inbox"].get(organ, [])}
+
+
+def run_and_check(
+    bus: Bus,
+    axis: SandboxAxis,
+    ids: tuple[str, str],
+    send_later: Callable[[], str],
+    reason: tuple[str, ...],
+    name: str,
+) -> str:
+    """Poll once: the hostile item parked with its reason and acked fail, the good one delivered.
+
+    Then a good document sent afterwards is delivered too: the endpoint still serves.
+    """
+    hostile_id, good_id = ids
+    total = bus.run(once=True)
+    assert total.received == 2, total
+    dead = bus.store.dead_letters()
+    assert len(dead) == 1, dead
+    assert dead[0]["stage"] == "accept"
+    assert_reason(dead[0]["reason"], reason, name)
+    assert axis_status(axis) == {hostile_id: "fail", good_id: "done"}
+    [delivered] = memory.delivered("out")
+    assert delivered.headers["axis_doc_id"] == good_id
+    assert "invalid" not in delivered.headers
+    later_id = send_later()
+    assert bus.run(once=True).delivered == 1
+    assert axis_status(axis)[later_id] == "done" and len(memory.delivered("out")) == 2
+    return dead[0]["reason"]
+
+
+def later(sender: AxisClient, body: bytes | None = None) -> Callable[[], str]:
+    """Send a good document from A when called; returns its axis docId."""
+    return lambda: sender.send(body or ed.document(number="later"), organ_id=ed.A)
+
+
+# --- XML-level attacks: the axis itself refuses them, a careless relay does not ---
+
+
+@pytest.mark.parametrize("case", params(xml_cases()))
+def test_hostile_xml_from_another_agency_is_parked_and_acked_fail(
+    axis, client_for, axis_bus, case: Case
+) -> None:
+    body = case.body
+    sender = client_for(ed.A)
+    with pytest.raises(RejectedError, match=r"rejected the request \(HTTP 400\)"):
+        sender.send(body, organ_id=ed.A)
+    # Another axis relays what this one refused: the receiving bus must still defend itself.
+    hostile_id = axis.deliver(ed.A, [ed.B], body)
+    good_id = sender.send(ed.document(number="good"), organ_id=ed.A)
+    bus = axis_bus()
+    reason = run_and_check(bus, axis, (hostile_id, good_id), later(sender), case.reason, case.name)
+    assert reason.startswith("invalid at the source: ")
+
+
+# --- edXML-level attacks: well-formed XML, hostile attachments ---
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in ed.ATTACHMENT_CASES])
+def test_hostile_attachment_is_parked_and_acked_fail(
+    axis, client_for, axis_bus, case: ed.AttachmentCase
+) -> None:
+    sender = client_for(ed.A)
+    hostile_id = sender.send(case.make(), organ_id=ed.A)
+    good_id = sender.send(ed.document(number="good"), organ_id=ed.A)
+    run_and_check(axis_bus(), axis, (hostile_id, good_id), later(sender), case.reason, case.name)
+
+
+# --- signatures, with signature_policy: require and a trust list ---
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, KeyMaterial]:
+    ca = ed.key("CA Chinh phu (sandbox)")
+    return {
+        "ca": ca,
+        "clerk": ed.key("Van thu UBND tinh", issuer=ca),
+        "colleague": ed.key("Van thu So Tai chinh", issuer=ca),
+        "stranger": ed.key("Ke mao danh"),
+    }
+
+
+def _signed(keys: dict[str, KeyMaterial], who: str = "clerk", number: str = "1") -> bytes:
+    return sign_xml(ed.document(number=number), keys[who])
+
+
+SIGNATURE_CASES: dict[str, tuple[Callable[[dict[str, KeyMaterial]], bytes], tuple[str, ...]]] = {
+    "forged-content": (
+        lambda k: ed.forged(_signed(k)),
+        ("signature invalid", "digest mismatch", "Hint:"),
+    ),
+    "stripped-signature": (
+        lambda k: ed.stripped(_signed(k)),
+        ("signature missing", "requires a signed message", "Hint:"),
+    ),
+    "untrusted-signer": (
+        lambda k: _signed(k, "stranger"),
+        ("signature invalid", "Ke mao danh", "is not trusted"),
+    ),
+    "wrapped-second-signature": (
+        lambda k: ed.wrapped(_signed(k)),
+        ("signature invalid", "holds 2 signatures"),
+    ),
+    "signature-moved-out-of-header": (
+        lambda k: ed.moved(_signed(k)),
+        ("signature invalid", "not in edXMLEnvelope/edXMLHeader"),
+    ),
+    "certificate-swapped": (
+        lambda k: ed.swapped_certificate(_signed(k), k["colleague"]),
+        ("signature invalid", "SignatureValue does not match"),
+    ),
+}
+
+
+@pytest.fixture
+def trust_ca(keys, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    path.write_bytes(keys["ca"].certificate.public_bytes(Encoding.PEM))
+    return str(path)
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURE_CASES))
+def test_forged_or_stripped_signature_is_parked_under_policy_require(
+    axis, client_for, axis_bus, keys, trust_ca, name: str
+) -> None:
+    make, reason = SIGNATURE_CASES[name]
+    sender = client_for(ed.A)
+    hostile_id = sender.send(make(keys), organ_id=ed.A)
+    good_id = sender.send(_signed(keys, number="good"), organ_id=ed.A)
+    bus = axis_bus(signature_policy="require", trusted_certs=[trust_ca])
+    signed_later = later(sender, sign_xml(ed.document(number="later"), keys["clerk"]))
+    run_and_check(bus, axis, (hostile_id, good_id), signed_later, reason, name)
+    assert all("Van thu UBND tinh" in m.headers["signed_by"] for m in memory.delivered("out"))
+
+
+# --- stale and replayed axis requests ---
+
+
+def test_a_request_with_an_old_timestamp_is_refused_by_the_axis(axis, client_for) -> None:
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    late = client_for(ed.B, clock=lambda: an_hour_ago)
+    with pytest.raises(
+        AxisAuthError, match=r"replayed or stale request: timestamp is 36\d\d s off"
+    ):
+        late.received(organ_id=ed.B)
+    with pytest.raises(AxisAuthError, match="check .* that this host's clock is right"):
+        late.received(organ_id=ed.B)
+
+
+def test_a_replayed_request_is_refused_by_the_axis(axis, client_for, axis_bus) -> None:
+    client_for(ed.A).send(ed.document(number="7"), organ_id=ed.A)
+    params = {
+        "timestamp": str(int(time.time() * 1000)),
+        "nonce": "0123456789abcdef",
+        "systemid": "dms-b",
+        "servicetype": "eDoc",
+        "from": ed.B,
+        "messagetype": "edoc",
+    }
+    headers = sign(params, ed.SYSTEMS["dms-b"])
+    url = axis.url + "/getReceivedEdocList"
+    first = requests.get(url, headers=headers, timeout=5)
+    assert first.status_code == 200 and len(first.json()["data"]) == 1
+    again = requests.get(url, headers=headers, timeout=5)
+    assert again.status_code == 401
+    assert again.json()["ErrorDesc"] == "replayed or stale request: this signature was already used"
+
+    bus = axis_bus()
+    assert bus.run(once=True).delivered == 1, "the replay changed nothing: B still gets it once"
+    assert len(memory.delivered("out")) == 1
