@@ -118,6 +118,7 @@ class Bus:
                 settings.broker.reveal(), senders, prefetch=settings.batch_size
             )
         self.scheduler: Scheduler | None = None
+        self._scheduled_polls = {job.poll for job in config.jobs.values() if job.poll}
         self.breakers = {
             name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
             for name in self.adapters
@@ -314,10 +315,14 @@ class Bus:
     # --- receive ---
 
     def poll(self) -> int:
-        """Poll every receiving endpoint once; returns how many messages were handed over."""
+        """Poll every receiving endpoint once; returns how many messages were handed over.
+
+        An endpoint that a job polls on a schedule (``poll:`` in ``jobs``) is left
+        to that job.
+        """
         total = 0
         for name, adapter in self.adapters.items():
-            if Capability.RECEIVE not in adapter.capabilities:
+            if Capability.RECEIVE not in adapter.capabilities or name in self._scheduled_polls:
                 continue
             if not self.breakers[name].allow():
                 continue  # it keeps failing: leave it alone until its circuit half-opens

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from . import __version__, logs
 from . import config as config_module
+from .demo import demo
 from .errors import ConfigError, LienthongError, RejectedError, TransientError
 from .host import PluginHost
 from .sync_commands import register as register_sync_commands
@@ -595,6 +596,7 @@ def db_upgrade(state: State) -> None:
 
 
 register_sync_commands(cli)
+cli.add_command(demo)
 
 
 def build() -> click.Group:

@@ -101,25 +101,66 @@ class _Lines(dict[tuple[Any, ...], int]):
         return self.get((), None)
 
 
-def _construct(node: yaml.Node, path: tuple[Any, ...], lines: _Lines, loader: Any) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _construct(value_node, (*path, key), lines, loader)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_ALIASES = 50
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
+class _Builder:
+    """Builds plain data from YAML nodes, recording lines; an aliased node is built once.
+
+    Building each node once keeps alias "bombs" linear, and a node met again while
+    it is being built is a cycle, refused.
+    """
+
+    def __init__(self, loader: Any, lines: _Lines) -> None:
+        self.loader = loader
+        self.lines = lines
+        self.built: dict[int, Any] = {}
+        self.building: set[int] = set()
+
+    def build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            return self.loader.construct_object(node)
+        if node.tag not in _PLAIN_TAGS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the tag {node.tag!r} is not accepted in a lienthong config",
+                node.start_mark,
+            )
+        key = id(node)
+        if key in self.built:
+            return self.built[key]
+        if key in self.building:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a recursive alias (an anchor used inside itself) is not accepted",
+                node.start_mark,
+            )
+        self.building.add(key)
+        result: Any
+        if isinstance(node, yaml.MappingNode):
+            result = {}
+            for key_node, value_node in node.value:
+                name = self.loader.construct_object(key_node)
+                self.lines[(*path, name)] = key_node.start_mark.line + 1
+                result[name] = self.build(value_node, (*path, name))
+                self.lines[(*path, name)] = key_node.start_mark.line + 1
+        else:
+            result = [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        self.building.discard(key)
+        self.built[key] = result
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), lines, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node)
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], _Lines]:
     """Read a YAML file into plain data and the line of every path."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(
             [
@@ -130,19 +171,79 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], _Lines]:
                 )
             ]
         ) from exc
-    loader = yaml.SafeLoader(text)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    (
+                        f"the config file is over {MAX_CONFIG_BYTES:,} bytes; a lienthong "
+                        "config is a few kilobytes. Hint: check that --config names the right file"
+                    ),
+                )
+            ]
+        )
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    (
+                        f"not UTF-8 text (bad byte at offset {exc.start}). "
+                        "Hint: save the file as UTF-8"
+                    ),
+                )
+            ]
+        ) from exc
+    data, lines = _parse_yaml(text, path)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(str(path), "the config must be a mapping of sections")])
+    return data, lines
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, _Lines]:
+    """Compose and build the data, refusing what a config never needs and attacks use."""
+    lines = _Lines()
+    loader = None
+    try:
+        # A few aliases keep a config short; many are an expansion bomb.
+        aliases = 0
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            aliases += isinstance(token, yaml.AliasToken)
+            if aliases > MAX_ALIASES:
+                raise yaml.scanner.ScannerError(
+                    None,
+                    None,
+                    f"more than {MAX_ALIASES} YAML aliases (*name): a config "
+                    "needs a few, an entity-expansion attack needs many",
+                    token.start_mark,
+                )
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
-        lines = _Lines()
-        data = _construct(node, (), lines, loader) if node is not None else {}
+        data = _Builder(loader, lines).build(node, ()) if node is not None else {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError([ConfigProblem(where, f"not valid YAML: {exc}")]) from exc
+    except TypeError as exc:  # a list or mapping used as a key
+        raise ConfigError([ConfigProblem(str(path), f"not a valid config: {exc}")]) from exc
+    except RecursionError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    (
+                        "the YAML is nested too deeply to be a config. "
+                        "Hint: check the file's brackets"
+                    ),
+                )
+            ]
+        ) from exc
     finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(str(path), "the config must be a mapping of sections")])
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
@@ -460,7 +561,11 @@ def from_dict(
     host = host or PluginHost()
     c = _Checker(path, lines or _Lines(), os.environ if environ is None else environ)
     c.unknown_keys(data, _SECTIONS, ())
-    bus = _bus(c, data.get("bus") or {}, base_dir)
+    raw_bus = data.get("bus") or {}
+    if not isinstance(raw_bus, Mapping):
+        c.problem(("bus",), f"the bus section must be a mapping of settings, not {raw_bus!r}")
+        raw_bus = {}
+    bus = _bus(c, raw_bus, base_dir)
     endpoints = _endpoints(c, data.get("endpoints") or {}, host, base_dir)
     # Routes are checked against every declared endpoint, even one with problems
     # of its own, so one mistake is reported once.

@@ -24,7 +24,8 @@ Connection settings:
 Options:
     url, system_id, secret, organ_id, timeout (10 s), signature_policy
     (``require`` | ``verify-if-present`` | ``off``), trusted_certs (certificate
-    files a signer must be or be issued by), max_attachment_bytes (10 MiB),
+    files a signer must be or be issued by; relative to the config file's
+    folder), max_attachment_bytes (10 MiB),
     batch_size (50 per message type and poll), sandbox (false: refuse to start
     against a sandbox axis unless set).
 
@@ -315,10 +316,14 @@ class AxisAdapter(Adapter):
         info = check_policy(
             body,
             policy,
-            self.settings["trusted_certs"] or None,
+            self.trusted_certs() or None,
             max_bytes=self.services.max_message_bytes,
         )
         return None if info is None else info.subject
+
+    def trusted_certs(self) -> list[str]:
+        """The ``trusted_certs`` files, relative ones taken from the config file's folder."""
+        return [str(self.services.base_dir / str(p)) for p in self.settings["trusted_certs"]]
 
     # --- send ---
 

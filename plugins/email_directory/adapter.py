@@ -532,7 +532,10 @@ class DirectoryAdapter(Adapter):
     # --- mail ---
 
     def send(self, message: Message, *, key: str) -> None:
-        """Mail ``message`` to the agencies in ``to_agency`` and the addresses in ``to``."""
+        """Mail ``message`` to the agencies in ``to_agency`` and the addresses in ``to``.
+
+        A mail envelope that names recipients itself is mailed to those instead.
+        """
         if not self.settings["smtp_host"] or not self.settings["mail_from"]:
             raise config_error(
                 [
@@ -541,7 +544,13 @@ class DirectoryAdapter(Adapter):
                 ]
             )
         recipients: list[str] = []
-        for code in _split(message.headers.get("to_agency", "")):
+        named = mail.envelope_recipients(message)
+        if named is None:
+            codes = _split(message.headers.get("to_agency", ""))
+            addresses = _split(message.headers.get("to", ""))
+        else:
+            codes, addresses = named
+        for code in codes:
             mailbox = self.agency_mailbox(code)
             if not mailbox:
                 raise RejectedError(
@@ -549,7 +558,7 @@ class DirectoryAdapter(Adapter):
                     "no active agency with a mailbox. Hint: check the code or sync the directory"
                 )
             recipients.append(mail.check_address(mailbox, f"mailbox of agency {code!r}"))
-        for address in _split(message.headers.get("to", "")):
+        for address in addresses:
             recipients.append(mail.check_address(address, f"message {message.id}: 'to'"))
         if not recipients:
             for address in _split(str(self.settings["default_to"])):

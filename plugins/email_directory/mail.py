@@ -6,13 +6,17 @@ Two body forms:
   from an edXML document)::
 
       <mail xmlns="urn:lienthong:mail">
+        <to_agency>000.00.15.H41</to_agency>
         <subject>Công văn số 12/UBND</subject>
         <text>Kính gửi ...</text>
         <attachment name="cv12.pdf" type="application/pdf">JVBERi0x...</attachment>
       </mail>
 
   becomes a mail with that subject and text, and each ``attachment`` (base64)
-  as a file;
+  as a file. Recipients named in the envelope (``to_agency`` agency codes,
+  ``to`` addresses) take the place of the message's headers of those names,
+  whose values come from the source (an axis message's ``to`` holds agency
+  codes, not addresses);
 - any other XML is attached as it is (``<kind>.xml``), with the ``subject``
   header (or the kind) as subject.
 
@@ -61,6 +65,17 @@ def message_id(key: str, mail_from: str) -> str:
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
     domain = mail_from.rpartition("@")[2] or "lienthong.invalid"
     return f"<{digest}@{domain}>"
+
+
+def envelope_recipients(message: Message) -> tuple[list[str], list[str]] | None:
+    """The ``to_agency`` codes and ``to`` addresses a mail envelope names, or None if none."""
+    root = message.tree().getroot()
+    if root.tag != f"{{{NS}}}mail":
+        return None
+    codes = [(e.text or "").strip() for e in root.iterfind(f"{{{NS}}}to_agency")]
+    addresses = [(e.text or "").strip() for e in root.iterfind(f"{{{NS}}}to")]
+    codes, addresses = [c for c in codes if c], [a for a in addresses if a]
+    return (codes, addresses) if codes or addresses else None
 
 
 def build(message: Message, *, key: str, mail_from: str, recipients: Sequence[str]) -> EmailMessage:

@@ -240,7 +240,7 @@ def test_status_json_shows_lag_retries_and_jobs(lienthong_bus, tmp_path: Path) -
     }
     bus = lienthong_bus(**settings)
     memory.feed("in", [Message(body=b"<a/>"), Message(body=b"<b/>")])
-    assert bus.poll() == 2  # accepted, not delivered yet
+    assert bus.poll_endpoint("in") == 2  # accepted, not delivered yet (the job polls 'in')
     failed = bus._claimed[0]
     bus.store.finish([Outcome(failed, "transient", "timed out")], "test")
     time.sleep(0.05)

@@ -1,0 +1,919 @@
+"""The main job on the embedded default: the reference flows against sandboxes, with a summary.
+
+``lienthong demo`` reads ``config/reference-flows.yaml`` (or ``--config``),
+starts a SANDBOX of every system it names on the loopback port its URL gives
+(the axis, one accounting service per port, slapd for the directory, an SMTP
+sink for mail), seeds them with a province's day (agencies on the axis,
+vouchers, a staff list, documents other agencies send ours), then runs cycles:
+the directory syncs (as their nightly schedule would), the bus until nothing
+is due, the Department of Finance answering the reports it got, and the bus
+again. It prints what moved, read back from the store and the sandboxes.
+
+Everything lives under the config's ``bus.var_dir`` (``var/demo/``), which
+each run starts afresh: the sandboxes keep their state in memory, so an old
+store would take their new document ids for ones it had seen. A folder that a
+demo did not make is never wiped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+from sqlalchemy import select
+
+from . import config as config_module
+from .bus import Bus
+from .errors import ConfigError
+from .host import PluginHost
+from .store import Store, deliveries, messages, utcnow
+from .sync import recent_runs
+
+DEFAULT_FLOWS = Path("config/reference-flows.yaml")
+#: Marks a var folder a demo made, so only such a folder is ever wiped.
+MARKER = ".lienthong-demo"
+
+ED = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+ACC = "urn:lienthong:sandbox:accounting:v1"
+
+# --- the province the demo plays -----------------------------------------------
+
+UBND = "000.00.00.H41"  # UBND tỉnh: sends decisions
+VPCP = "000.00.00.G22"  # Văn phòng Chính phủ: sends official letters
+STC = "000.00.01.H41"  # Sở Tài chính: receives the financial reports
+SYT = "000.00.15.H41"  # Sở Y tế: one of ours
+SGD = "000.00.16.H41"  # Sở Giáo dục và Đào tạo: one of ours
+
+#: The axis agency list: code, name, mailbox, parent code.
+AGENCIES = (
+    (VPCP, "Văn phòng Chính phủ", "vanthu@chinhphu.vn", ""),
+    (UBND, "UBND tỉnh Nghệ An", "ubnd@nghean.gov.vn", ""),
+    (STC, "Sở Tài chính", "stc@nghean.gov.vn", UBND),
+    (SYT, "Sở Y tế", "syt@nghean.gov.vn", UBND),
+    (SGD, "Sở Giáo dục và Đào tạo", "sgddt@nghean.gov.vn", UBND),
+)
+NAMES = {code: name for code, name, _, _ in AGENCIES}
+#: The Department of Finance's document system, answering the reports it receives.
+FINANCE_SYSTEM = ("stc-qlvb", "sandbox-secret-stc")
+
+#: Sở Y tế's people already in the directory: one has left, one changed post.
+DIRECTORY_PEOPLE = (
+    ("nva", "Nguyễn Văn An", "An", "Nguyễn", "Chuyên viên"),
+    ("ttb", "Trần Thị Bình", "Bình", "Trần", "Chuyên viên"),
+    ("dtminh", "Đỗ Tuấn Minh", "Minh", "Đỗ", "Văn thư"),
+)
+#: Staff lists Sở Y tế's personnel system drops: (cycle, people); a person is
+#: (account, full name, given name, post, status).
+STAFF_LISTS = (
+    (
+        1,
+        (
+            ("nva", "Nguyễn Văn An", "An", "Chuyên viên", "DangCongTac"),
+            ("ttb", "Trần Thị Bình", "Bình", "Trưởng phòng Kế hoạch - Tài chính", "DangCongTac"),
+            ("lthoa", "Lê Thị Hoa", "Hoa", "Văn thư", "DangCongTac"),
+            ("pvduc", "Phạm Văn Đức", "Đức", "Chuyên viên", "DangCongTac"),
+        ),
+    ),
+    (
+        2,
+        (
+            ("nva", "Nguyễn Văn An", "An", "Chuyên viên", "NghiHuu"),
+            ("ttb", "Trần Thị Bình", "Bình", "Trưởng phòng Kế hoạch - Tài chính", "DangCongTac"),
+            ("lthoa", "Lê Thị Hoa", "Hoa", "Văn thư", "DangCongTac"),
+            ("pvduc", "Phạm Văn Đức", "Đức", "Phó Trưởng phòng", "DangCongTac"),
+            ("ntmai", "Nguyễn Thị Mai", "Mai", "Kế toán", "DangCongTac"),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Voucher:
+    agency: str
+    kind: str
+    amount: int
+    description: str
+
+
+#: Vouchers entered at each agency's accounting package, by cycle (later cycles: the last).
+VOUCHERS = {
+    1: (
+        Voucher(SYT, "receipt", 125_000_000, "Thu phí thẩm định hồ sơ hành nghề"),
+        Voucher(SYT, "payment", 48_500_000, "Chi lương tháng 11"),
+        Voucher(SGD, "receipt", 30_000_000, "Thu phí thi chứng chỉ"),
+    ),
+    2: (Voucher(SYT, "payment", 3_250_000, "Chi văn phòng phẩm"),),
+    3: (Voucher(SGD, "payment", 12_000_000, "Chi tập huấn giáo viên"),),
+}
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A document another agency sends ours through the axis."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    number: str
+    notation: str
+    type_name: str
+    subject: str
+    content: str
+    signed: bool = True
+
+
+#: Documents arriving, by cycle.
+DOCUMENTS = {
+    1: (
+        Incoming(
+            VPCP,
+            (SYT,),
+            "8123",
+            "VPCP-KGVX",
+            "Công văn",
+            "V/v triển khai chiến dịch tiêm chủng mở rộng",
+            "Đề nghị Sở Y tế triển khai chiến dịch tiêm chủng mở rộng trên địa bàn tỉnh.",
+        ),
+        Incoming(
+            UBND,
+            (SYT, SGD),
+            "215",
+            "QĐ-UBND",
+            "Quyết định",
+            "Về việc giao dự toán ngân sách nhà nước năm 2026",
+            f"Giao dự toán chi ngân sách năm 2026: {SYT}: 1.250.000.000 đồng; "
+            f"{SGD}: 2.500.000.000 đồng.",
+        ),
+        # Its sender's signing failed: the axis endpoints require a signature.
+        Incoming(
+            UBND,
+            (SGD,),
+            "1187",
+            "UBND-VX",
+            "Công văn",
+            "V/v tổ chức kỳ thi học sinh giỏi cấp tỉnh",
+            "Giao Sở Giáo dục và Đào tạo tổ chức kỳ thi học sinh giỏi cấp tỉnh.",
+            signed=False,
+        ),
+    ),
+    2: (
+        Incoming(
+            VPCP,
+            (SGD,),
+            "8190",
+            "VPCP-KGVX",
+            "Công văn",
+            "V/v chuẩn bị năm học mới",
+            "Đề nghị Sở Giáo dục và Đào tạo chuẩn bị các điều kiện cho năm học mới.",
+        ),
+    ),
+}
+
+
+# --- the sandboxes ---------------------------------------------------------------
+
+
+class DemoError(click.ClickException):
+    """The demo cannot run as configured; the message says why and what to do."""
+
+    exit_code = 3
+
+
+def _loopback_port(url: str, where: str) -> int:
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
+        raise DemoError(
+            f"{where}: {url!r} is not a loopback URL with a port. Hint: the demo starts its "
+            "sandboxes on 127.0.0.1 only; use config/reference-flows.yaml or a copy of it"
+        )
+    return parts.port
+
+
+def _check_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise DemoError(
+                f"port {port} on 127.0.0.1 ({what}) is in use: {exc.strerror}. Hint: is another "
+                "demo still running? Stop it, or change the port in the config"
+            ) from exc
+
+
+class MailSink:
+    """A SANDBOX SMTP server on loopback that keeps every mail, in memory and as .eml files."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.folder = folder
+        self.mails: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        data = envelope.original_content or envelope.content
+        mail = message_from_bytes(data, policy=policy.default)
+        assert isinstance(mail, EmailMessage)
+        with self._lock:
+            self.mails.append(mail)
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            number = len(self.mails)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{number:03d}.eml").write_bytes(data)
+        return "250 OK"
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class Sandboxes:
+    """Every sandbox the config's endpoints name, started on their configured ports."""
+
+    def __init__(self, cfg: config_module.Config) -> None:
+        from .plugins.accounting_soap.sandbox import AccountingSandbox
+        from .plugins.document_axis.sandbox import SandboxAxis
+
+        self.cfg = cfg
+        self.axis_endpoints: dict[str, dict[str, Any]] = {}
+        self.accounting: dict[str, AccountingSandbox] = {}  # endpoint → its sandbox
+        self.directory: dict[str, Any] | None = None
+        ports: dict[int, str] = {}
+        axis_port = None
+        by_port: dict[int, AccountingSandbox] = {}
+        for name, ep in cfg.endpoints.items():
+            s = ep.settings
+            where = f"endpoints.{name}"
+            if ep.adapter == "axis":
+                port = _loopback_port(str(s["url"]), f"{where}.url")
+                if axis_port not in (None, port):
+                    raise DemoError(
+                        f"{where}.url: the axis endpoints name two ports ({axis_port}, {port}). "
+                        "Hint: the demo starts one sandbox axis; give them one URL"
+                    )
+                axis_port = port
+                ports.setdefault(port, f"{where}.url")
+                self.axis_endpoints[name] = s
+            elif ep.adapter == "accounting_soap":
+                port = _loopback_port(str(s.get("address") or s["wsdl"]), f"{where}.wsdl")
+                if port not in by_port:
+                    ports[port] = f"{where}.wsdl"
+                    by_port[port] = AccountingSandbox(port=port)
+                self.accounting[name] = by_port[port]
+            elif ep.adapter == "email_directory":
+                port = _loopback_port(str(s["url"]), f"{where}.url")
+                if self.directory is None:
+                    self.directory = dict(s)
+                    ports[port] = f"{where}.url"
+                    if s.get("smtp_host"):
+                        ports[int(s["smtp_port"])] = f"{where}.smtp_port"
+                elif port != _loopback_port(str(self.directory["url"]), where):
+                    raise DemoError(f"{where}.url: the demo starts one directory; give one URL")
+                if s.get("smtp_host") and not self.directory.get("smtp_host"):
+                    self.directory.update(smtp_host=s["smtp_host"], smtp_port=s["smtp_port"])
+                    ports[int(s["smtp_port"])] = f"{where}.smtp_port"
+        if axis_port is None or self.directory is None or not self.accounting:
+            raise DemoError(
+                "the config needs axis, accounting_soap and email_directory endpoints. "
+                "Hint: run the demo with config/reference-flows.yaml"
+            )
+        if str(self.directory.get("smtp_host")) not in ("127.0.0.1", "localhost"):
+            raise DemoError(
+                "the demo's mail sink needs an email_directory endpoint with smtp_host: "
+                "127.0.0.1 and an smtp_port. Hint: see config/reference-flows.yaml"
+            )
+        for port, what in ports.items():
+            _check_free(port, what)
+        systems = {str(s["system_id"]): s["secret"].reveal() for s in self.axis_endpoints.values()}
+        systems[FINANCE_SYSTEM[0]] = FINANCE_SYSTEM[1]
+        self.axis = SandboxAxis(systems, port=axis_port)
+        self.smtp_port = int(self.directory["smtp_port"])
+        self.slapd: Any = None
+        self.mail: MailSink | None = None
+        self._started: list[Callable[[], None]] = []
+
+    @property
+    def organs(self) -> dict[str, str]:
+        """Our axis endpoints' agency codes, by endpoint."""
+        return {name: str(s["organ_id"]) for name, s in self.axis_endpoints.items()}
+
+    def start(self, var_dir: Path) -> None:
+        try:
+            self.axis.start()
+            self._started.append(self.axis.stop)
+            for sandbox in dict.fromkeys(self.accounting.values()):
+                sandbox.start()
+                self._started.append(sandbox.stop)
+            self._start_directory()
+            self.mail = MailSink(self.smtp_port, var_dir / "mailbox")
+            self.mail.start()
+            self._started.append(self.mail.stop)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_directory(self) -> None:
+        from .plugins.email_directory.slapd import SlapdMissing, TemporarySlapd
+
+        assert self.directory is not None
+        d = self.directory
+        try:
+            server = TemporarySlapd(str(d["base_dn"]), password=d["password"].reveal())
+        except SlapdMissing as exc:
+            raise DemoError(f"{exc}. The demo's email directory is a real slapd") from exc
+        server.port = _loopback_port(str(d["url"]), "directory url")
+        containers = {str(d["agencies_dn"]), str(d["accounts_dn"])}
+        for ep in self.cfg.endpoints.values():
+            if ep.adapter == "email_directory":
+                containers.update(
+                    {str(ep.settings["agencies_dn"]), str(ep.settings["accounts_dn"])}
+                )
+        ldif = []
+        for dn in sorted(containers - {str(d["base_dn"])}, key=len):
+            ou = dn.split(",")[0].split("=", 1)[1]
+            ldif.append(f"dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n")
+        # The accounts a staff list is reconciled into: the target of the account sync.
+        people = next(
+            (
+                str(self.cfg.endpoints[job.sync.target_endpoint].settings["accounts_dn"])
+                for job in self.cfg.jobs.values()
+                if job.sync is not None and job.sync.entity == "account"
+            ),
+            str(d["accounts_dn"]),
+        )
+        for uid, full, given, family, title in DIRECTORY_PEOPLE:
+            ldif.append(
+                f"dn: uid={uid},{people}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {full}\n"
+                f"givenName: {given}\nsn: {family}\nmail: {uid}@tinh.gov.vn\ntitle: {title}\n"
+                f"departmentNumber: {SYT}\nemployeeType: active\n"
+            )
+        server.load_ldif_text("\n".join(ldif))
+        server.start()
+        if server.port != _loopback_port(str(d["url"]), "directory url"):
+            server.stop()
+            raise DemoError(f"slapd could not listen on {d['url']}. Hint: free that port")
+        self.slapd = server
+        self._started.append(server.stop)
+
+    def stop(self) -> None:
+        while self._started:
+            with contextlib.suppress(Exception):
+                self._started.pop()()
+
+
+# --- seed data -----------------------------------------------------------------
+
+
+@dataclass
+class Signer:
+    """The throwaway key and certificate other agencies' clerks sign with in the demo."""
+
+    key_file: Path
+    cert_file: Path
+    material: Any
+
+
+def make_signer(folder: Path) -> Signer:
+    """A fresh RSA key and self-signed certificate under ``folder`` (trusted by the config)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from .plugins.document_axis.signature import KeyMaterial
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Văn thư điện tử (SANDBOX lienthong demo)"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "lienthong demo"),
+        ]
+    )
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    key_file, cert_file = folder / "signer.key", folder / "signer.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Signer(key_file, cert_file, KeyMaterial(key, cert))
+
+
+def build_document(doc: Incoming, signer: Signer, today: str) -> bytes:
+    """The edXML of ``doc``, with one attachment, signed unless it is the unsigned one."""
+    from .plugins.document_axis import edxml, signature
+
+    built = edxml.Document(
+        sender=edxml.Organization(
+            organ_id=doc.sender,
+            organ_name=NAMES[doc.sender],
+            organization_in_charge=NAMES[doc.sender],
+        ),
+        recipients=[edxml.Organization(organ_id=r, organ_name=NAMES[r]) for r in doc.recipients],
+        document_id=f"{doc.sender},{today},{doc.number}/{doc.notation}",
+        code_number=doc.number,
+        code_notation=doc.notation,
+        place="Hà Nội" if doc.sender == VPCP else "Nghệ An",
+        promulgation_date=today,
+        document_type="1",
+        type_detail="2" if doc.type_name == "Quyết định" else "0",
+        type_name=doc.type_name,
+        subject=doc.subject,
+        content=doc.content,
+        signer=edxml.Signer(
+            competence="KT. CHỦ TỊCH", position="Phó Chủ tịch", full_name="Lê Hồng Vinh"
+        ),
+        other_info=edxml.OtherInfo(priority="0", promulgation_amount="1", page_amount="2"),
+        attachments=[
+            edxml.Attachment.from_file(
+                f"{doc.number}-{doc.notation.split('-')[0]}.pdf",
+                b"%PDF-1.4\n% SANDBOX " + doc.subject.encode("utf-8") + b"\n%%EOF\n",
+                "application/pdf",
+            )
+        ],
+    )
+    data = edxml.build(built)
+    return signature.sign(data, signer.material) if doc.signed else data
+
+
+def staff_list(people: tuple[tuple[str, str, str, str, str], ...]) -> bytes:
+    """A personnel-system export (the format mappings/directory/staff-list-to-records.xsl reads)."""
+    from lxml import etree
+
+    root = etree.Element("DuLieuCanBo", PhienBan="2.1", NgayXuat=datetime.now(UTC).isoformat())
+    unit = etree.SubElement(root, "DonVi", Ma=SYT, Ten=NAMES[SYT])
+    for number, (uid, full, given, post, state) in enumerate(people, start=1):
+        person = etree.SubElement(unit, "CanBo", Ma=f"CB-{number:04d}")
+        for tag, value in (
+            ("HoVaTen", full),
+            ("Ten", given),
+            ("TaiKhoan", uid),
+            ("ThuDienTu", f"{uid}@tinh.gov.vn"),
+            ("ChucVu", post),
+            ("TrangThai", state),
+        ):
+            etree.SubElement(person, tag).text = value
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+# --- the summary ---------------------------------------------------------------
+
+
+@dataclass
+class DocumentLine:
+    agency: str
+    document_id: str
+    sender: str
+    subject: str
+    deliveries: dict[str, str]  # endpoint → state
+
+
+@dataclass
+class ReportLine:
+    agency: str
+    vouchers: int
+    document_id: str
+    state: str
+    statuses: list[str]
+
+
+@dataclass
+class Summary:
+    """What moved, read back from the store, the sync reports and the mail sink."""
+
+    documents: list[DocumentLine] = field(default_factory=list)
+    statuses_sent: int = 0
+    estimates: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, state)
+    reports: list[ReportLine] = field(default_factory=list)
+    syncs: dict[str, dict[str, int]] = field(default_factory=dict)  # job → summed counts
+    mails: list[tuple[list[str], str, list[str]]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self) -> Iterator[str]:
+        yield f"== documents received from the axis: {len(self.documents)}"
+        for d in self.documents:
+            moved = ", ".join(f"{e} {s}" for e, s in d.deliveries.items()) or "parked"
+            yield f"  {d.agency} ← {d.sender}  {d.document_id}"
+            yield f"      {d.subject}"
+            yield f"      {moved}"
+        yield f"== status 01 sent back to senders: {self.statuses_sent}"
+        yield f"== budget estimates posted: {sum(s == 'delivered' for _, s in self.estimates)}"
+        for endpoint, state in self.estimates:
+            yield f"  {endpoint}: {state}"
+        vouchers = sum(r.vouchers for r in self.reports)
+        yield f"== vouchers read: {vouchers}, in {len(self.reports)} report(s) to finance"
+        for r in self.reports:
+            answered = ", ".join(sorted(r.statuses)) or "no status yet"
+            yield f"  {r.agency}: {r.vouchers} voucher(s) → {r.document_id} {r.state}; {answered}"
+        for job, counts in self.syncs.items():
+            yield (
+                f"== sync {job}: created {counts.get('create', 0)}, updated "
+                f"{counts.get('update', 0)}, disabled {counts.get('disable', 0)}, "
+                f"unchanged {counts.get('unchanged', 0)}, failed {counts.get('failed', 0)}"
+            )
+        yield f"== mails sent: {len(self.mails)}"
+        for to, subject, files in self.mails:
+            yield f"  to {', '.join(to)}: {subject} [{', '.join(files) or 'no attachment'}]"
+        yield f"== dead letters: {len(self.dead_letters)}"
+        for dead in self.dead_letters:
+            reason = " ".join(str(dead["reason"]).split())
+            reason = reason if len(reason) <= 220 else reason[:217] + "..."
+            where = dead["endpoint"] or dead["source"]
+            yield f"  #{dead['id']} {dead['kind']} at {dead['stage']} ({where}): {reason}"
+
+
+# --- the demo ------------------------------------------------------------------
+
+
+def _texts(body: bytes, path: str) -> list[str]:
+    from . import xml
+
+    tree = xml.parse(body)
+    return [str(t).strip() for t in tree.xpath(path, namespaces={"ed": ED, "acc": ACC})]
+
+
+class Demo:
+    """The reference flows on the embedded default against sandboxes; a context manager."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        echo: Callable[[str], None] = click.echo,
+        start_bus: bool = True,
+    ) -> None:
+        self.echo = echo
+        self.host = PluginHost()
+        self.config_path = config_path
+        self.cfg = config_module.load(config_path, host=self.host)
+        # Without its own bus, the demo only runs the sandboxes and the other
+        # agencies' side: 'lienthong run' workers elsewhere are the bus.
+        self.start_bus = start_bus
+        self.var_dir = self.cfg.bus.var_dir
+        self.sandboxes = Sandboxes(self.cfg)
+        self.bus: Bus | None = None
+        self.signer: Signer | None = None
+        self.cycles = 0
+
+    # --- lifecycle ---
+
+    def __enter__(self) -> Demo:
+        self._fresh_var()
+        self.signer = make_signer(self.var_dir / "keys")
+        self.sandboxes.start(self.var_dir)
+        try:
+            self._seed_axis()
+            if self.start_bus:
+                self.bus = Bus(self.cfg, self.host, worker="demo")
+                self.bus.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+        self.sandboxes.stop()
+
+    def _fresh_var(self) -> None:
+        var = self.var_dir
+        if var.exists() and any(var.iterdir()) and not (var / MARKER).exists():
+            raise DemoError(
+                f"{var} exists and was not made by a demo, so the demo will not wipe it. "
+                "Hint: point bus.var_dir at a folder of its own (var/demo)"
+            )
+        shutil.rmtree(var, ignore_errors=True)
+        var.mkdir(parents=True)
+        (var / MARKER).write_text("made by 'lienthong demo'; wiped by the next run\n")
+
+    def _seed_axis(self) -> None:
+        axis = self.sandboxes.axis
+        for code, name, mail, parent in AGENCIES:
+            pid = axis.agencies[parent]["id"] if parent else ""
+            axis.register_agency(code, name, pid=pid, mail=mail)
+
+    # --- one cycle ---
+
+    def cycle(self) -> None:
+        """Seed this cycle's events, sync, run the bus, let the finance department answer, run."""
+        assert self.bus is not None
+        self.seed()
+        self._run_jobs()
+        self.drain()
+        answered = self.finance_answers()
+        if answered:
+            self.drain()
+
+    def seed(self) -> None:
+        """What happens at the other agencies during the next cycle."""
+        self.cycles += 1
+        self._seed(self.cycles)
+
+    def _seed(self, n: int) -> None:
+        assert self.signer is not None
+        today = datetime.now(UTC).strftime("%Y/%m/%d")
+        for doc in DOCUMENTS.get(n, ()):
+            body = build_document(doc, self.signer, today)
+            self.sandboxes.axis.deliver(doc.sender, list(doc.recipients), body)
+        for voucher in VOUCHERS.get(n, VOUCHERS[max(VOUCHERS)] if n > max(VOUCHERS) else ()):
+            sandbox = self.sandboxes.accounting.get(self._accounting_of.get(voucher.agency, ""))
+            if sandbox is None:
+                continue
+            debit, credit = ("1111", "5111") if voucher.kind == "receipt" else ("6612", "1111")
+            sandbox.add_voucher(
+                kind=voucher.kind,
+                date=datetime.now(UTC).date().isoformat(),
+                agencyCode=voucher.agency,
+                debitAccount=debit,
+                creditAccount=credit,
+                amount=voucher.amount,
+                description=voucher.description,
+            )
+        for cycle, people in STAFF_LISTS:
+            if cycle == n:
+                self._drop_staff(cycle, people)
+
+    def _drop_staff(self, cycle: int, people: tuple[tuple[str, str, str, str, str], ...]) -> None:
+        for ep in self.cfg.endpoints.values():
+            if ep.adapter != "folder" or ep.settings.get("direction") != "sync":
+                continue
+            folder = self.cfg.base_dir / Path(ep.settings["path"])
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"nhan-su-{cycle:02d}.xml"
+            path.write_bytes(staff_list(people))
+            # As if dropped a while ago (the folder reads only settled files), newest last.
+            settle = float(ep.settings.get("settle_seconds") or 0)
+            stamp = time.time() - settle - 1 - (len(STAFF_LISTS) - cycle)
+            os.utime(path, (stamp, stamp))
+
+    @property
+    def _accounting_of(self) -> dict[str, str]:
+        """Each agency's accounting endpoint: the source of the route reporting for it."""
+        found: dict[str, str] = {}
+        for route in self.cfg.routes:
+            for source in route.sources & set(self.sandboxes.accounting):
+                for target in route.targets:
+                    if target.params.get("organ_id"):
+                        found[target.params["organ_id"]] = source
+        return found
+
+    def _run_jobs(self) -> None:
+        """Each job once (syncs, then the scheduled polls), as its tick would run it.
+
+        Through the scheduler, so a run takes the job's lease and is recorded
+        (``lienthong jobs``, ``lienthong sync runs``) like a scheduled one.
+        """
+        assert self.bus is not None and self.bus.scheduler is not None
+        ordered = sorted(self.cfg.jobs.items(), key=lambda item: item[1].sync is None)
+        for name, _job in ordered:
+            outcome = self.bus.scheduler.fire(name)
+            if outcome != "ok":
+                self.echo(f"job {name}: {outcome}. Hint: lienthong jobs")
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Run the bus until nothing is received and nothing is due now."""
+        assert self.bus is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            step = self.bus.run_cycle()
+            due = self.bus.store.next_due()
+            if step.idle and (due is None or due > utcnow()):
+                return
+
+    def finance_answers(self) -> int:
+        """The Department of Finance's system answers each report: 01 arrived, 03 accepted.
+
+        It signs its statuses, as our axis endpoints require (signature_policy: require).
+        """
+        from .adapter import Secret
+        from .plugins.document_axis import edxml, signature
+        from .plugins.document_axis.client import AxisClient
+
+        client = AxisClient(self.sandboxes.axis.url, FINANCE_SYSTEM[0], Secret(FINANCE_SYSTEM[1]))
+        answered = 0
+        try:
+            for item in client.received(organ_id=STC, message_type="edoc"):
+                report = edxml.read(client.fetch(item.doc_id, organ_id=STC))
+                assert isinstance(report, edxml.Document)
+                client.update_status(item.doc_id, "done", organ_id=STC)
+                for code, text in (
+                    ("01", "Đã đến - phần mềm quản lý văn bản đã nhận"),
+                    ("03", "Đã tiếp nhận và vào sổ văn bản đến"),
+                ):
+                    status = edxml.Status(
+                        sender=edxml.Organization(organ_id=STC, organ_name=NAMES[STC]),
+                        response_for=edxml.ResponseFor(
+                            organ_id=report.sender.organ_id,
+                            code=f"{report.code_number}/{report.code_notation}",
+                            promulgation_date=report.promulgation_date,
+                            document_id=report.document_id,
+                        ),
+                        staff=edxml.StaffInfo(department="Văn phòng Sở", staff="Văn thư"),
+                        status_code=code,
+                        description=text,
+                        timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
+                    )
+                    assert self.signer is not None
+                    client.send(
+                        signature.sign(edxml.build(status), self.signer.material),
+                        organ_id=STC,
+                        message_type="status",
+                        key=f"{item.doc_id}-{code}",
+                    )
+                answered += 1
+        finally:
+            client.session.close()
+        return answered
+
+    # --- what moved ---
+
+    def summary(self, store: Store | None = None) -> Summary:
+        """What moved, from ``store`` (default: the demo's bus's) and the mail sink."""
+        if store is None:
+            assert self.bus is not None
+            store = self.bus.store
+        result = Summary()
+        for name, job in self.cfg.jobs.items():
+            if job.sync is None:
+                continue
+            totals = result.syncs.setdefault(name, {})
+            for report in recent_runs(store.engine, name, limit=1000):
+                for key, value in report.counts.items():
+                    totals[key] = totals.get(key, 0) + int(value)
+        axis_names = set(self.sandboxes.organs)
+        acct_names = set(self.sandboxes.accounting)
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    messages.c.id,
+                    messages.c.kind,
+                    messages.c.source,
+                    messages.c.headers,
+                    messages.c.body,
+                ).order_by(messages.c.accepted_at, messages.c.id)
+            ).all()
+            sent = conn.execute(
+                select(
+                    deliveries.c.message_id,
+                    deliveries.c.endpoint,
+                    deliveries.c.state,
+                    deliveries.c.headers,
+                    deliveries.c.body,
+                )
+            ).all()
+        by_message: dict[str, list[Any]] = {}
+        for d in sent:
+            by_message.setdefault(d.message_id, []).append(d)
+        statuses_for: dict[str, list[str]] = {}
+        for m in rows:
+            headers = json.loads(m.headers)
+            if m.source in axis_names and m.kind == "edxml.status":
+                statuses_for.setdefault(headers.get("response_for", ""), []).append(
+                    f"{headers.get('status_code', '?')} from {headers.get('from', '?')}"
+                )
+        for m in rows:
+            headers = json.loads(m.headers)
+            outgoing = by_message.get(m.id, [])
+            if m.source in axis_names and m.kind == "edxml.document":
+                states: dict[str, str] = {}
+                for d in outgoing:
+                    label = d.endpoint
+                    if d.endpoint in axis_names:
+                        label = "status 01"
+                        result.statuses_sent += d.state == "delivered"
+                    elif d.endpoint in acct_names:
+                        label = f"estimate to {d.endpoint}"
+                        result.estimates.append((d.endpoint, d.state))
+                    elif d.endpoint.startswith("directory"):
+                        label = "mail"
+                    states[label] = d.state
+                subject = ""
+                with contextlib.suppress(Exception):
+                    subject = (_texts(m.body, "//ed:MessageHeader/ed:Subject/text()") or [""])[0]
+                result.documents.append(
+                    DocumentLine(
+                        self.sandboxes.organs[m.source],
+                        headers.get("document_id") or headers.get("edxml_document_id", "?"),
+                        headers.get("from", "?"),
+                        subject,
+                        states,
+                    )
+                )
+            elif m.source in acct_names:
+                count = len(_texts(m.body, "//acc:voucher/acc:number/text()"))
+                for d in outgoing:
+                    doc_ids = _texts(d.body, "//ed:MessageHeader/ed:DocumentId/text()")
+                    doc_id = doc_ids[0] if doc_ids else "?"
+                    result.reports.append(
+                        ReportLine(m.source, count, doc_id, d.state, statuses_for.get(doc_id, []))
+                    )
+                if not outgoing:
+                    result.reports.append(ReportLine(m.source, count, "-", "parked", []))
+        mail = self.sandboxes.mail
+        if mail is not None:
+            for (_, rcpts), message in zip(mail.envelopes, mail.mails, strict=True):
+                files = [p.get_filename() or "?" for p in message.iter_attachments()]
+                result.mails.append((rcpts, str(message["Subject"]), files))
+        result.dead_letters = list(reversed(store.dead_letters()))
+        return result
+
+    def print_summary(self) -> None:
+        for line in self.summary().lines():
+            self.echo(line)
+
+
+def _config_path(ctx: click.Context) -> Path:
+    given = getattr(ctx.obj, "config_path", None) if ctx.obj is not None else None
+    return Path(given) if given else DEFAULT_FLOWS
+
+
+@click.command("demo")
+@click.option("--once", is_flag=True, help="run one cycle, print what moved and exit")
+@click.option(
+    "--cycles",
+    type=click.IntRange(min=1),
+    default=None,
+    help="run this many cycles and exit (default: 3, then keep the bus running until Ctrl-C)",
+)
+@click.pass_context
+def demo(ctx: click.Context, once: bool, cycles: int | None) -> None:
+    """Run the reference flows against sandboxes and print what moved.
+
+    Uses config/reference-flows.yaml unless --config names another. Starts a
+    SANDBOX axis, accounting services, directory (slapd) and mail sink on the
+    loopback ports the config gives, seeds them, and runs the flows. Everything
+    it makes is under var/demo/ (mails as .eml in var/demo/mailbox/).
+    """
+    path = _config_path(ctx)
+    count = 1 if once else (cycles or 3)
+    try:
+        instance = Demo(path)
+    except ConfigError as exc:
+        raise DemoError(str(exc)) from exc
+    if not instance.cfg.bus.embedded:
+        raise DemoError(
+            f"{path}: the demo runs on the embedded default (broker: embedded). "
+            "Hint: use config/reference-flows.yaml; production runs 'lienthong run'"
+        )
+    with instance:
+        for n in range(1, count + 1):
+            click.echo(f"-- cycle {n}")
+            instance.cycle()
+        click.echo("")
+        instance.print_summary()
+        if once or cycles:
+            return
+        bus = instance.bus
+        assert bus is not None
+        # bus.run() installs the same handlers; these cover the moment before it does.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: bus.stop())
+        click.echo("")
+        click.echo(
+            "The bus keeps running on the sandboxes (axis at "
+            f"{instance.sandboxes.axis.url}); press Ctrl-C to stop."
+        )
+        # bus.run() stops on SIGINT/SIGTERM after its current batch, so nothing is cut short.
+        bus.run()
+        click.echo("")
+        click.echo("stopped: the batch in hand was finished; the rest waits in var/demo/.")
+        instance.print_summary()

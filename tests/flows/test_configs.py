@@ -1,0 +1,68 @@
+"""The shipped flow configs check clean; production takes every secret from the environment."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lienthong import config
+from lienthong.errors import ConfigError
+from tests.flows.flowconfig import REPO
+
+PRODUCTION = REPO / "config/production.example.yaml"
+SECRETS = [
+    "LIENTHONG_STORE",
+    "LIENTHONG_BROKER",
+    "AXIS_SECRET_SYT",
+    "AXIS_SECRET_SGD",
+    "ACCT_SYT_PASSWORD",
+    "ACCT_SGD_PASSWORD",
+    "LDAP_PASSWORD",
+    "SMTP_PASSWORD",
+]
+ENVIRON = {
+    **{name: f"value-of-{name}" for name in SECRETS},
+    "LIENTHONG_STORE": "postgresql+psycopg://lienthong@db/lienthong",
+    "LIENTHONG_BROKER": "amqp://lienthong:pw@mq:5672/lienthong",
+}
+
+
+def test_reference_flows_check_clean_and_stay_on_loopback_sandboxes() -> None:
+    cfg = config.load(REPO / "config/reference-flows.yaml")
+    assert cfg.bus.embedded
+    for name, ep in cfg.endpoints.items():
+        for key in ("url", "wsdl"):
+            if key in ep.settings:
+                assert "127.0.0.1:48" in ep.settings[key], name
+        if ep.adapter == "axis":
+            assert ep.settings["sandbox"] is True
+            assert ep.settings["signature_policy"] == "require"
+
+
+def test_production_example_takes_every_secret_from_the_environment() -> None:
+    cfg = config.load(PRODUCTION, environ=ENVIRON)
+    assert not cfg.bus.embedded
+    assert {r.name for r in cfg.routes} >= {
+        "onestop-receipts",
+        "documents-in-syt",
+        "budget-decisions-syt",
+        "reports-syt",
+        "statuses-in-syt",
+    }
+    for name, ep in cfg.endpoints.items():
+        assert not ep.settings.get("sandbox"), name
+        for key in ("url", "wsdl", "smtp_host"):
+            value = str(ep.settings.get(key) or "")
+            assert "127.0.0.1" not in value and "localhost" not in value, name
+    text = PRODUCTION.read_text(encoding="utf-8")
+    assert sorted(set(re.findall(r"\{env: (\w+)\}", text))) == sorted(SECRETS)
+    header = text.split("\nbus:")[0]
+    assert all(name in header for name in SECRETS), "each variable is named at the top"
+
+
+@pytest.mark.parametrize("missing", ["AXIS_SECRET_SYT", "SMTP_PASSWORD"])
+def test_a_missing_secret_stops_the_start_naming_it(missing: str) -> None:
+    environ = {k: v for k, v in ENVIRON.items() if k != missing}
+    with pytest.raises(ConfigError, match=f"environment variable {missing} is not set"):
+        config.load(PRODUCTION, environ=environ)

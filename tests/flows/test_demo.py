@@ -1,0 +1,296 @@
+"""The main job on the embedded default: its summary matches what the sandboxes hold.
+
+The demo runs the shipped reference flows (a copy on free ports) against real
+sandboxes: the axis over HTTP with HMAC headers, SOAP accounting services, a
+real slapd and an SMTP server. Each check reads a sandbox's own state and
+compares it with what the demo printed.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ldap
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from lienthong import cli as cli_module
+from lienthong.demo import MARKER, SGD, STC, SYT, Demo, DemoError, Summary, demo
+from lienthong.message import Message
+from lienthong.plugins.email_directory import mail
+from lienthong.plugins.email_directory.slapd import find_binary
+from tests.flows.flowconfig import write_config
+
+pytestmark = pytest.mark.skipif(
+    not find_binary("slapd"),
+    reason="slapd not found: apt-get install slapd ldap-utils (.ci/run installs it)",
+)
+
+
+def _ldap(demo_run: Demo, base: str) -> dict[str, dict[str, list[str]]]:
+    server = demo_run.sandboxes.slapd
+    conn = ldap.initialize(server.url)
+    conn.simple_bind_s(server.rootdn, server.password)
+    try:
+        found = conn.search_s(base, ldap.SCOPE_ONELEVEL, "(objectClass=*)")
+    finally:
+        conn.unbind_s()
+    return {dn: {k: [v.decode() for v in vs] for k, vs in attrs.items()} for dn, attrs in found}
+
+
+@pytest.fixture(scope="module")
+def one_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Summary, dict[str, Any]]]:
+    """The demo's summary after one cycle, and the sandboxes' state read back."""
+    config = write_config(tmp_path_factory.mktemp("demo"))
+    lines: list[str] = []
+    with Demo(config, echo=lines.append) as run:
+        run.cycle()
+        summary = run.summary()
+        state = {
+            "axis": run.sandboxes.axis.snapshot(),
+            "estimates": {n: s.estimates() for n, s in run.sandboxes.accounting.items()},
+            "vouchers": {n: s.vouchers() for n, s in run.sandboxes.accounting.items()},
+            "agencies": _ldap(run, "ou=agencies,dc=tinh,dc=gov,dc=vn"),
+            "people": _ldap(run, "ou=syt,ou=people,dc=tinh,dc=gov,dc=vn"),
+            "mails": list(run.sandboxes.mail.mails),
+            "envelopes": list(run.sandboxes.mail.envelopes),
+            "lines": lines,
+            "text": "\n".join(summary.lines()),
+            "var": run.var_dir,
+        }
+    yield summary, state
+
+
+def test_documents_and_their_status_01_match_the_axis(one_cycle) -> None:
+    summary, state = one_cycle
+    axis = state["axis"]
+    ours = {SYT: "syt", SGD: "sgd"}
+    edocs = {
+        organ: [i for i in axis["inbox"].get(organ, []) if i["messageType"] == "edoc"]
+        for organ in ours
+    }
+    # Every document the axis holds for our agencies was taken: done, or fail when parked.
+    assert sorted((d.agency, bool(d.deliveries)) for d in summary.documents) == sorted(
+        (organ, item["status"] == "done") for organ, items in edocs.items() for item in items
+    )
+    assert len(summary.documents) == 4
+    delivered = [d for d in summary.documents if d.deliveries]
+    assert all(set(d.deliveries.values()) == {"delivered"} for d in delivered)
+    # Each good document answered with one status 01 to its sender, on the axis.
+    statuses = [
+        (doc_id, sender) for doc_id, (sender, kind) in axis["sent"].items() if kind == "status"
+    ]
+    ours_sent = [s for s in statuses if s[1] in ours]
+    assert summary.statuses_sent == len(ours_sent) == 3
+    # Budget decisions went on to the agency's accounting package, the others did not.
+    budget = [d for d in delivered if "dự toán" in d.subject]
+    assert len(budget) == 2
+    assert all(any(k.startswith("estimate") for k in d.deliveries) for d in budget)
+    assert not any(
+        k.startswith("estimate") for d in delivered if d not in budget for k in d.deliveries
+    )
+
+
+def test_estimates_posted_are_the_ones_the_accounting_packages_hold(one_cycle) -> None:
+    summary, state = one_cycle
+    estimates = state["estimates"]
+    assert {e: s for e, s in summary.estimates} == {
+        "acct-syt": "delivered",
+        "acct-sgd": "delivered",
+    }
+    [syt] = estimates["acct-syt"]
+    [sgd] = estimates["acct-sgd"]
+    assert (syt["agencyCode"], syt["amount"], syt["chapter"], syt["fiscalYear"]) == (
+        SYT,
+        "1250000000",
+        "423",
+        "2026",
+    )
+    assert (sgd["agencyCode"], sgd["amount"], sgd["chapter"]) == (SGD, "2500000000", "422")
+    assert syt["decisionNumber"] == "215/QĐ-UBND"
+    assert syt["externalReference"]  # the delivery key: posted once
+
+
+def test_reports_cover_every_voucher_and_reach_the_finance_department(one_cycle) -> None:
+    summary, state = one_cycle
+    read = {r.agency: r.vouchers for r in summary.reports}
+    assert (
+        read
+        == {name: len(v) for name, v in state["vouchers"].items()}
+        == {
+            "acct-syt": 2,
+            "acct-sgd": 1,
+        }
+    )
+    finance_inbox = state["axis"]["inbox"][STC]
+    assert len(finance_inbox) == len(summary.reports) == 2
+    assert {i["from"] for i in finance_inbox} == {SYT, SGD}
+    assert {i["status"] for i in finance_inbox} == {"done"}
+    for report in summary.reports:
+        assert report.state == "delivered"
+        assert sorted(report.statuses) == [f"01 from {STC}", f"03 from {STC}"]
+    # The statuses came back to each agency over the axis and were taken.
+    for organ in (SYT, SGD):
+        answers = [i for i in state["axis"]["inbox"][organ] if i["messageType"] == "status"]
+        assert len(answers) == 2 and {i["status"] for i in answers} == {"done"}
+
+
+def test_directory_holds_what_the_syncs_report(one_cycle) -> None:
+    summary, state = one_cycle
+    agencies = state["agencies"]
+    assert len(agencies) == summary.syncs["agencies-from-axis"]["create"] == 5
+    mailboxes = {a["businessCategory"][0]: a["mail"][0] for a in agencies.values()}
+    assert mailboxes[SYT] == "syt@nghean.gov.vn"
+    people = {a["uid"][0]: a for a in state["people"].values()}
+    counts = summary.syncs["staff-syt"]
+    assert (counts["create"], counts["update"], counts["disable"]) == (2, 1, 1)
+    assert {"lthoa", "pvduc"} <= set(people)  # created
+    assert people["ttb"]["title"] == ["Trưởng phòng Kế hoạch - Tài chính"]  # updated
+    assert people["dtminh"]["employeeType"] == ["disabled"]  # left: not in the staff list
+    assert people["nva"]["employeeType"] == ["active"]
+
+
+def test_mails_went_to_the_agency_mailboxes_with_the_attachments(one_cycle) -> None:
+    summary, state = one_cycle
+    mails, envelopes = state["mails"], state["envelopes"]
+    assert len(summary.mails) == len(mails) == 3
+    recipients = sorted(r for _, rcpts in envelopes for r in rcpts)
+    assert recipients == sorted(["syt@nghean.gov.vn"] * 2 + ["sgddt@nghean.gov.vn"])
+    assert sorted(to for to, _, _ in summary.mails) == sorted([r] for r in recipients)
+    for message in mails:
+        [attachment] = list(message.iter_attachments())
+        assert attachment.get_filename().endswith(".pdf.zip")
+        assert attachment.get_content()[:2] == b"PK"  # the ZIP the axis carried
+        assert message["Subject"].startswith("Văn bản đến ")
+    assert len({m["Message-ID"] for m in mails}) == 3
+    assert len(list((state["var"] / "mailbox").glob("*.eml"))) == 3
+
+
+def test_dead_letters_are_the_unsigned_document_only(one_cycle) -> None:
+    summary, state = one_cycle
+    [dead] = summary.dead_letters
+    assert dead["source"] == "axis-sgd" and dead["stage"] == "accept"
+    assert "signature missing" in dead["reason"] and "Hint:" in dead["reason"]
+    # Polls that found no new voucher make no message: nothing parked for them.
+    assert "acct-" not in state["text"].split("== dead letters")[1]
+    assert "#" in state["text"] and "signature missing" in state["text"]
+
+
+# --- the command -----------------------------------------------------------------
+
+
+def _group():
+    group = cli_module.build()
+    group.add_command(demo)
+    return group
+
+
+def test_the_command_runs_once_and_prints_what_moved(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "-- cycle 1" in out and "-- cycle 2" not in out
+    assert "== documents received from the axis: 4" in out
+    assert "== budget estimates posted: 2" in out
+    assert "== vouchers read: 3, in 2 report(s)" in out
+    assert "== sync staff-syt: created 2, updated 1, disabled 1" in out
+    assert "== mails sent: 3" in out
+    assert "== dead letters: 1" in out
+    assert (tmp_path / "var" / MARKER).exists()
+    # A second run starts afresh: same figures, not doubled.
+    again = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
+    assert again.exit_code == 0, again.output
+    assert "== mails sent: 3" in again.output and "== dead letters: 1" in again.output
+
+
+def test_a_taken_port_is_refused_naming_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    port = int(yaml.safe_load(config.read_text())["endpoints"]["axis-syt"]["url"].rsplit(":", 1)[1])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
+    assert result.exit_code == 3
+    assert f"port {port} on 127.0.0.1 (endpoints.axis-syt.url) is in use" in result.output
+    assert "Hint:" in result.output
+
+
+def test_a_var_folder_the_demo_did_not_make_is_never_wiped(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    precious = tmp_path / "var" / "lienthong.db"
+    precious.parent.mkdir()
+    precious.write_bytes(b"production data")
+    with pytest.raises(DemoError, match="was not made by a demo"), Demo(config, echo=print):
+        pass
+    assert precious.read_bytes() == b"production data"
+
+
+def test_the_demo_refuses_a_production_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path, broker="amqp://guest:guest@127.0.0.1:5672//")
+    result = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
+    assert result.exit_code == 3
+    assert "runs on the embedded default" in result.output
+
+
+def test_loopback_only(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("127.0.0.1", "10.1.2.3", 1))
+    with pytest.raises(DemoError, match="not a loopback URL"):
+        Demo(config, echo=lambda _: None)
+
+
+# --- the mail envelope's own recipients (pure logic) ---------------------------
+
+
+def test_an_envelope_names_its_recipients_over_the_source_headers() -> None:
+    body = (
+        b'<mail xmlns="urn:lienthong:mail"><to_agency> 000.00.15.H41 </to_agency>'
+        b"<to>a@tinh.gov.vn</to><subject>x</subject></mail>"
+    )
+    message = Message(body=body, headers={"to": "000.00.15.H41,000.00.16.H41"})
+    assert mail.envelope_recipients(message) == (["000.00.15.H41"], ["a@tinh.gov.vn"])
+    bare = Message(body=b'<mail xmlns="urn:lienthong:mail"><subject>x</subject></mail>')
+    assert mail.envelope_recipients(bare) is None
+    assert mail.envelope_recipients(Message(body=b"<report/>")) is None
+
+
+def test_without_once_the_bus_keeps_running_until_ctrl_c_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path)
+    program = (
+        "import sys; from lienthong import cli; from lienthong.demo import demo; "
+        "group = cli.build(); group.add_command(demo); group(sys.argv[1:])"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, "--config", str(config), "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        seen.append(line)
+        if "press Ctrl-C to stop" in line or time.monotonic() > deadline:
+            break
+    assert "-- cycle 3" in "".join(seen), "".join(seen)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, "".join(seen) + rest
+    assert "stopped: the batch in hand was finished" in rest
+    assert "== mails sent: 4" in rest  # the summary once more, after the stop
+    # Every sandbox went with it: the ports are free again.
+    axis_url = yaml.safe_load(config.read_text())["endpoints"]["axis-syt"]["url"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", int(axis_url.rsplit(":", 1)[1])))
