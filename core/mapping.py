@@ -272,6 +272,10 @@ class Mapping:
             known = ", ".join(f"lt:{n}" for n in sorted(self._library.functions)) or "none"
             reason = "calls a function that is not registered"
             hint = f"Hint: check the function's name and namespace; registered: {known}"
+        elif any("infinite template recursion" in e.message for e in log):
+            # libxslt then logs "unknown error" many times; its own sentence is the news.
+            reason = "infinite template recursion: libxslt stopped at 3000 nested template calls"
+            hint = "Hint: check that each recursive template has a case that ends it"
         elif text in messages:
             reason = f'xsl:message terminate="yes": {text}'
             line = line or self._terminate_line()
@@ -299,8 +303,14 @@ def _messages(xslt: etree.XSLT) -> list[str]:
     previous: Any = None
     for entry in xslt.error_log:
         located = previous is not None and previous.line and "error, element" in previous.message
-        if entry.domain_name == "XSLT" and not entry.line and not located:
-            found.append(entry.message.strip())
+        text = entry.message.strip()
+        if (
+            entry.domain_name == "XSLT"
+            and not entry.line
+            and not located
+            and text != "unknown error"
+        ):
+            found.append(text)
         previous = entry
     return found
 

@@ -384,7 +384,10 @@ class DirectoryAdapter(Adapter):
         read = emap.reader()
         newest = b""
         for dn, attrs in self._search(container, filterstr, emap.attributes):
-            raw_key, fields = read(attrs)
+            try:
+                raw_key, fields = read(attrs)
+            except UnicodeDecodeError as exc:
+                raise _not_text(dn, attrs) from exc
             if not raw_key:
                 continue
             key = raw_key.decode("utf-8")
@@ -591,3 +594,23 @@ class DirectoryAdapter(Adapter):
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _not_text(dn: str, attrs: Mapping[str, list[bytes]]) -> FatalError:
+    """The error for an entry whose mapped attribute holds bytes that are not UTF-8 text.
+
+    Fatal for the read: skipping the entry would make a full sync take it for gone.
+    """
+    bad = next((name for name, values in attrs.items() for v in values if not _is_utf8(v)), "?")
+    return FatalError(
+        f"directory entry '{dn}': attribute '{bad}' holds bytes that are not UTF-8 text. "
+        "Hint: map a text attribute instead, or fix the entry"
+    )
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -42,7 +42,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lienthong import xml
-from lienthong.adapter import Adapter, Capability, Change, Inbox, Option, Record, SyncBatch
+from lienthong.adapter import (
+    INVALID_HEADER,
+    Adapter,
+    Capability,
+    Change,
+    Inbox,
+    Option,
+    Record,
+    SyncBatch,
+)
 from lienthong.errors import ConfigError, RejectedError, TransientError
 from lienthong.hookspecs import hookimpl
 from lienthong.mapping import Mapping as XsltMapping
@@ -191,7 +200,7 @@ class FolderAdapter(Adapter):
         now = time.time()
         files = []
         for entry in sorted(self.path.glob(self.settings["pattern"])):
-            if entry.name.startswith(".") or not entry.is_file():
+            if entry.name.startswith(".") or not (entry.is_file() or entry.is_symlink()):
                 continue
             try:
                 if settle and now - entry.stat().st_mtime < settle:
@@ -209,22 +218,10 @@ class FolderAdapter(Adapter):
         batch: list[tuple[Path, Message]] = []
         for file in self._ready_files():
             try:
-                body = file.read_bytes()
+                message = self._message(file)
             except FileNotFoundError:
-                continue
-            digest = hashlib.sha256(body).hexdigest()[:32]
-            batch.append(
-                (
-                    file,
-                    Message(
-                        body=body,
-                        kind=self.settings["kind"],
-                        source=self.endpoint,
-                        headers={"filename": file.name},
-                        source_key=f"{file.name}:{digest}",
-                    ),
-                )
-            )
+                continue  # another worker took it
+            batch.append((file, message))
         if not batch:
             return 0
         acceptances = inbox.accept([m for _, m in batch])
@@ -240,6 +237,49 @@ class FolderAdapter(Adapter):
             else:
                 self._move(file, self.processed)
         return len(batch)
+
+    def _message(self, file: Path) -> Message:
+        """The message for one file; a file the bus must not read is handed over marked invalid.
+
+        An invalid one carries no body: the bus parks it with the reason (a dead
+        letter to see and count), and the file itself is kept in the error folder.
+        """
+        name = file.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        stat = file.lstat()
+        problem = None
+        if file.is_symlink():
+            problem = (
+                f"'{name}' is a symbolic link; the folder reads only plain files, so a "
+                "link cannot feed it files from elsewhere. Hint: copy the file in instead"
+            )
+        elif name != file.name:
+            problem = (
+                f"the file name {name!r} is not valid UTF-8. Hint: rename the file "
+                "(the original is kept in the error folder)"
+            )
+        elif stat.st_size > self.services.max_message_bytes:
+            problem = (
+                f"'{name}' is {stat.st_size:,} bytes, over the limit of "
+                f"{self.services.max_message_bytes:,} bytes; it was not read. Hint: raise "
+                "bus.max_message_bytes if such files are expected, then drop it again"
+            )
+        if problem:
+            return Message(
+                body=b"",
+                kind=self.settings["kind"],
+                source=self.endpoint,
+                headers={"filename": name, INVALID_HEADER: problem},
+                source_key=f"{name}:{stat.st_size}:{stat.st_mtime_ns}",
+            )
+        body = file.read_bytes()
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        return Message(
+            body=body,
+            kind=self.settings["kind"],
+            source=self.endpoint,
+            headers={"filename": name},
+            source_key=f"{name}:{digest}",
+        )
 
     def _move(self, file: Path, folder: Path) -> None:
         target = folder / file.name

@@ -48,11 +48,6 @@ def test_a_name_with_shell_and_control_characters_is_just_a_name(
     still_serving(bus)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a file name that is not UTF-8 makes every poll of the folder fail "
-    "(UnicodeEncodeError storing the 'filename' header), so no later file is ever received",
-)
 def test_a_name_that_is_not_utf8_does_not_block_the_folder(
     folder_bus, still_serving, tmp_path: Path
 ) -> None:
@@ -72,3 +67,16 @@ def test_a_replayed_hostile_file_still_fails_with_its_reason(folder_bus, tmp_pat
     [dead] = bus.store.dead_letters()
     with pytest.raises(RejectedError, match="still fails: .*declares a DTD"):
         bus.replay(dead["id"])
+
+
+def test_a_symbolic_link_is_not_followed(folder_bus, still_serving, tmp_path: Path) -> None:
+    bus = folder_bus()
+    secret = tmp_path / "outside.xml"
+    secret.write_bytes(APPLICATION)
+    (tmp_path / "in" / "link.xml").symlink_to(secret)
+    bus.run(once=True)
+    [dead] = bus.store.dead_letters()
+    assert "symbolic link" in dead["reason"]
+    assert bus.store.message(dead["message_id"]).body == b"", "the target was never read"
+    assert (tmp_path / "in/.error/link.xml").is_symlink()
+    still_serving(bus)

@@ -105,11 +105,6 @@ def test_a_key_that_looks_like_a_dn_stays_a_key(seeded: Tree, key: str) -> None:
     assert read_all(adapter, "account")[key]["full_name"] == "Khóa lạ"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: EntityMap.reader decodes every value as UTF-8 and lets "
-    "UnicodeDecodeError escape sync_read, naming neither the entry nor the attribute",
-)
 def test_a_value_that_is_not_utf8_is_refused_naming_the_entry(seeded: Tree) -> None:
     dn = f"uid=binary,{seeded.accounts_dn}"
     seeded.conn.add_s(
