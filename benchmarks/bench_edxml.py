@@ -12,13 +12,8 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from lienthong.plugins.document_axis import edxml, signature, validation
@@ -27,20 +22,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "document_axis" / "dat
 
 
 def throwaway_key() -> signature.KeyMaterial:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return signature.KeyMaterial(key, cert)
+    return signature.throwaway_key("bench", days=1)
 
 
 def rate(func: Callable[[], object], seconds: float = 1.5) -> float:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -394,32 +394,13 @@ class Signer:
 
 def make_signer(folder: Path) -> Signer:
     """A fresh RSA key and self-signed certificate under ``folder`` (trusted by the config)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    from .plugins.document_axis.signature import KeyMaterial
+    from .plugins.document_axis.signature import throwaway_key
 
     folder.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "Văn thư điện tử (SANDBOX lienthong demo)"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "lienthong demo"),
-        ]
-    )
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    material = throwaway_key("Văn thư điện tử (SANDBOX lienthong demo)")
+    key, cert = material.private_key, material.certificate
     key_file, cert_file = folder / "signer.key", folder / "signer.pem"
     key_file.write_bytes(
         key.private_bytes(
@@ -430,7 +411,7 @@ def make_signer(folder: Path) -> Signer:
     )
     key_file.chmod(0o600)
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return Signer(key_file, cert_file, KeyMaterial(key, cert))
+    return Signer(key_file, cert_file, material)
 
 
 def build_document(doc: Incoming, signer: Signer, today: str) -> bytes:

@@ -49,13 +49,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import requests
 from lxml import etree
 
 from lienthong.adapter import INVALID_HEADER, Adapter, Capability, Inbox, Option, Record, SyncBatch
-from lienthong.errors import ConfigError, ConfigProblem, FatalError, RejectedError, TransientError
+from lienthong.errors import (
+    ConfigError,
+    ConfigProblem,
+    FatalError,
+    LienthongError,
+    RejectedError,
+    TransientError,
+)
 from lienthong.message import Message
 from lienthong.xml import XmlRejected
 
@@ -128,6 +135,22 @@ class AxisAdapter(Adapter):
             default=10 * 1024 * 1024,
             type=int,
         ),
+        Option(
+            "signing_key",
+            "key that signs what this endpoint sends: PEM (key, or key and certificate) or "
+            "PKCS#12, relative to the config file; none sends unsigned",
+            default=None,
+            example="/etc/lienthong/keys/so-y-te.p12",
+        ),
+        Option(
+            "signing_cert", "certificate PEM, when signing_key holds the key alone", default=None
+        ),
+        Option("signing_password", "password of signing_key", default=None, secret=True),
+        Option(
+            "signing_algorithm",
+            "rsa-sha256 (default), rsa-sha512 or rsa-sha1",
+            default="rsa-sha256",
+        ),
         Option("batch_size", "most items fetched per message type and poll", default=50, type=int),
         Option("sandbox", "allow a sandbox axis (tests and demos only)", default=False, type=bool),
     )
@@ -137,11 +160,13 @@ class AxisAdapter(Adapter):
     transient_errors: ClassVar[tuple[type[BaseException], ...]] = (TransientError,)
 
     client: AxisClient | None = None
+    _signing_key: Any = None
 
     # --- lifecycle ---
 
     def start(self) -> None:
         self._check_settings()
+        self._signing_key = self._load_signing_key()
         s = self.settings
         session = requests.Session()
         self.client = AxisClient(
@@ -168,6 +193,32 @@ class AxisAdapter(Adapter):
                     )
                 ]
             )
+
+    def _load_signing_key(self) -> Any:
+        from . import signature
+
+        s = self.settings
+        if not s["signing_key"]:
+            return None
+        if s["signing_algorithm"] not in signature.ALGORITHMS:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        f"endpoints.{self.endpoint}.signing_algorithm",
+                        f"unknown algorithm {s['signing_algorithm']!r}; use one of "
+                        f"{', '.join(sorted(signature.ALGORITHMS))}",
+                    )
+                ]
+            )
+        cert = self.services.base_dir / s["signing_cert"] if s["signing_cert"] else None
+        try:
+            return signature.load_key(
+                self.services.base_dir / s["signing_key"], s["signing_password"], cert=cert
+            )
+        except LienthongError as exc:
+            raise ConfigError(
+                [ConfigProblem(f"endpoints.{self.endpoint}.signing_key", str(exc))]
+            ) from exc
 
     def stop(self) -> None:
         if self.client is not None:
@@ -348,8 +399,19 @@ class AxisAdapter(Adapter):
                 f"endpoint '{self.endpoint}': message {message.id} is not valid edXML to send: "
                 + "; ".join(problems)
             )
+        body = message.body
+        if self._signing_key is not None:
+            from . import signature
+
+            # RSA PKCS#1 v1.5 is deterministic: a redelivery sends the same bytes.
+            body = signature.sign(
+                body,
+                self._signing_key,
+                self.settings["signing_algorithm"],
+                max_bytes=self.services.max_message_bytes,
+            )
         doc_id = self._client().send(
-            message.body,
+            body,
             organ_id=organ,
             message_type=message_type,
             key=key,

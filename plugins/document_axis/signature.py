@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,26 @@ class KeyMaterial:
 
     def __repr__(self) -> str:
         return f"KeyMaterial(subject={self.certificate.subject.rfc4514_string()!r})"
+
+
+def throwaway_key(common_name: str, *, days: int = 30) -> KeyMaterial:
+    """A fresh RSA key with a self-signed certificate: for tests, demos and benchmarks only."""
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return KeyMaterial(key, certificate)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import click
 import pytest
@@ -323,27 +322,9 @@ def test_batch_size_bounds_one_poll(axis, client_for, adapter_for, samples, inbo
 
 
 def _key(common_name: str):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
+    from lienthong.plugins.document_axis.signature import throwaway_key
 
-    from lienthong.plugins.document_axis.signature import KeyMaterial
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return KeyMaterial(key, cert)
+    return throwaway_key(common_name)
 
 
 @pytest.fixture(scope="module")
@@ -373,6 +354,40 @@ def test_signed_document_from_a_trusted_signer_is_accepted(
     assert "invalid" not in message.headers
     assert "Van thu UBND tinh" in message.headers["signed_by"]
     assert pending(axis, samples.B) == {doc_id: "done"}
+
+
+def test_the_sending_endpoint_signs_with_its_key(
+    axis, adapter_for, samples, inbox, signer, tmp_path
+):
+    from cryptography.hazmat.primitives import serialization
+
+    key_file = tmp_path / "signer.key"
+    key_file.write_bytes(
+        signer.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"mat-khau"),
+        )
+    )
+    cert_file = _pem(signer, tmp_path / "signer.pem")
+    a = adapter_for(
+        samples.A,
+        signing_key=str(key_file),
+        signing_cert=cert_file,
+        signing_password="mat-khau",
+    )
+    a.send(Message(body=samples.document(samples.A, [samples.B]), kind="edxml.document"), key="k1")
+    b = adapter_for(samples.B, signature_policy="require", trusted_certs=[cert_file])
+    assert b.receive(inbox) == 1
+    [message] = inbox.accepted
+    assert "invalid" not in message.headers
+    assert "Van thu UBND tinh" in message.headers["signed_by"]
+
+
+def test_a_signing_key_that_cannot_be_loaded_refuses_to_start(adapter_for, samples, tmp_path):
+    (tmp_path / "broken.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="signing_key"):
+        adapter_for(samples.A, signing_key=str(tmp_path / "broken.pem"))
 
 
 def test_signature_problems_park_the_document(

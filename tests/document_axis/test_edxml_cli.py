@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from lienthong.plugins.document_axis.cli import edxml_group
+from lienthong.plugins.document_axis.signature import throwaway_key
 
 DATA = Path(__file__).parent / "data" / "edxml"
 WELL_FORMED = [
@@ -30,19 +27,8 @@ WELL_FORMED = [
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A throwaway RSA key and self-signed certificate, as PEM files and a PKCS#12."""
     folder = tmp_path_factory.mktemp("keys")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Văn thư thử nghiệm")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+    material = throwaway_key("Văn thư thử nghiệm")
+    key, cert = material.private_key, material.certificate
     paths = {"key": folder / "key.pem", "cert": folder / "cert.pem", "p12": folder / "k.p12"}
     paths["key"].write_bytes(
         key.private_bytes(

@@ -15,22 +15,17 @@ import json
 import struct
 import time
 import zipfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from lienthong import cli as cli_module
 from lienthong import xml
 from lienthong.message import Message
 from lienthong.plugins.document_axis import plugin
 from lienthong.plugins.document_axis.correlation import correlation_id
-from lienthong.plugins.document_axis.signature import KeyMaterial, sign
+from lienthong.plugins.document_axis.signature import KeyMaterial, sign, throwaway_key
 
 ED = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 HEADER = f"{{{ED}}}edXMLEnvelope/{{{ED}}}edXMLHeader/{{{ED}}}MessageHeader"
@@ -40,20 +35,7 @@ NAMES = ("a", "b", "c")
 @pytest.fixture(scope="module")
 def signer() -> KeyMaterial:
     """A throwaway key and self-signed certificate for agency A's clerk."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Văn thư UBND tỉnh thử nghiệm")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return KeyMaterial(key, cert)
+    return throwaway_key("Văn thư UBND tỉnh thử nghiệm")
 
 
 #: Each agency's endpoints as its config file would hold them.

@@ -60,6 +60,9 @@ def write_config(
             settings["smtp_port"] = int(ports.setdefault(old, str(free_port())))
         if "path" in settings:
             settings["path"] = settings["path"].replace("../var/demo/", "var/")
+        for option in ("signing_key", "signing_cert"):
+            if option in settings:
+                settings[option] = settings[option].replace("../var/demo/", "var/")
         if "trusted_certs" in settings:
             settings["trusted_certs"] = [
                 c.replace("../var/demo/", "var/") for c in settings["trusted_certs"]

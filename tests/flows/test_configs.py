@@ -20,6 +20,8 @@ SECRETS = [
     "ACCT_SGD_PASSWORD",
     "LDAP_PASSWORD",
     "SMTP_PASSWORD",
+    "SIGNING_PASSWORD_SYT",
+    "SIGNING_PASSWORD_SGD",
 ]
 ENVIRON = {
     **{name: f"value-of-{name}" for name in SECRETS},

@@ -56,6 +56,12 @@ def one_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Summar
         summary = run.summary()
         state = {
             "axis": run.sandboxes.axis.snapshot(),
+            "reports_sent": [
+                d.content
+                for d in run.sandboxes.axis.docs.values()
+                if STC in d.recipients and d.message_type == "edoc"
+            ],
+            "signer": run.signer.material,
             "estimates": {n: s.estimates() for n, s in run.sandboxes.accounting.items()},
             "vouchers": {n: s.vouchers() for n, s in run.sandboxes.accounting.items()},
             "agencies": _ldap(run, "ou=agencies,dc=tinh,dc=gov,dc=vn"),
@@ -134,6 +140,10 @@ def test_reports_cover_every_voucher_and_reach_the_finance_department(one_cycle)
     assert len(finance_inbox) == len(summary.reports) == 2
     assert {i["from"] for i in finance_inbox} == {SYT, SGD}
     assert {i["status"] for i in finance_inbox} == {"done"}
+    from lienthong.plugins.document_axis.signature import verify
+
+    for body in state["reports_sent"]:  # signed by the sending endpoint, verifiably
+        assert verify(body, trusted_certs=[state["signer"].certificate]).trusted
     for report in summary.reports:
         assert report.state == "delivered"
         assert sorted(report.statuses) == [f"01 from {STC}", f"03 from {STC}"]
