@@ -31,7 +31,14 @@ from . import sync
 from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
 from .breaker import CircuitBreaker
 from .config import Config, RetryPolicy
-from .errors import ConfigError, FatalError, LienthongError, RejectedError, TransientError
+from .errors import (
+    ConfigError,
+    FatalError,
+    LienthongError,
+    RejectedError,
+    StoreUnavailable,
+    TransientError,
+)
 from .host import PluginHost
 from .mapping import MappingLibrary
 from .message import Message
@@ -131,6 +138,8 @@ class Bus:
         self._accepted_at: dict[str, float] = {}
         self._lease = timedelta(seconds=settings.claim_seconds)
         self._stop = threading.Event()
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
         self._started = False
         self._last_relay = 0.0
         self._queued: list[tuple[str, Any]] = []
@@ -143,7 +152,10 @@ class Bus:
         if self.store.dialect == "sqlite":
             self.store.upgrade()
             return
-        current, head = migrations.current(self.store.engine), migrations.head()
+        try:
+            current, head = migrations.current(self.store.engine), migrations.head()
+        except sqlalchemy.exc.OperationalError as exc:
+            raise StoreUnavailable(f"the store is not reachable: {exc.orig}") from exc
         if current != head:
             raise ConfigError(
                 [
@@ -168,6 +180,11 @@ class Bus:
         for adapter in self.adapters.values():
             adapter.start()
         self._started = True
+        if self.store.dialect == "sqlite":
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         if self.config.jobs:
             # Every process runs the scheduler; a lease per job makes each tick run once.
             self.scheduler = Scheduler(
@@ -184,7 +201,19 @@ class Bus:
         """Ask the loop to finish its current batch and return."""
         self._stop.set()
 
+    def _checkpoint_loop(self) -> None:
+        while not self._closing.wait(1.0):
+            try:
+                self.store.checkpoint()
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                log.warning("SQLite checkpoint failed; the next one retries: %s", exc)
+
     def close(self) -> None:
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+            self._checkpointer = None
+        self._closing.clear()
         if self.scheduler:
             self.scheduler.shutdown()
             self.scheduler = None
@@ -328,6 +357,8 @@ class Bus:
                 continue  # it keeps failing: leave it alone until its circuit half-opens
             try:
                 total += adapter.receive(self)
+            except StoreUnavailable:
+                raise  # the bus's own store, not this endpoint: the run loop waits for it
             except TransientError as exc:
                 log.warning("endpoint %s could not be polled: %s", name, exc)
                 self._breaker_result(name, ok=False)

@@ -8,7 +8,9 @@ cannot start (bad config, store or broker unreachable).
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from rich.table import Table
 from . import __version__, logs
 from . import config as config_module
 from .demo import demo
-from .errors import ConfigError, LienthongError, RejectedError, TransientError
+from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable, TransientError
 from .host import PluginHost
 from .sync_commands import register as register_sync_commands
 
@@ -139,6 +141,20 @@ pass_state = click.make_pass_decorator(State)
 # --- run and status ------------------------------------------------------------
 
 
+def _bus_when_the_store_answers(state: State, once: bool) -> Any:
+    """The bus; a long-running worker started before its database waits for it."""
+    delay = 1.0
+    while True:
+        try:
+            return state.bus
+        except StoreUnavailable as exc:
+            if once:
+                raise
+            logging.getLogger(__name__).warning("%s; trying again in %.0f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Drain the work that is due now, then exit (for cron).")
 @click.option(
@@ -153,7 +169,7 @@ def run(state: State, once: bool, metrics_port: int | None) -> None:
     """Run the bus: poll the endpoints, route, deliver, until stopped (SIGTERM or Ctrl-C)."""
     if metrics_port is not None:
         state.config.bus.metrics_port = metrics_port
-    bus = state.bus
+    bus = _bus_when_the_store_answers(state, once)
     try:
         total = bus.run(once=once)
     finally:

@@ -45,6 +45,10 @@ class TransientError(LienthongError):
     """A passing failure (network, timeout, server busy): the bus retries with back-off."""
 
 
+class StoreUnavailable(TransientError):
+    """The bus's own store cannot be reached or written: no endpoint is to blame."""
+
+
 class RejectedError(LienthongError):
     """This input can never succeed as it is: the bus dead-letters it with the reason."""
 

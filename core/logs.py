@@ -23,7 +23,7 @@ from .adapter import Secret
 FIELDS = ("message_id", "correlation_id", "endpoint", "route")
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-_QUIET = {"alembic": logging.WARNING}
+_QUIET = {"alembic": logging.WARNING, "zeep.transports": logging.INFO}
 
 
 def _json_default(value: Any) -> str:

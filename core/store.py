@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from . import audit as audit_module
-from .errors import ConfigError, TransientError
+from .errors import ConfigError, StoreUnavailable
 from .message import Message
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Checkpoints fsync; the bus runs them on a thread of their own (Store.checkpoint)
+    # so a commit never waits for the disk. The last connection to close checkpoints too.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -256,13 +260,22 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
 
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database file, without blocking writers."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     # --- schema ---
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (``lienthong db upgrade``)."""
         from .migrations import upgrade
 
-        upgrade(self.engine)
+        try:
+            upgrade(self.engine)
+        except OperationalError as exc:
+            raise StoreUnavailable(store_error(self.engine, "could not be upgraded", exc)) from exc
 
     # --- accept ---
 
@@ -1020,7 +1033,12 @@ class Store:
 
 
 class _Transaction:
-    """``engine.begin()`` that turns a lost database into a ``TransientError``."""
+    """``engine.begin()`` that turns a lost or full database into a ``TransientError``.
+
+    Both a failed commit and a statement that failed inside the transaction (a
+    full disk shows there first on SQLite) become one clear error; the
+    transaction is rolled back, so the source keeps what was not stored.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -1031,13 +1049,37 @@ class _Transaction:
             self._ctx = self.engine.begin()
             return self._ctx.__enter__()
         except OperationalError as exc:
-            raise TransientError(f"the store is not reachable: {exc.orig}") from exc
+            raise StoreUnavailable(store_error(self.engine, "is not reachable", exc)) from exc
 
     def __exit__(self, *exc_info: Any) -> Any:
         try:
-            return self._ctx.__exit__(*exc_info)
+            result = self._ctx.__exit__(*exc_info)
         except OperationalError as exc:
-            raise TransientError(f"the store could not commit: {exc.orig}") from exc
+            raise StoreUnavailable(store_error(self.engine, "could not commit", exc)) from exc
+        failed = exc_info[1]
+        if isinstance(failed, OperationalError):
+            raise StoreUnavailable(store_error(self.engine, "failed", failed)) from failed
+        return result
+
+
+def store_error(engine: Engine, what: str, exc: OperationalError) -> str:
+    """One line on a store error; for an SQLite file, where it is and how much room is left."""
+    text = f"the store {what}: {exc.orig}"
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return text
+    try:
+        free = shutil.disk_usage(Path(database).parent).free
+    except OSError:
+        return f"{text} (SQLite file {database})"
+    text += f" (SQLite file {database}; {free:,} bytes free on its disk)"
+    cause = str(exc.orig).lower()
+    if "full" in cause or "i/o error" in cause or free < 1024 * 1024:
+        text += (
+            ". Hint: free space on that disk or move bus.store to a larger one; nothing is "
+            "lost: a message not stored stays at its source and is read again"
+        )
+    return text
 
 
 class Cursors:

@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.message import Message
 
 from .errors import TransientError
 
 log = logging.getLogger(__name__)
+
+#: What a lost broker connection raises: kombu's wrapper, socket errors, and py-amqp's
+#: own connection errors (a broker restart closes connections with CONNECTION_FORCED,
+#: an ack on a closed connection raises RecoverableConnectionError).
+LOST = (KombuOperationalError, OSError, AmqpConnectionError)
 
 EXCHANGE = Exchange("lienthong.deliveries", type="direct", durable=True)
 
@@ -48,7 +56,7 @@ class AmqpTransport:
     def _connect(self) -> None:
         try:
             self.connection.ensure_connection(max_retries=3)
-        except (KombuOperationalError, OSError) as exc:
+        except LOST as exc:
             raise TransientError(
                 f"RabbitMQ at {self.connection.as_uri()} is not reachable: {exc}. "
                 "Hint: start it with 'rabbitmq-server -detached' and check bus.broker"
@@ -76,18 +84,33 @@ class AmqpTransport:
                     retry=True,
                     retry_policy={"max_retries": 3},
                 )
-        except (KombuOperationalError, OSError) as exc:
+        except LOST as exc:
             self.reset()
             raise TransientError(f"publishing to RabbitMQ failed: {exc}") from exc
 
     def consume(self, handler: Callable[[str, Callable[[], None]], None]) -> None:
-        """Start consuming: ``handler(key, ack)`` is called for each entry, and acks it itself."""
+        """Start consuming: ``handler(key, ack)`` is called for each entry, and acks it itself.
+
+        An ack on a lost connection raises ``TransientError``: the entry returns to
+        the queue, and whoever gets it again finds its delivery done.
+        """
         self._connect()
         channel = self.connection.channel()
+
+        def on_entry(body: Any, message: Message) -> None:
+            def ack() -> None:
+                try:
+                    message.ack()
+                except LOST as exc:
+                    self.reset()
+                    raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc
+
+            handler(str(body), ack)
+
         self._consumer = Consumer(
             channel,
             queues=[queue_for(e) for e in self.endpoints],
-            callbacks=[lambda body, message: handler(str(body), message.ack)],
+            callbacks=[on_entry],
             accept=["json", "text/plain"],
             prefetch_count=self.prefetch,
         )
@@ -99,7 +122,7 @@ class AmqpTransport:
             self.connection.drain_events(timeout=timeout)
         except TimeoutError:  # socket.timeout is TimeoutError
             return False
-        except (KombuOperationalError, OSError, ConnectionError) as exc:
+        except LOST as exc:
             self.reset()
             raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc
         return True

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -120,6 +121,11 @@ def _not_soap(where: str, status: int, detail: str) -> LienthongError:
         f"{where}: HTTP {status} without a SOAP answer ({detail}). "
         "Hint: check that 'address' points at the SOAP endpoint"
     )
+
+
+# zeep's transport logs every envelope whole at DEBUG, WS-Security password
+# included: never let it below INFO, whatever level the bus runs at.
+logging.getLogger("zeep.transports").setLevel(logging.INFO)
 
 
 class _HardenedTransport(zeep.Transport):
