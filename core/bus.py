@@ -439,7 +439,9 @@ class Bus:
         except RejectedError as exc:
             self._breaker_result(delivery.endpoint, ok=True)  # it answered: it is up
             return Outcome(delivery, "rejected", str(exc))
-        except FatalError as exc:
+        except (FatalError, ConfigError) as exc:
+            # The endpoint itself is wrong (a refused password, a missing key): a person
+            # must act, so wait long between tries and let the circuit open.
             log.error("endpoint %s: %s", delivery.endpoint, exc)
             self._breaker_result(delivery.endpoint, ok=False)
             return self._retry(delivery, str(exc), delay=self.config.bus.retry.max_delay)
@@ -627,7 +629,7 @@ class Bus:
             except (TransientError, sqlalchemy.exc.OperationalError) as exc:
                 # The store or the broker went away (a restart, a network cut): the
                 # work stays in the store; wait and try again.
-                log.warning("%s; trying again in %.0f s", exc, self.config.bus.poll_interval)
+                log.warning("%s; trying again in %.1f s", exc, self.config.bus.poll_interval)
                 if self.transport:
                     self.transport.reset()
                 step = CycleResult()

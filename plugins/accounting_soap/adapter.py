@@ -21,18 +21,20 @@ Features
 
 Connection settings
     ``wsdl`` is a URL or a file (relative to the config's folder). ``address``
-    overrides the WSDL's ``soap:address``. TLS is verified unless
-    ``verify_tls: false``; ``client_cert`` (and ``client_key``) give a client
-    certificate. ``username``/``password`` add a WS-Security UsernameToken
-    (``password_digest: true`` for PasswordDigest).
+    overrides the WSDL's ``soap:address``. TLS is verified (against the system's
+    CAs, or ``ca_file`` for a private/government CA) unless ``verify_tls: false``,
+    which logs a warning; ``client_cert`` (and ``client_key``) give a client
+    certificate. A certificate the bus cannot verify or a refused client
+    certificate is a configuration error, never retried. ``username``/``password``
+    add a WS-Security UsernameToken (``password_digest: true`` for PasswordDigest).
 
 Options
     wsdl, service, port, address, send_operation, reference_field,
     receive_operation, cursor_argument, cursor_start, receive_arguments,
     item_element, item_key, skip_empty_items, next_cursor_element, message_kind,
     transient_faults,
-    username, password, password_digest, verify_tls, client_cert, client_key,
-    timeout (see :attr:`AccountingSoapAdapter.options`).
+    username, password, password_digest, verify_tls, ca_file, client_cert,
+    client_key, timeout (see :attr:`AccountingSoapAdapter.options`).
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def _not_soap(where: str, status: int, detail: str) -> LienthongError:
 # zeep's transport logs every envelope whole at DEBUG, WS-Security password
 # included: never let it below INFO, whatever level the bus runs at.
 logging.getLogger("zeep.transports").setLevel(logging.INFO)
+log = logging.getLogger(__name__)
 
 
 class _HardenedTransport(zeep.Transport):
@@ -235,6 +238,13 @@ class AccountingSoapAdapter(Adapter):
         ),
         Option("password_digest", "send the password as PasswordDigest", default=False, type=bool),
         Option("verify_tls", "verify the server's TLS certificate", default=True, type=bool),
+        Option(
+            "ca_file",
+            "PEM file of the CA(s) to trust for the server's certificate instead of the "
+            "system's (a private or government CA); relative to the config's folder",
+            default="",
+            example="certs/ca-chinhphu.pem",
+        ),
         Option("client_cert", "PEM client certificate for mutual TLS", default=""),
         Option("client_key", "PEM key of client_cert, when not in the same file", default=""),
         Option(
@@ -306,11 +316,17 @@ class AccountingSoapAdapter(Adapter):
                 )
             wsdl = str(path)
         session = requests.Session()
-        session.verify = s["verify_tls"]
-        if s["client_cert"]:
-            session.cert = (
-                (s["client_cert"], s["client_key"]) if s["client_key"] else s["client_cert"]
+        session.verify = self._verify()
+        cert, key = self._file("client_cert"), self._file("client_key")
+        if key and not cert:
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': client_key '{key}' is set without "
+                    "client_cert. Hint: set client_cert to the PEM certificate of that key"
+                ]
             )
+        if cert:
+            session.cert = (cert, key) if key else cert
         self.services.var_dir.mkdir(parents=True, exist_ok=True)
         cache = zeep.cache.SqliteCache(path=str(self.services.var_dir / "zeep-cache.sqlite"))
         self._transport = _HardenedTransport(
@@ -330,6 +346,8 @@ class AccountingSoapAdapter(Adapter):
             wsse = UsernameToken(s["username"], password, use_digest=s["password_digest"])
         try:
             return zeep.Client(wsdl, transport=self._transport, settings=settings, wsse=wsse)
+        except requests.exceptions.SSLError as exc:
+            raise ConfigError([self._tls_problem(f"wsdl '{wsdl}'", exc)]) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(
                 f"endpoint '{self.endpoint}': wsdl '{wsdl}' did not answer: {exc}. "
@@ -348,6 +366,64 @@ class AccountingSoapAdapter(Adapter):
                     "Hint: check that the URL or file is the service's WSDL"
                 ]
             ) from exc
+
+    def _file(self, option: str) -> str:
+        """The option's file, relative to the config's folder; '' when unset."""
+        value = str(self.settings[option] or "")
+        if not value:
+            return ""
+        path = Path(value) if Path(value).is_absolute() else self.services.base_dir / value
+        if not path.is_file():
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': {option} file '{path}' does not exist. "
+                    "Hint: give a PEM file, absolute or relative to the config file"
+                ]
+            )
+        return str(path)
+
+    def _verify(self) -> bool | str:
+        """What the server's certificate is checked with: the CA file, the system's, nothing."""
+        ca_file = self._file("ca_file")
+        if self.settings["verify_tls"]:
+            return ca_file or True
+        if ca_file:
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': ca_file '{ca_file}' is set but verify_tls "
+                    "is false, so it would be ignored. Hint: drop verify_tls: false"
+                ]
+            )
+        log.warning(
+            "endpoint '%s': TLS verification is off (verify_tls: false): the service's "
+            "certificate is not checked, so anyone on the path can read and change the "
+            "traffic. Hint: set ca_file to the service's CA instead",
+            self.endpoint,
+        )
+        return False
+
+    def _tls_problem(self, what: str, exc: requests.exceptions.SSLError) -> str:
+        """Say why the TLS handshake failed and which option fixes it."""
+        text = str(exc)
+        where = f"endpoint '{self.endpoint}': {what}"
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return (
+                f"{where}: the service's TLS certificate cannot be verified: {text}. "
+                "Hint: set ca_file to the PEM file of the CA that signed it (a private or "
+                "government CA), or fix the address if it is not the service's; "
+                "verify_tls: false only for a test service"
+            )
+        if not self.settings["client_cert"]:
+            return (
+                f"{where}: the TLS handshake failed: {text}. Hint: if the service requires "
+                "a client certificate, set client_cert (and client_key) to the PEM files "
+                "it was issued"
+            )
+        return (
+            f"{where}: the TLS handshake failed: {text}. Hint: check that client_cert/"
+            "client_key are the certificate the service expects, signed by a CA it trusts, "
+            "and not expired"
+        )
 
     def _binding(self) -> tuple[Any, str]:
         s = self.settings
@@ -512,6 +588,8 @@ class AccountingSoapAdapter(Adapter):
                 f"{where} ({what}): no answer within {self.settings['timeout']} s. "
                 "Hint: check 'lienthong status'; raise timeout if the service is slow"
             ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise FatalError(self._tls_problem(f"{operation} ({what})", exc)) from exc
         except requests.ConnectionError as exc:
             raise TransientError(
                 f"{where} ({what}): cannot connect: {exc}. "

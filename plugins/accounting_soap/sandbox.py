@@ -10,7 +10,9 @@ Two parts:
   against that schema, checks a WS-Security UsernameToken (text or digest) when
   credentials are set, answers SOAP faults (``Client`` for bad input or a broken
   business rule, ``Server`` for internal errors), serves its WSDL at ``?wsdl`` with
-  the address rewritten to its own URL, and has fault-injection switches.
+  the address rewritten to its own URL, and has fault-injection switches. Given
+  ``tls_cert``/``tls_key`` it serves HTTPS; given ``client_ca`` too, it requires
+  a client certificate signed by that CA (mutual TLS).
 - :class:`AccountingSandbox`, the accounting service on top of it
   (``urn:lienthong:sandbox:accounting:v1``): receipts and payments vouchers,
   budget estimates, change polling with a cursor, and idempotent posting by
@@ -28,6 +30,7 @@ import hashlib
 import hmac
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -87,10 +90,22 @@ class FaultSwitches:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.ssl_context is not None:
+            # The handshake runs on the first read, in the request's own thread, so a
+            # client that never finishes it does not block the accept loop.
+            connection = self.ssl_context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timeout test, a cut connection) is not a server error.
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        # A client that gave up (a timeout test, a cut connection) or failed the TLS
+        # handshake (untrusted certificate, no client certificate) is not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             log.debug("client %s went away", client_address)
         else:
             log.exception("sandbox SOAP server failed on a request from %s", client_address)
@@ -108,6 +123,9 @@ class SoapServer:
         password: str | None = None,
         port: int = 0,
         detail_element: str | None = None,
+        tls_cert: Path | str | None = None,
+        tls_key: Path | str | None = None,
+        client_ca: Path | str | None = None,
     ) -> None:
         self.wsdl = wsdl_doc.load(wsdl_path)
         self.namespace = wsdl_doc.target_namespace(self.wsdl)
@@ -124,6 +142,7 @@ class SoapServer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self._ssl_context = _server_context(tls_cert, tls_key, client_ca)
 
     # --- lifecycle ---
 
@@ -131,6 +150,7 @@ class SoapServer:
         """Listen on 127.0.0.1 (a free port the first time, the same port after a restart)."""
         httpd = _HTTPServer(("127.0.0.1", self._port), _make_handler(self))
         self._port = httpd.server_address[1]
+        httpd.ssl_context = self._ssl_context
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, args=(0.05,), name="soap-sandbox", daemon=True
@@ -164,7 +184,8 @@ class SoapServer:
     @property
     def url(self) -> str:
         """Where the service answers SOAP calls."""
-        return f"http://127.0.0.1:{self._port}{self.path}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}{self.path}"
 
     @property
     def wsdl_url(self) -> str:
@@ -248,6 +269,22 @@ class SoapServer:
     def _count(self, operation: str) -> None:
         with self._lock:
             self.calls[operation] = self.calls.get(operation, 0) + 1
+
+
+def _server_context(
+    cert: Path | str | None, key: Path | str | None, client_ca: Path | str | None
+) -> ssl.SSLContext | None:
+    """The HTTPS context for ``cert``/``key`` (None: plain HTTP), asking for client certificates."""
+    if cert is None:
+        if client_ca is not None:
+            raise ValueError("client_ca needs tls_cert (client certificates only exist over HTTPS)")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _envelope(content: etree._Element) -> bytes:
@@ -381,6 +418,9 @@ class AccountingSandbox(SoapServer):
         password: str | None = None,
         port: int = 0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tls_cert: Path | str | None = None,
+        tls_key: Path | str | None = None,
+        client_ca: Path | str | None = None,
     ) -> None:
         super().__init__(
             ACCOUNTING_WSDL,
@@ -394,6 +434,9 @@ class AccountingSandbox(SoapServer):
             password=password,
             port=port,
             detail_element="faultDetail",
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            client_ca=client_ca,
         )
         self.state = AccountingState()
         self.clock = clock
