@@ -209,6 +209,10 @@ class Bus:
                 log.warning("SQLite checkpoint failed; the next one retries: %s", exc)
 
     def close(self) -> None:
+        if self._claimed:
+            # Accepted here but not sent yet: give them back now, not when the claim runs out.
+            self.store.release([d.key for d in self._claimed])
+            self._claimed = []
         self._closing.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=10)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -663,18 +663,6 @@ class Store:
                 )
         return rows
 
-    def mark_enqueued(self, keys: Sequence[str]) -> None:
-        """Note that a queue holds an entry for these deliveries now."""
-        if keys:
-            with self._begin() as conn:
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(list(keys)))
-                    .values(enqueued_at=utcnow())
-                )
-
-    # --- reading, for the CLI ---
-
     def counts(self) -> dict[str, int]:
         """Deliveries by state, messages parked and dead letters waiting."""
         with self.engine.connect() as conn:
@@ -714,16 +702,6 @@ class Store:
     def endpoint_health(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
             return {r.endpoint: dict(r._mapping) for r in conn.execute(select(endpoint_health))}
-
-    def pending_by_endpoint(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            return dict(
-                conn.execute(
-                    select(deliveries.c.endpoint, func.count())
-                    .where(deliveries.c.state == "pending")
-                    .group_by(deliveries.c.endpoint)
-                ).all()
-            )
 
     def next_due(self) -> datetime | None:
         with self.engine.connect() as conn:
@@ -950,16 +928,6 @@ class Store:
             "deliveries": dlv,
             "correlated": related,
         }
-
-    def delivered_bodies(self, endpoint: str) -> Iterator[bytes]:
-        with self.engine.connect() as conn:
-            yield from conn.execute(
-                select(deliveries.c.body).where(
-                    deliveries.c.endpoint == endpoint, deliveries.c.state == "delivered"
-                )
-            ).scalars()
-
-    # --- plumbing ---
 
     def _begin(self) -> Any:
         return _Transaction(self.engine)

@@ -501,3 +501,15 @@ def test_a_plugin_prepares_messages_before_routing(lienthong_bus, lienthong_host
     assert delivered.correlation_id == "doc-D1"
     [dead] = bus.store.dead_letters()
     assert dead["stage"] == "accept" and "no document attribute" in dead["reason"]
+
+
+def test_a_clean_stop_gives_back_what_was_accepted_but_not_sent(lienthong_bus) -> None:
+    from datetime import timedelta
+
+    bus = lienthong_bus(endpoints={"in": {"adapter": "memory"}, "out": {"adapter": "memory"}},
+                        routes=[{"name": "r", "to": "out"}])
+    memory.feed("in", [Message(body=b"<a/>"), Message(body=b"<b/>")])
+    assert bus.poll() == 2  # stored and claimed by this process, not sent yet
+    bus.close()
+    again = bus.store.claim_due("next-worker", limit=10, lease=timedelta(seconds=60))
+    assert len(again) == 2, "another worker may take them at once, not after the claim runs out"
