@@ -145,6 +145,21 @@ class _HardenedTransport(zeep.Transport):
         return data
 
 
+class _Session(requests.Session):
+    """A session whose own ``verify`` wins over ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``.
+
+    Plain requests lets those variables override ``session.verify`` (requests
+    issue #3829), which would silently drop ``ca_file`` and ``verify_tls: false``.
+    """
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if verify is None:
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 class AccountingSoapAdapter(Adapter):
     """Posts to and polls a SOAP service described by its WSDL (e.g. an accounting package)."""
 
@@ -315,7 +330,7 @@ class AccountingSoapAdapter(Adapter):
                     ]
                 )
             wsdl = str(path)
-        session = requests.Session()
+        session = _Session()
         session.verify = self._verify()
         cert, key = self._file("client_cert"), self._file("client_key")
         if key and not cert:
