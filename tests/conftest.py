@@ -12,10 +12,11 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.busproject import BusProject
+from tests.busproject import REPO, BusProject
 
 PG_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("LIENTHONG_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
@@ -70,3 +71,39 @@ def bus_project(tmp_path: Path) -> Iterator[BusProject]:
     project = BusProject(tmp_path)
     yield project
     project.kill_all(signal.SIGTERM)
+
+
+@pytest.fixture
+def folder_bus(lienthong_bus, tmp_path: Path):
+    """Build an embedded bus: folder ``in`` → application-to-receipt mapping → folder ``out``."""
+
+    def build(**bus: Any):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        return lienthong_bus(
+            mappings=REPO / "mappings",
+            bus=bus,
+            endpoints={
+                "inbox": {"adapter": "folder", "path": "in", "kind": "onestop.application"},
+                "outbox": {
+                    "adapter": "folder",
+                    "path": "out",
+                    "direction": "out",
+                    "filename": "receipt-{filename}",
+                },
+            },
+            routes=[
+                {
+                    "name": "receipts",
+                    "from": "inbox",
+                    "to": [
+                        {
+                            "endpoint": "outbox",
+                            "mapping": "onestop/application-to-receipt.xsl",
+                            "params": {"issuer": "000.00.00.H41"},
+                        }
+                    ],
+                }
+            ],
+        )
+
+    return build

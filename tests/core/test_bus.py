@@ -25,37 +25,8 @@ def _fresh_memory() -> None:
     memory.reset()
 
 
-def folder_bus(lienthong_bus, tmp_path: Path, **bus):
-    return lienthong_bus(
-        mappings=MAPPINGS,
-        bus=bus,
-        endpoints={
-            "inbox": {"adapter": "folder", "path": "in", "kind": "onestop.application"},
-            "outbox": {
-                "adapter": "folder",
-                "path": "out",
-                "direction": "out",
-                "filename": "receipt-{filename}",
-            },
-        },
-        routes=[
-            {
-                "name": "receipts",
-                "from": "inbox",
-                "to": [
-                    {
-                        "endpoint": "outbox",
-                        "mapping": "onestop/application-to-receipt.xsl",
-                        "params": {"issuer": "000.00.00.H41"},
-                    }
-                ],
-            }
-        ],
-    )
-
-
-def test_folder_to_folder_through_an_xslt_mapping(lienthong_bus, tmp_path: Path) -> None:
-    bus = folder_bus(lienthong_bus, tmp_path)
+def test_folder_to_folder_through_an_xslt_mapping(folder_bus, tmp_path: Path) -> None:
+    bus = folder_bus()
     (tmp_path / "in/a.xml").write_bytes(APPLICATION)
     total = bus.run(once=True)
     assert (total.received, total.delivered, total.dead) == (1, 1, 0)
@@ -91,9 +62,9 @@ HOSTILE_REASONS = {
 
 
 def test_hostile_input_is_parked_with_its_reason_and_the_bus_goes_on(
-    lienthong_bus, tmp_path: Path
+    folder_bus, tmp_path: Path
 ) -> None:
-    bus = folder_bus(lienthong_bus, tmp_path, max_message_bytes=4096)
+    bus = folder_bus(max_message_bytes=4096)
     for name, body in HOSTILE.items():
         (tmp_path / f"in/{name}.xml").write_bytes(body)
     (tmp_path / "in/good.xml").write_bytes(APPLICATION)
@@ -327,9 +298,9 @@ def test_a_parked_message_is_routed_again_on_replay_after_the_fix(lienthong_bus)
 
 
 def test_a_source_redelivering_the_same_file_creates_no_second_message(
-    lienthong_bus, tmp_path: Path
+    folder_bus, tmp_path: Path
 ) -> None:
-    bus = folder_bus(lienthong_bus, tmp_path)
+    bus = folder_bus()
     first = bus.accept([Message(body=APPLICATION, source="inbox", source_key="a.xml:1f2e")])
     again = bus.accept([Message(body=APPLICATION, source="inbox", source_key="a.xml:1f2e")])
     assert not first[0].duplicate and again[0].duplicate
@@ -506,8 +477,10 @@ def test_a_plugin_prepares_messages_before_routing(lienthong_bus, lienthong_host
 def test_a_clean_stop_gives_back_what_was_accepted_but_not_sent(lienthong_bus) -> None:
     from datetime import timedelta
 
-    bus = lienthong_bus(endpoints={"in": {"adapter": "memory"}, "out": {"adapter": "memory"}},
-                        routes=[{"name": "r", "to": "out"}])
+    bus = lienthong_bus(
+        endpoints={"in": {"adapter": "memory"}, "out": {"adapter": "memory"}},
+        routes=[{"name": "r", "to": "out"}],
+    )
     memory.feed("in", [Message(body=b"<a/>"), Message(body=b"<b/>")])
     assert bus.poll() == 2  # stored and claimed by this process, not sent yet
     bus.close()

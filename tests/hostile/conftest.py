@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lienthong.bus import Bus
 from lienthong.plugins import memory
-from tests.hostile.cases import APPLICATION, MAPPINGS, MAX_BYTES
+from tests.hostile.cases import APPLICATION, MAX_BYTES
 
 
 @pytest.fixture(autouse=True)
@@ -19,39 +18,9 @@ def _fresh_memory() -> None:
 
 
 @pytest.fixture
-def folder_bus(lienthong_bus, tmp_path: Path) -> Callable[..., Bus]:
-    """A bus reading the folder ``in``, mapping applications to receipts into ``out``."""
-
-    def build(**bus: Any) -> Bus:
-        (tmp_path / "in").mkdir(exist_ok=True)
-        return lienthong_bus(
-            mappings=MAPPINGS,
-            bus={"max_message_bytes": MAX_BYTES, **bus},
-            endpoints={
-                "inbox": {"adapter": "folder", "path": "in", "kind": "onestop.application"},
-                "outbox": {
-                    "adapter": "folder",
-                    "path": "out",
-                    "direction": "out",
-                    "filename": "receipt-{filename}",
-                },
-            },
-            routes=[
-                {
-                    "name": "receipts",
-                    "from": "inbox",
-                    "to": [
-                        {
-                            "endpoint": "outbox",
-                            "mapping": "onestop/application-to-receipt.xsl",
-                            "params": {"issuer": "000.00.00.H41"},
-                        }
-                    ],
-                }
-            ],
-        )
-
-    return build
+def folder_bus(folder_bus: Callable[..., Bus]) -> Callable[..., Bus]:
+    """The shared folder bus (tests/conftest.py), with the hostile tests' small size limit."""
+    return lambda **bus: folder_bus(**{"max_message_bytes": MAX_BYTES, **bus})
 
 
 @pytest.fixture
