@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from lienthong.plugins.email_directory.slapd import TemporarySlapd
 from tests.busproject import REPO, BusProject
+from tests.email_directory.directory_fixtures import Tree, start_slapd
 
 PG_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("LIENTHONG_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
@@ -107,3 +109,20 @@ def folder_bus(lienthong_bus, tmp_path: Path):
         )
 
     return build
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[TemporarySlapd]:
+    """One real slapd on a free loopback port for the whole run; skips, saying how to
+    install it, where slapd is missing."""
+    server = start_slapd()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tree(slapd: TemporarySlapd) -> Iterator[Tree]:
+    """A directory tree of this test's own on the shared slapd."""
+    t = Tree(slapd)
+    yield t
+    t.close()

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lienthong.plugins.email_directory.slapd import TemporarySlapd
-from tests.email_directory.directory_fixtures import Tree, start_slapd
-
-
-@pytest.fixture(scope="session")
-def slapd() -> Iterator[TemporarySlapd]:
-    server = start_slapd()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def tree(slapd: TemporarySlapd) -> Iterator[Tree]:
-    t = Tree(slapd)
-    yield t
-    t.close()
+from tests.email_directory.directory_fixtures import Tree
 
 
 @pytest.fixture

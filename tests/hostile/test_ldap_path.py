@@ -23,7 +23,7 @@ from lienthong.host import XPATH_NAMESPACE
 from lienthong.message import Message
 from lienthong.plugins import memory
 from lienthong.plugins.email_directory.slapd import TemporarySlapd
-from tests.email_directory.directory_fixtures import Tree, add, read_all, start_slapd
+from tests.email_directory.directory_fixtures import Tree, add, read_all
 from tests.hostile.cases import CORPUS
 
 pytestmark = pytest.mark.server
@@ -37,13 +37,6 @@ def _values(name: str) -> list[str]:
 
 STORED = _values("stored-values.txt")
 PROBES = _values("filter-injections.txt")
-
-
-@pytest.fixture(scope="module")
-def slapd() -> Iterator[TemporarySlapd]:
-    server = start_slapd()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
