@@ -3,34 +3,37 @@
 Nothing is asked of the mapping's author. The mapping runs on copies of the
 input in which values carry invisible markers (characters of Unicode's private
 use area, or whitespace), and each output value is read for the markers it
-holds: one marker, one source; several, several sources (concatenation); none,
-``computed`` (a count, a constant, arithmetic, a formatted number).
+holds: one marker, one source (``copy``, or ``derived`` when the text around
+it changed); several, several sources (concatenation); none, ``computed``.
 
-A marker is *appended* to the value, not put in its place, so string functions
-still see the real text: ``concat``, ``translate`` and ``normalize-space`` keep
-the marker, and ``contains``, ``starts-with`` and string sorting give the same
-answers. Where a marked value would change what the mapping does (compared with
-a literal, used as a number, a grouping key, a sort key), the marked run would
-come out in another shape. So every marked run is checked: with its markers
-taken out, its output must equal the plain run's output exactly, or the markers
-it tried are not kept. The values that break a run are found by bisection and
-tried again with other kinds of marker, in this order:
+A marker is *appended* to the value (before any trailing whitespace), not put
+in its place, so string functions still see the real text: ``concat``,
+``translate`` and ``normalize-space`` keep the marker, and ``contains``,
+``starts-with`` and string sorting give the same answers. Where a marked value
+would change what the mapping does (compared with a literal, used as a number,
+a grouping key, a sort key), the marked run comes out different. So every
+marked run is checked: with its markers taken out, its output must equal the
+plain run's output exactly, or the markers it tried are dropped. The values
+that break a run are found by bisection and tried again with other kinds of
+marker, in this order:
 
 1. ``value<TAB><marker>``: sorts like the value (a tab sorts below any other
    character), survives ``normalize-space`` (as a space);
 2. ``value<marker>``: no whitespace, for mappings that split text into words;
 3. ``value<CR><bits in TAB/LF><CR>`` for numbers: XPath's ``number()`` ignores
-   the whitespace, so ``sum``, numeric comparisons and numeric sorting still work
-   (but ``format-number`` and arithmetic give ``computed``, as they should);
-4. one shared marker for all equal values (after ``normalize-space``), so
-   grouping, ``key()`` lookups and comparisons between input values still
-   match: a value traced this way came from one of those equal nodes
+   the whitespace, so ``sum``, numeric comparisons and numeric sorting still work;
+4. one shared marker for all equal values (after ``normalize-space``), tab then
+   glued, so grouping, ``key()`` lookups and comparisons between input values
+   still match: a value traced this way came from one of those equal nodes
    (``alike``).
 
-Values that break every kind (a status compared with a literal, say) stay
-unmarked; an output copy of such a value is reported ``computed``. Params are
-traced the same way and named ``$name``. A value that differs between two plain
-runs (``generate-id()``, a clock) is ``computed``.
+A value that breaks every kind (a status compared with a literal, say) stays
+unmarked; an output equal to it is ``matched`` to it. An output with no marker
+is ``computed`` (a count, a constant, arithmetic, a substring, a formatted
+number), and names the inputs it is computed from: those whose change alone,
+to a value of the same shape, changes it. Params are traced like input values
+and named ``$name``. A value that differs between two plain runs
+(``generate-id()``, a clock) is ``computed``.
 """
 
 from __future__ import annotations
@@ -138,10 +141,13 @@ def format_lineage(origins: Iterable[Origin]) -> str:
     lines = []
     for origin in origins:
         value = origin.value if len(origin.value) <= 40 else origin.value[:39] + "…"
+        shown = list(origin.sources[:4])
+        if len(origin.sources) > 4:
+            shown.append(f"{len(origin.sources) - 4} more")
+        joined = ", ".join(shown)
         if origin.how == "computed":
-            where = "computed"
+            where = f"computed from {joined}" if joined else "computed"
         else:
-            joined = ", ".join(origin.sources)
             where = f"{'one of ' if origin.alike else ''}{joined} ({origin.how})"
         lines.append(f"{origin.path} = {value!r} <- {where}")
     return "\n".join(lines)
@@ -166,6 +172,7 @@ class _Tracer:
         self.group_of: dict[int, int] = {}
         self.plain: list[_Entry] = []
         self.volatile: set[int] = set()
+        self.influenced: dict[int, list[int]] | None = None
         self.runs = 0
 
     # --- markers ---
@@ -313,6 +320,27 @@ class _Tracer:
 
     # --- reading ---
 
+    def _influences(self) -> dict[int, list[int]]:
+        """For each output value, the input values that change it when they change alone.
+
+        Each input value in turn is replaced by one of the same shape (digits by
+        digits, letters by letters, the rest kept); a run whose output keeps its
+        shape tells which values a substring, a sum or a format depends on.
+        """
+        if self.influenced is None:
+            self.influenced = {}
+            for slot in range(len(self.slots)):
+                changed = _perturbed(self.slots[slot].value)
+                if changed == self.slots[slot].value or self.runs >= _MAX_RUNS:
+                    continue
+                entries = self._apply({slot: changed})
+                if entries is None or [e.key for e in entries] != [e.key for e in self.plain]:
+                    continue
+                for i, (after, before) in enumerate(zip(entries, self.plain, strict=True)):
+                    if after.value != before.value and i not in self.volatile:
+                        self.influenced.setdefault(i, []).append(slot)
+        return self.influenced
+
     def _matched(self, plain: _Entry, best: _Run) -> Origin | None:
         """An untraced value equal to a value no marker could follow (one the mapping tests)."""
         wanted = " ".join(plain.value.split())
@@ -337,9 +365,11 @@ class _Tracer:
                 continue
             found = self._demark(entry.value)[1]
             if not found:
-                origins.append(
-                    self._matched(plain, best) or Origin(plain.path, plain.value, "computed")
-                )
+                matched = self._matched(plain, best)
+                if matched is None:
+                    inputs = tuple(self.slots[s].path for s in self._influences().get(i, []))
+                    matched = Origin(plain.path, plain.value, "computed", inputs)
+                origins.append(matched)
                 continue
             sources: list[str] = []
             values: list[str] = []
@@ -355,6 +385,20 @@ class _Tracer:
             how = "copy" if single else "derived"
             origins.append(Origin(plain.path, plain.value, how, tuple(sources), alike))
         return origins
+
+
+def _perturbed(value: str) -> str:
+    """``value`` with each digit and letter changed, every other character kept."""
+    out = []
+    for c in value:
+        if c.isdigit() and c.isascii():
+            out.append(str((int(c) + 1) % 10))
+        elif c.isalpha():
+            swap = "X" if c.isupper() else "x"
+            out.append(swap if c not in "Xx" else chr(ord(swap) + 1))
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def _slots(tree: etree._ElementTree, params: dict[str, str]) -> list[_Slot]:

@@ -110,14 +110,28 @@ def test_voucher_summary_sorted_and_grouped_by_agency() -> None:
         tuple(f"{VOUCHERS}/acc:voucher[{n}]/acc:agencyCode[1]/text()" for n in (1, 2, 4)),
     )
     assert where(found["/s:voucherSummary[1]/@period"]) == ("copy", ("$period",))
-    # Sums and counts are arithmetic.
-    for path in (
-        "/s:voucherSummary[1]/s:agency[2]/s:receipts[1]/text()",
-        "/s:voucherSummary[1]/s:agency[2]/s:receipts[1]/@count",
-        "/s:voucherSummary[1]/s:total[1]/s:net[1]/text()",
-    ):
-        assert where(found[path]) == ("computed", ()), path
-    assert found["/s:voucherSummary[1]/s:agency[2]/s:receipts[1]/text()"].value == "125000001"
+    # Sums and counts are arithmetic, over the vouchers' kinds and amounts; the
+    # agency codes count too, since they decide which group comes first.
+    receipts = found["/s:voucherSummary[1]/s:agency[2]/s:receipts[1]/text()"]
+    assert receipts.value == "125000001"
+    assert where(receipts) == (
+        "computed",
+        (
+            f"{VOUCHERS}/acc:voucher[1]/acc:kind[1]/text()",
+            f"{VOUCHERS}/acc:voucher[1]/acc:amount[1]/text()",
+            f"{VOUCHERS}/acc:voucher[3]/acc:agencyCode[1]/text()",
+            f"{VOUCHERS}/acc:voucher[4]/acc:kind[1]/text()",
+            f"{VOUCHERS}/acc:voucher[4]/acc:amount[1]/text()",
+        ),
+    )
+    total = found["/s:voucherSummary[1]/s:total[1]/s:payments[1]/text()"]
+    assert where(total) == (
+        "computed",
+        (
+            f"{VOUCHERS}/acc:voucher[2]/acc:kind[1]/text()",
+            f"{VOUCHERS}/acc:voucher[2]/acc:amount[1]/text()",
+        ),
+    )
 
 
 def test_staff_records_attributes_and_values_through_string_functions() -> None:
@@ -139,8 +153,11 @@ def test_staff_records_attributes_and_values_through_string_functions() -> None:
     )
     # The enclosing unit's attribute.
     assert where(found[f"{record}/field[6]/text()"]) == ("copy", ("/DuLieuCanBo[1]/DonVi[1]/@Ma",))
-    # The first word, by substring-before: a part of the value, not the value.
-    assert where(found[f"{record}/field[3]/text()"]) == ("computed", ())
+    # The first word, by substring-before: a part of the value, computed from it.
+    assert where(found[f"{record}/field[3]/text()"]) == (
+        "computed",
+        (f"{staff}/HoVaTen[1]/text()",),
+    )
     # A constant attribute.
     assert where(found[f"{record}/field[1]/@name"]) == ("computed", ())
 
@@ -160,8 +177,14 @@ def test_budget_estimate_agency_chosen_by_a_param() -> None:
         "copy",
         ("/budgetDecision[1]/allocation[2]/chapter[1]/text()",),
     )
-    # number(translate(...)) * 1000000, formatted.
-    assert where(found[f"{estimate}/acc:amount[1]/text()"]) == ("computed", ())
+    # number(translate(...)) * 1000000 for unit="million", formatted.
+    assert where(found[f"{estimate}/acc:amount[1]/text()"]) == (
+        "computed",
+        (
+            "/budgetDecision[1]/allocation[2]/amount[1]/@unit",
+            "/budgetDecision[1]/allocation[2]/amount[1]/text()",
+        ),
+    )
 
 
 # --- the technique, case by case ---------------------------------------------------
@@ -188,7 +211,10 @@ def test_a_numeric_sort_keeps_each_value_with_its_own_item(tmp_path: Path) -> No
     assert where(found["/out[1]/row[1]/text()"]) == ("copy", ("/list[1]/item[2]/amount[1]/text()",))
     assert where(found["/out[1]/row[1]/@code"]) == ("copy", ("/list[1]/item[2]/@code",))
     assert where(found["/out[1]/row[3]/@code"]) == ("copy", ("/list[1]/item[1]/@code",))
-    assert where(found["/out[1]/@total"]) == ("computed", ())
+    assert where(found["/out[1]/@total"]) == (
+        "computed",
+        tuple(f"/list[1]/item[{n}]/amount[1]/text()" for n in (1, 2, 3)),
+    )
 
 
 def test_a_string_sort_with_names_that_prefix_each_other(tmp_path: Path) -> None:
@@ -237,6 +263,20 @@ def test_concatenation_lists_every_source_in_order(tmp_path: Path) -> None:
         "derived",
         ("/p[1]/last[1]/text()", "/p[1]/first[1]/text()"),
     )
+
+
+def test_a_date_rebuilt_with_substrings_is_computed_from_it(tmp_path: Path) -> None:
+    found = trace(
+        tmp_path,
+        '<xsl:template match="/a"><o on="{concat(substring(d, 9, 2), \'/\', substring(d, 6, 2),'
+        ' \'/\', substring(d, 1, 4))}" n="{count(x)}" k="v1"/></xsl:template>',
+        "<a><d>2026-11-27</d><x>1</x><x>2</x></a>",
+    )
+    assert found["/o[1]/@on"].value == "27/11/2026"
+    assert where(found["/o[1]/@on"]) == ("computed", ("/a[1]/d[1]/text()",))
+    # A count depends on no value, a constant on nothing.
+    assert where(found["/o[1]/@n"]) == ("computed", ())
+    assert where(found["/o[1]/@k"]) == ("computed", ())
 
 
 def test_a_value_compared_with_a_literal_is_matched_not_marked(tmp_path: Path) -> None:
@@ -331,15 +371,26 @@ def test_the_input_is_left_as_it_was(tmp_path: Path) -> None:
 
 
 def test_format_lineage_one_line_per_value() -> None:
+    many = tuple(f"/i[1]/n[{k}]/text()" for k in range(1, 8))
     text = format_lineage(
         [
             Origin("/o[1]/@a", "x", "copy", ("/i[1]/@a",)),
             Origin("/o[1]/b[1]/text()", "H41", "copy", ("/i[1]/v[1]/text()", "$p"), alike=True),
             Origin("/o[1]/c[1]/text()", "3", "computed"),
+            Origin("/o[1]/d[1]/text()", "28", "computed", many),
         ]
     )
     assert text.splitlines() == [
         "/o[1]/@a = 'x' <- /i[1]/@a (copy)",
         "/o[1]/b[1]/text() = 'H41' <- one of /i[1]/v[1]/text(), $p (copy)",
         "/o[1]/c[1]/text() = '3' <- computed",
+        "/o[1]/d[1]/text() = '28' <- computed from /i[1]/n[1]/text(), /i[1]/n[2]/text(), "
+        "/i[1]/n[3]/text(), /i[1]/n[4]/text(), 3 more",
     ]
+
+
+def test_values_are_changed_in_kind_for_the_influence_runs() -> None:
+    from lienthong.lineage import _perturbed
+
+    assert _perturbed("2026-11-27") == "3137-22-38"
+    assert _perturbed("Xã An-9") == "Yx Xx-0"
