@@ -71,10 +71,9 @@ def diff(old: Document, new: Document, *, limit: int | None = None) -> list[Diff
     old_root, new_root = _root(old, "old document"), _root(new, "new document")
     found = _Differ(limit)
     if is_json(old_root) and is_json(new_root):
-        found.json(old_root, new_root, "$")
+        found.run(("json", old_root, new_root, "$"))
     elif old_root.tag == new_root.tag:
-        step = f"/{qualified_name(old_root, old_root.tag)}[1]"
-        found.element(old_root, new_root, step)
+        found.run(("element", old_root, new_root, f"/{qualified_name(old_root, old_root.tag)}[1]"))
     else:
         found.add(
             Difference(
@@ -196,7 +195,12 @@ def _elements(el: etree._Element) -> list[etree._Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
+Task = tuple[Any, ...]
+
+
 class _Differ:
+    """Walks both trees with an explicit stack: an output may nest deeper than Python recurses."""
+
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.differences: list[Difference] = []
@@ -209,30 +213,46 @@ class _Differ:
         if not self.full():
             self.differences.append(difference)
 
-    def digest(self, el: etree._Element) -> int:
+    def digest(self, root: etree._Element) -> int:
         """A hash of the subtree, as compared: equal hashes mean nothing to report below."""
-        known = self._hashes.get(el)
-        if known is None:
+        stack = [(root, False)]
+        while stack:
+            el, children_done = stack.pop()
+            if el in self._hashes:
+                continue
+            children = _elements(el)
+            if not children_done:
+                stack.append((el, True))
+                stack.extend((c, False) for c in children if c not in self._hashes)
+                continue
             if etree.QName(el).localname == "map" and etree.QName(el).namespace == FN_NAMESPACE:
-                entries = frozenset((c.get("key"), self.digest(c)) for c in _elements(el))
-                known = hash((el.tag, entries, el.get("key")))
+                entries = frozenset((c.get("key"), self._hashes[c]) for c in children)
+                self._hashes[el] = hash((el.tag, entries, el.get("key")))
             else:
-                known = hash(
-                    (
-                        el.tag,
-                        tuple(sorted(el.attrib.items())),
-                        tuple(_texts(el)),
-                        tuple(self.digest(c) for c in _elements(el)),
-                    )
-                )
-            self._hashes[el] = known
-        return known
+                attributes = tuple(sorted(el.attrib.items()))
+                below = tuple(self._hashes[c] for c in children)
+                self._hashes[el] = hash((el.tag, attributes, tuple(_texts(el)), below))
+        return self._hashes[root]
+
+    def run(self, first: Task) -> None:
+        """Do ``first`` and the tasks it makes, in document order, until done or full."""
+        stack = [first]
+        while stack and not self.full():
+            task = stack.pop()
+            if task[0] == "report":
+                self.add(task[1])
+            elif task[0] == "text":
+                self._text(*task[1:])
+            else:
+                kind, old, new, path = task
+                if self.digest(old) != self.digest(new):
+                    step = self.element if kind == "element" else self.json
+                    stack.extend(reversed(step(old, new, path)))
 
     # --- XML ---
 
-    def element(self, old: etree._Element, new: etree._Element, path: str) -> None:
-        if self.full() or self.digest(old) == self.digest(new):
-            return
+    def element(self, old: etree._Element, new: etree._Element, path: str) -> list[Task]:
+        """Reports this element's own differences; returns the tasks for its children."""
         for name in sorted(set(old.attrib) | set(new.attrib)):
             before, after = old.get(name), new.get(name)
             at = attribute_path(old if before is not None else new, path, name)
@@ -248,16 +268,20 @@ class _Differ:
             self._text(text_path(old, path, position), old_texts[0], new_texts[0])
         old_children, new_children = _elements(old), _elements(new)
         old_steps, new_steps = _steps(old_children), _steps(new_children)
+        tasks: list[Task] = []
         for i, j in _align(old_children, new_children, self.digest):
             if j is None and i is not None:
-                self.add(Difference(path + old_steps[i], "removed", old=_preview(old_children[i])))
+                removed = Difference(path + old_steps[i], "removed", old=_preview(old_children[i]))
+                tasks.append(("report", removed))
             elif i is None and j is not None:
-                self.add(Difference(path + new_steps[j], "added", new=_preview(new_children[j])))
+                added = Difference(path + new_steps[j], "added", new=_preview(new_children[j]))
+                tasks.append(("report", added))
             elif i is not None and j is not None:
-                self.element(old_children[i], new_children[j], path + old_steps[i])
+                tasks.append(("element", old_children[i], new_children[j], path + old_steps[i]))
                 if old_texts[i + 1] != new_texts[j + 1]:
-                    position = _text_position(old_texts, i + 1)
-                    self._text(text_path(old, path, position), old_texts[i + 1], new_texts[j + 1])
+                    at = text_path(old, path, _text_position(old_texts, i + 1))
+                    tasks.append(("text", at, old_texts[i + 1], new_texts[j + 1]))
+        return tasks
 
     def _text(self, at: str, before: str, after: str) -> None:
         if not before:
@@ -269,53 +293,56 @@ class _Differ:
 
     # --- JSON (fn:json-to-xml) ---
 
-    def json(self, old: etree._Element, new: etree._Element, path: str) -> None:
-        if self.full() or self.digest(old) == self.digest(new):
-            return
+    def json(self, old: etree._Element, new: etree._Element, path: str) -> list[Task]:
         kind, new_kind = etree.QName(old).localname, etree.QName(new).localname
         if kind != new_kind or kind not in ("map", "array"):
             self.add(Difference(path, "changed", _json_text(old), _json_text(new)))
-        elif kind == "map":
-            self._json_map(old, new, path)
-        else:
-            self._json_array(old, new, path)
+            return []
+        if kind == "map":
+            return self._json_map(old, new, path)
+        return self._json_array(old, new, path)
 
-    def _json_map(self, old: etree._Element, new: etree._Element, path: str) -> None:
+    def _json_map(self, old: etree._Element, new: etree._Element, path: str) -> list[Task]:
         old_entries = {c.get("key", ""): c for c in reversed(_elements(old))}
         new_entries = {c.get("key", ""): c for c in reversed(_elements(new))}
+        tasks: list[Task] = []
         for child in _elements(old):
             key = child.get("key", "")
             if old_entries.get(key) is not child:
                 continue  # a duplicate key: fn:json-to-xml keeps the first
             at = path + _json_step(child, old, 0)
             if key in new_entries:
-                self.json(child, new_entries[key], at)
+                tasks.append(("json", child, new_entries[key], at))
             else:
-                self.add(Difference(at, "removed", old=_json_text(child)))
+                tasks.append(("report", Difference(at, "removed", old=_json_text(child))))
         for child in _elements(new):
             key = child.get("key", "")
             if key not in old_entries and new_entries.get(key) is child:
-                self.add(
-                    Difference(path + _json_step(child, new, 0), "added", new=_json_text(child))
-                )
+                at = path + _json_step(child, new, 0)
+                tasks.append(("report", Difference(at, "added", new=_json_text(child))))
+        return tasks
 
-    def _json_array(self, old: etree._Element, new: etree._Element, path: str) -> None:
+    def _json_array(self, old: etree._Element, new: etree._Element, path: str) -> list[Task]:
         old_items, new_items = _elements(old), _elements(new)
         matcher = difflib.SequenceMatcher(
             a=[self.digest(c) for c in old_items],
             b=[self.digest(c) for c in new_items],
             autojunk=False,
         )
+        tasks: list[Task] = []
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
             if op == "equal":
                 continue
             paired = min(i2 - i1, j2 - j1)
             for k in range(paired):
-                self.json(old_items[i1 + k], new_items[j1 + k], f"{path}[{i1 + k}]")
+                tasks.append(("json", old_items[i1 + k], new_items[j1 + k], f"{path}[{i1 + k}]"))
             for i in range(i1 + paired, i2):
-                self.add(Difference(f"{path}[{i}]", "removed", old=_json_text(old_items[i])))
+                removed = Difference(f"{path}[{i}]", "removed", old=_json_text(old_items[i]))
+                tasks.append(("report", removed))
             for j in range(j1 + paired, j2):
-                self.add(Difference(f"{path}[{j}]", "added", new=_json_text(new_items[j])))
+                added = Difference(f"{path}[{j}]", "added", new=_json_text(new_items[j]))
+                tasks.append(("report", added))
+        return tasks
 
 
 Pair = tuple[int | None, int | None]
@@ -411,42 +438,32 @@ def _preview(el: etree._Element) -> str:
     return _clip(" ".join(text.split()))
 
 
-def _json_value(el: etree._Element) -> Any:
-    kind = etree.QName(el).localname
-    if kind == "map":
-        return {c.get("key", ""): _json_value(c) for c in _elements(el)}
-    if kind == "array":
-        return [_json_value(c) for c in _elements(el)]
-    if kind == "null":
-        return None
-    return _Literal(kind, el.text or "")
-
-
-class _Literal:
-    """A scalar shown as JSON writes it: strings quoted, numbers and booleans bare."""
-
-    def __init__(self, kind: str, text: str) -> None:
-        self.kind = kind
-        self.text = text
-
-    def render(self) -> str:
-        if self.kind == "string":
-            return json.dumps(self.text, ensure_ascii=False)
-        return self.text.strip()
-
-
 def _json_text(el: etree._Element) -> str:
-    def render(value: Any) -> str:
-        if isinstance(value, _Literal):
-            return value.render()
-        if value is None:
-            return "null"
-        if isinstance(value, list):
-            return "[" + ",".join(render(v) for v in value) + "]"
-        return (
-            "{"
-            + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{render(v)}" for k, v in value.items())
-            + "}"
-        )
-
-    return _clip(render(_json_value(el)))
+    """The subtree as compact JSON, cut short; only as much of it is read as is shown."""
+    parts: list[str] = []
+    size = 0
+    stack: list[Any] = [el]
+    while stack and size <= _SHOWN:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+            size += len(item)
+            continue
+        kind = etree.QName(item).localname
+        key = item.get("key")
+        prefix = "" if key is None or item is el else json.dumps(key, ensure_ascii=False) + ":"
+        if kind in ("map", "array"):
+            children = _elements(item)
+            opening, closing = ("{", "}") if kind == "map" else ("[", "]")
+            pending: list[Any] = [prefix + opening]
+            for n, child in enumerate(children):
+                pending.extend([",", child] if n else [child])
+            pending.append(closing)
+            stack.extend(reversed(pending))
+        elif kind == "null":
+            stack.append(prefix + "null")
+        elif kind == "string":
+            stack.append(prefix + json.dumps(item.text or "", ensure_ascii=False))
+        else:
+            stack.append(prefix + (item.text or "").strip())
+    return _clip("".join(parts))

@@ -190,3 +190,53 @@ def test_walk_gives_every_element_its_path_in_document_order() -> None:
     ]
     json_root = etree.fromstring(f'<map {FN}><array key="x y"><string>v</string></array></map>')
     assert [path for _, path in walk(json_root)] == ["$", '$["x y"]', '$["x y"][0]']
+
+
+# --- hostile shapes ------------------------------------------------------------------
+
+
+def nested(depth: int, tag: str, leaf: str, namespace: str | None = None) -> etree._Element:
+    name = f"{{{namespace}}}{tag}" if namespace else tag
+    root = etree.Element(name)
+    el = root
+    for _ in range(depth):
+        el = etree.SubElement(el, name)
+    if namespace:
+        el = etree.SubElement(el, f"{{{namespace}}}string")
+    el.text = leaf
+    return root
+
+
+def test_outputs_nested_deeper_than_python_recurses_are_compared() -> None:
+    # XSLT may nest far deeper than the parser lets an input: 3,000 template calls.
+    [found] = diff(nested(5000, "a", "x"), nested(5000, "a", "y"))
+    assert found.path.endswith("/a[1]/a[1]/text()") and (found.old, found.new) == ("'x'", "'y'")
+    fn = "http://www.w3.org/2005/xpath-functions"
+    [found] = diff(nested(5000, "array", "x", fn), nested(5000, "array", "y", fn))
+    assert found.path.startswith("$[0][0]") and (found.old, found.new) == ('"x"', '"y"')
+
+
+def test_a_huge_added_subtree_is_shown_cut_short() -> None:
+    fn = "http://www.w3.org/2005/xpath-functions"
+    old = etree.Element(f"{{{fn}}}array")
+    new = etree.Element(f"{{{fn}}}array")
+    new.append(nested(5000, "array", "z", fn))
+    [found] = diff(old, new)
+    assert found.change == "added" and found.new is not None and len(found.new) <= 72
+    many = etree.fromstring("<r>" + "<i>v</i>" * 50_000 + "</r>")
+    assert len(diff(etree.Element("r"), many)) == 50_000
+    assert [str(d) for d in diff(etree.Element("r"), many, limit=2)] == [
+        "/r[1]/i[1]: added <i>v</i>",
+        "/r[1]/i[2]: added <i>v</i>",
+    ]
+
+
+def test_a_few_changes_among_twenty_thousand_siblings() -> None:
+    old = "<r>" + "".join(f"<i>{n}</i>" for n in range(20_000)) + "</r>"
+    new = "<r>" + "".join(f"<i>{n if n % 5000 else 'x'}</i>" for n in range(20_000)) + "</r>"
+    assert lines(old, new) == [
+        "/r[1]/i[1]/text(): '0' -> 'x'",
+        "/r[1]/i[5001]/text(): '5000' -> 'x'",
+        "/r[1]/i[10001]/text(): '10000' -> 'x'",
+        "/r[1]/i[15001]/text(): '15000' -> 'x'",
+    ]
