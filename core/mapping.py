@@ -246,21 +246,12 @@ class MappingVersion:
     def from_text(cls, text: str) -> MappingVersion:
         """Read :meth:`to_text`'s output back; refuses a text that does not match its hash."""
 
-        def refuse(why: str) -> ConfigError:
-            return ConfigError(
-                [
-                    ConfigProblem(
-                        "stored mapping version",
-                        f"{why}. Hint: the store's copy is "
-                        "damaged or not a mapping version; run the mapping from its file",
-                    )
-                ]
-            )
-
         try:
             document = json.loads(text)
             if document.get("format") != VERSION_FORMAT:
-                raise refuse(f"format is {document.get('format')!r}, not {VERSION_FORMAT!r}")
+                raise _refuse_version(
+                    f"format is {document.get('format')!r}, not {VERSION_FORMAT!r}"
+                )
             files = {
                 f["path"]: f["text"].encode("utf-8")
                 if "text" in f
@@ -269,16 +260,34 @@ class MappingVersion:
             }
             version = cls(str(document["mapping"]), files)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise refuse(f"cannot be read: {exc!r}") from exc
-        for path in [version.name, *files]:
+            raise _refuse_version(f"cannot be read: {exc!r}") from exc
+        version.check()
+        if version.hash != document.get("hash"):
+            raise _refuse_version(f"its files hash to {version.hash}, not {document.get('hash')}")
+        return version
+
+    def check(self) -> None:
+        """Refuse a version whose files leave the mappings folder or lack the mapping itself."""
+        for path in [self.name, *self.files]:
             pure = PurePosixPath(path)
             if pure.is_absolute() or ".." in pure.parts or not pure.parts:
-                raise refuse(f"names the file {path!r}, which is outside the mappings folder")
-        if version.name not in files:
-            raise refuse(f"does not hold the mapping's own file {version.name!r}")
-        if version.hash != document.get("hash"):
-            raise refuse(f"its files hash to {version.hash}, not {document.get('hash')}")
-        return version
+                raise _refuse_version(
+                    f"names the file {path!r}, which is outside the mappings folder"
+                )
+        if self.name not in self.files:
+            raise _refuse_version(f"does not hold the mapping's own file {self.name!r}")
+
+
+def _refuse_version(why: str) -> ConfigError:
+    return ConfigError(
+        [
+            ConfigProblem(
+                "stored mapping version",
+                f"{why}. Hint: the store's copy is damaged or not a mapping version; "
+                "run the mapping from its file",
+            )
+        ]
+    )
 
 
 class Mapping:
@@ -482,6 +491,7 @@ class MappingLibrary:
         ``lt:`` functions and sandbox. Compiled once per version and cached.
         """
         version = MappingVersion.from_text(stored) if isinstance(stored, str) else stored
+        version.check()
         with self._lock:
             mapping = self._versions.get(version.hash)
             if mapping is None:

@@ -170,3 +170,14 @@ def test_a_loaded_mapping_keeps_the_version_it_was_compiled_from(root: Path) -> 
     assert library.get("flows/main.xsl").version.hash == first
     assert b"<label>first</label>" in output(library.get("flows/main.xsl"))
     assert MappingLibrary(root).get("flows/main.xsl").version.hash != first
+
+
+def test_a_version_object_is_checked_like_a_stored_text(root: Path) -> None:
+    library = MappingLibrary(root)
+    outside = MappingVersion("../main.xsl", {"../main.xsl": main_sheet().encode()})
+    with pytest.raises(ConfigError, match="outside the mappings folder"):
+        library.load_version(outside)
+    # Without its own file a version would have to read the disk: refused instead.
+    headless = MappingVersion("flows/main.xsl", {"flows/_common.xsl": fragment("x").encode()})
+    with pytest.raises(ConfigError, match="does not hold the mapping's own file"):
+        library.load_version(headless)
