@@ -431,7 +431,7 @@ def trace(state: State, message_id: str, as_json: bool) -> None:
 
 @cli.group()
 def mapping() -> None:
-    """Test and try XSLT mappings."""
+    """Test, try and trace XSLT mappings."""
 
 
 def _mapping_library(state: State, root: str | None) -> Any:
@@ -470,16 +470,50 @@ def mapping_apply(
     state: State, name: str, input_file: str, param: tuple[str, ...], root: str | None
 ) -> None:
     """Apply mapping NAME (relative to the mappings folder) to INPUT_FILE and print the result."""
+    params = _mapping_params(param)
+    output = (
+        _mapping_library(state, root).get(name).apply_bytes(Path(input_file).read_bytes(), params)
+    )
+    click.echo(output.decode("utf-8"))
+
+
+def _mapping_params(param: tuple[str, ...]) -> dict[str, str]:
     params = {}
     for item in param:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="--param")
         params[key] = value
-    output = (
-        _mapping_library(state, root).get(name).apply_bytes(Path(input_file).read_bytes(), params)
-    )
-    click.echo(output.decode("utf-8"))
+    return params
+
+
+@mapping.command("lineage")
+@click.argument("name")
+@click.argument("input_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--param", "-p", multiple=True, help="A string parameter, as key=value.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--root", type=click.Path(file_okay=False, exists=True))
+@pass_state
+def mapping_lineage(
+    state: State,
+    name: str,
+    input_file: str,
+    param: tuple[str, ...],
+    as_json: bool,
+    root: str | None,
+) -> None:
+    """For each value mapping NAME outputs from INPUT_FILE, the input node(s) it came from."""
+    from . import xml
+    from .lineage import format_lineage, lineage
+
+    params = _mapping_params(param)
+    library = _mapping_library(state, root)
+    source = xml.parse_file(Path(input_file), max_bytes=library.max_bytes)
+    origins = lineage(library.get(name), source, params)
+    if as_json:
+        _print_json([o.to_dict() for o in origins])
+        return
+    click.echo(format_lineage(origins))
 
 
 # --- config, adapters, db -----------------------------------------------------------

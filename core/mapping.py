@@ -17,6 +17,12 @@ lxml allows sharing an XSLT object between threads but advises one per thread
 ``xsl:message`` text), so each thread compiles a mapping once, from a snapshot
 of the files taken at first load.
 
+A mapping's version is the content hash of the files it was compiled from (the
+stylesheet and everything it includes or imports): :attr:`Mapping.version`. A
+version's text (:meth:`MappingVersion.to_text`) holds all those files, so a store
+can keep it by hash and :meth:`MappingLibrary.load_version` can run it again
+after the files on disk have changed.
+
 Each mapping's test cases sit beside it: ``foo/bar.xsl`` has
 ``foo/bar.cases/<case>/input.xml``, ``expected.xml`` and an optional
 ``params.json``; :func:`run_cases` runs them. Stylesheets whose name starts
@@ -25,7 +31,9 @@ with ``_`` are fragments for ``xsl:include``/``xsl:import`` and are not run alon
 
 from __future__ import annotations
 
+import base64
 import difflib
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +42,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -117,15 +126,22 @@ class _RootResolver(etree.Resolver):
     libxml2's default loader read any file.
     """
 
-    def __init__(self, library: MappingLibrary, mapping: str, snapshot: dict[str, bytes]) -> None:
+    def __init__(
+        self,
+        library: MappingLibrary,
+        mapping: str,
+        snapshot: dict[str, bytes],
+        sealed: str | None = None,
+    ) -> None:
         super().__init__()
         self.library = library
         self.mapping = mapping
         self.snapshot = snapshot
+        self.sealed = sealed
         self.trees: dict[str, etree._ElementTree] = {}
 
     def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
-        path = self._confine(system_url)
+        path = self._confine_stored(system_url) if self.sealed else self._confine(system_url)
         key = str(path)
         data = self.snapshot.get(key)
         if data is None:
@@ -153,12 +169,25 @@ class _RootResolver(etree.Resolver):
             raise self._refuse(url, "does not exist")
         return path
 
-    def _refuse(self, url: str, why: str) -> ConfigError:
+    def _confine_stored(self, url: str) -> Path:
+        # A stored version is served from its own files only: never from the disk.
+        if len(urlsplit(url).scheme) > 1:
+            raise self._refuse(url, "is a URL; mappings may include only files in the folder")
+        path = Path(os.path.normpath(unquote(url) if "%" in url else url))
+        if str(path) not in self.snapshot:
+            raise self._refuse(
+                url,
+                f"is not part of the stored version {self.sealed}",
+                hint="Hint: that version was stored incomplete; run the mapping from its file",
+            )
+        return path
+
+    def _refuse(self, url: str, why: str, hint: str = _INCLUDE_HINT) -> ConfigError:
         where, href = self._find_include(url)
         what = f"include '{href}'" if href else f"include '{url}'"
         if href and href != url:
             what += f" (resolved to '{url}')"
-        return ConfigError([ConfigProblem(where, f"{what} {why}. {_INCLUDE_HINT}")])
+        return ConfigError([ConfigProblem(where, f"{what} {why}. {hint}")])
 
     def _find_include(self, url: str) -> tuple[str, str | None]:
         # The resolver sees only the joined URL: find the element that asked for it.
@@ -177,24 +206,124 @@ class _RootResolver(etree.Resolver):
         return self.mapping, None
 
 
+VERSION_FORMAT = "lienthong-mapping/1"
+
+
+@dataclass(frozen=True)
+class MappingVersion:
+    """What one mapping was compiled from: its file and every file it includes or imports.
+
+    ``files`` maps paths relative to the mappings folder to their bytes. The
+    :attr:`hash` covers the mapping's name and every file's path and content, so
+    a change to any include is a new version and an unchanged set is the same one.
+    """
+
+    name: str
+    files: MappingType[str, bytes]
+
+    @cached_property
+    def hash(self) -> str:
+        digest = hashlib.sha256(f"{VERSION_FORMAT}\n{self.name}\n".encode())
+        for path in sorted(self.files):
+            data = self.files[path]
+            digest.update(f"{path}\0{len(data)}\0".encode())
+            digest.update(data)
+        return digest.hexdigest()
+
+    def to_text(self) -> str:
+        """The version as one JSON text, for a store to keep under :attr:`hash`."""
+        files = []
+        for path in sorted(self.files):
+            data = self.files[path]
+            try:
+                files.append({"path": path, "text": data.decode("utf-8")})
+            except UnicodeDecodeError:  # a stylesheet in another encoding keeps its bytes
+                files.append({"path": path, "base64": base64.b64encode(data).decode("ascii")})
+        document = {"format": VERSION_FORMAT, "mapping": self.name, "hash": self.hash}
+        return json.dumps({**document, "files": files}, ensure_ascii=False)
+
+    @classmethod
+    def from_text(cls, text: str) -> MappingVersion:
+        """Read :meth:`to_text`'s output back; refuses a text that does not match its hash."""
+
+        try:
+            document = json.loads(text)
+            if document.get("format") != VERSION_FORMAT:
+                raise _refuse_version(
+                    f"format is {document.get('format')!r}, not {VERSION_FORMAT!r}"
+                )
+            files = {
+                f["path"]: f["text"].encode("utf-8")
+                if "text" in f
+                else base64.b64decode(f["base64"])
+                for f in document["files"]
+            }
+            version = cls(str(document["mapping"]), files)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _refuse_version(f"cannot be read: {exc!r}") from exc
+        version.check()
+        if version.hash != document.get("hash"):
+            raise _refuse_version(f"its files hash to {version.hash}, not {document.get('hash')}")
+        return version
+
+    def check(self) -> None:
+        """Refuse a version whose files leave the mappings folder or lack the mapping itself."""
+        for path in [self.name, *self.files]:
+            pure = PurePosixPath(path)
+            if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+                raise _refuse_version(
+                    f"names the file {path!r}, which is outside the mappings folder"
+                )
+        if self.name not in self.files:
+            raise _refuse_version(f"does not hold the mapping's own file {self.name!r}")
+
+
+def _refuse_version(why: str) -> ConfigError:
+    return ConfigError(
+        [
+            ConfigProblem(
+                "stored mapping version",
+                f"{why}. Hint: the store's copy is damaged or not a mapping version; "
+                "run the mapping from its file",
+            )
+        ]
+    )
+
+
 class Mapping:
     """One compiled mapping; safe to share between threads (each compiles its own copy)."""
 
-    def __init__(self, library: MappingLibrary, name: str, path: Path) -> None:
+    def __init__(
+        self,
+        library: MappingLibrary,
+        name: str,
+        path: Path,
+        stored: MappingVersion | None = None,
+    ) -> None:
         self.name = name
         self.path = path
         self._library = library
         self._snapshot: dict[str, bytes] = {}
+        self._sealed: str | None = None
+        if stored is not None:
+            self._snapshot = {str(library.root / p): data for p, data in stored.files.items()}
+            self._sealed = stored.hash
         self._local = threading.local()
         self._xslt()
 
     def __repr__(self) -> str:
         return f"<Mapping {self.name!r}>"
 
+    @cached_property
+    def version(self) -> MappingVersion:
+        """The files this mapping was compiled from (the snapshot taken at its first load)."""
+        files = {self._library._relative(Path(k)): v for k, v in self._snapshot.items()}
+        return MappingVersion(self.name, files)
+
     def _xslt(self) -> etree.XSLT:
         xslt = getattr(self._local, "xslt", None)
         if xslt is None:
-            xslt = self._library._compile(self.name, self.path, self._snapshot)
+            xslt = self._library._compile(self.name, self.path, self._snapshot, self._sealed)
             self._local.xslt = xslt
         return xslt
 
@@ -202,8 +331,13 @@ class Mapping:
         self,
         tree: etree._ElementTree | etree._Element,
         params: MappingType[str, str] | None = None,
+        *,
+        quiet: bool = False,
     ) -> etree._ElementTree:
-        """Transform ``tree``; string params are quoted by lxml so they cannot inject XPath."""
+        """Transform ``tree``; string params are quoted by lxml so they cannot inject XPath.
+
+        ``quiet`` leaves xsl:message text unlogged (for tools that run a mapping many times).
+        """
         xslt = self._xslt()
         quoted = {k: etree.XSLT.strparam(str(v)) for k, v in (params or {}).items()}
         try:
@@ -227,7 +361,7 @@ class Mapping:
                 hint="Hint: make the template for '/' output one element "
                 '(text output, xsl:output method="text", is not a bus message)',
             )
-        for message in _messages(xslt):
+        for message in [] if quiet else _messages(xslt):
             log.info("mapping '%s': xsl:message: %s", self.name, message)
         return result
 
@@ -332,6 +466,7 @@ class MappingLibrary:
         }
         self._cache: dict[str, Mapping] = {}
         self._by_name: dict[str, Mapping] = {}
+        self._versions: dict[str, Mapping] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Mapping:
@@ -347,6 +482,21 @@ class MappingLibrary:
                 mapping = Mapping(self, key, path)
                 self._cache[key] = mapping
             self._by_name[name] = mapping
+        return mapping
+
+    def load_version(self, stored: MappingVersion | str) -> Mapping:
+        """A mapping compiled from a stored version (or its text), not from the files on disk.
+
+        Its includes come from the version alone; it runs with this library's
+        ``lt:`` functions and sandbox. Compiled once per version and cached.
+        """
+        version = MappingVersion.from_text(stored) if isinstance(stored, str) else stored
+        version.check()
+        with self._lock:
+            mapping = self._versions.get(version.hash)
+            if mapping is None:
+                mapping = Mapping(self, version.name, self.root / version.name, version)
+                self._versions[version.hash] = mapping
         return mapping
 
     def names(self) -> list[str]:
@@ -412,13 +562,15 @@ class MappingLibrary:
             where = f"{rel}:{line}" if line else rel
             raise ConfigError([ConfigProblem(where, str(exc))]) from exc
 
-    def _compile(self, name: str, path: Path, snapshot: dict[str, bytes]) -> etree.XSLT:
+    def _compile(
+        self, name: str, path: Path, snapshot: dict[str, bytes], sealed: str | None = None
+    ) -> etree.XSLT:
         key = str(path)
         data = snapshot.get(key)
         if data is None:
             data = self._read(path, what=f"mapping '{name}'")
             snapshot[key] = data
-        resolver = _RootResolver(self, name, snapshot)
+        resolver = _RootResolver(self, name, snapshot, sealed)
         resolver.trees[key] = self._vet(data, path)
         # The stylesheet is parsed again by a parser carrying the resolver: libxslt
         # loads includes through the resolvers of the parser that read the stylesheet.
