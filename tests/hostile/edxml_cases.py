@@ -31,6 +31,7 @@ SAMPLE = REPO / "tests/document_axis/data/edxml/edoc_new.edxml"
 A, B, C = "000.00.00.H41", "000.00.00.G22", "000.00.15.H51"
 SYSTEMS = {"dms-a": "secret-a-0123", "dms-b": "secret-b-4567", "dms-c": "secret-c-89ab"}
 SYSTEM_OF = {A: "dms-a", B: "dms-b", C: "dms-c"}
+BOUND = {system: (SYSTEMS[system], organ) for organ, system in SYSTEM_OF.items()}
 DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
 ED = f"{{{edxml.NS}}}"
 
