@@ -64,6 +64,10 @@ SDK_VERSION = "3.0.201608"
 JSON_TYPE = "application/json"
 FILE_TYPE = "application/octet-stream"
 
+#: The body the SDK posts with count, getEdoc, updateStatus and deleteAgency (the other
+#: calls but sendEdoc and registerAgency post none).
+EMPTY_JSON = b"{}"
+
 MESSAGE_TYPES = ("edoc", "status")
 TRANSPORT_STATUSES = ("done", "fail", "processing")
 HASH_FILE_FORMS = ("unpadded", "padded")
@@ -320,11 +324,12 @@ class AxisClient:
         """How many documents (or statuses) wait for this system's agency: a cheap poll."""
         _check_choice("messagetype", message_type, MESSAGE_TYPES)
         path = "/countReceiveEdoc" if message_type == "edoc" else "/countReceiveStatus"
-        return int(self._call(path, self._kind(message_type)).get("count") or 0)
+        reply = self._call(path, self._kind(message_type), data=EMPTY_JSON)
+        return int(reply.get("count") or 0)
 
     def fetch(self, doc_id: str) -> bytes:
         """The edXML bytes of one received document or status, checked against its hash."""
-        reply = self._call("/getEdoc", {"docId": doc_id})
+        reply = self._call("/getEdoc", {"docId": doc_id}, data=EMPTY_JSON)
         try:
             data = base64.b64decode(reply["data"], validate=True)
         except (KeyError, TypeError, ValueError) as exc:
@@ -352,12 +357,14 @@ class AxisClient:
     def update_status(self, doc_id: str, status: str) -> None:
         """Acknowledge the transport of one received item: done, fail or processing."""
         _check_choice("status", status, TRANSPORT_STATUSES)
-        self._call("/updateStatus", {"docId": doc_id, "status": status})
+        self._call("/updateStatus", {"docId": doc_id, "status": status}, data=EMPTY_JSON)
 
     def check(self) -> bool:
         """One cheap signed call that proves the secret works; whether the axis is a sandbox."""
         url = self.base_url + "/countReceiveEdoc"
-        response = self._request("POST", url, self._kind("edoc"), content_type=JSON_TYPE)
+        response = self._request(
+            "POST", url, self._kind("edoc"), content_type=JSON_TYPE, data=EMPTY_JSON
+        )
         self._reply(url, response)
         return SANDBOX_HEADER in response.headers
 
@@ -384,7 +391,7 @@ class AxisClient:
 
     def delete_agency(self, code: str) -> None:
         """Remove an agency by its organisation code."""
-        self._call("/deleteAgency", {"AgencyCode": code}, data=b"{}")
+        self._call("/deleteAgency", {"AgencyCode": code}, data=EMPTY_JSON)
 
     # --- the one place that talks HTTP ---
 
