@@ -74,6 +74,8 @@ def text_of(element: etree._Element) -> str:
     reads; ``element.text`` stops at the first comment, so a value split by
     ``<!---->`` would show the checks only its harmless first part.
     """
+    if len(element) == 0:
+        return element.text or ""  # no child, comment or PI: .text is all of it (the fast path)
     return str(_STRING_VALUE(element))
 
 
