@@ -303,8 +303,12 @@ class Sandboxes:
             )
         for port, what in ports.items():
             _check_free(port, what)
-        systems = {str(s["system_id"]): s["secret"].reveal() for s in self.axis_endpoints.values()}
-        systems[FINANCE_SYSTEM[0]] = FINANCE_SYSTEM[1]
+        # The axis binds each system to the agency it acts for.
+        systems = {
+            str(s["system_id"]): (s["secret"].reveal(), str(s["organ_id"]))
+            for s in self.axis_endpoints.values()
+        }
+        systems[FINANCE_SYSTEM[0]] = (FINANCE_SYSTEM[1], STC)
         self.axis = SandboxAxis(systems, port=axis_port)
         self.smtp_port = int(self.directory["smtp_port"])
         self.slapd: Any = None
@@ -712,10 +716,10 @@ class Demo:
         client = AxisClient(self.sandboxes.axis.url, FINANCE_SYSTEM[0], Secret(FINANCE_SYSTEM[1]))
         answered = 0
         try:
-            for item in client.received(organ_id=STC, message_type="edoc"):
-                report = edxml.read(client.fetch(item.doc_id, organ_id=STC))
+            for item in client.received(message_type="edoc"):
+                report = edxml.read(client.fetch(item.doc_id))
                 assert isinstance(report, edxml.Document)
-                client.update_status(item.doc_id, "done", organ_id=STC)
+                client.update_status(item.doc_id, "done")
                 for code, text in (
                     ("01", "Đã đến - phần mềm quản lý văn bản đã nhận"),
                     ("03", "Đã tiếp nhận và vào sổ văn bản đến"),

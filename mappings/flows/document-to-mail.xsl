@@ -2,7 +2,9 @@
 <!-- An edXML document that arrived from the axis -> a mail envelope
      ({urn:lienthong:mail}mail) notifying the receiving agency at its mailbox in
      the directory (to_agency: the email_directory endpoint looks the code up).
-     Each attachment travels as it came: the ZIP the axis carries.
+     Each attachment travels as it came: a file carried raw (PDF, Word) under its
+     own name and type, a ZIP (labelled application/zip, the vendor library's
+     rule for other files) as NAME.zip.
      Param: organ_id, the receiving agency's code (the axis endpoint's organ_id). -->
 <xsl:stylesheet version="1.0"
     xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
@@ -31,7 +33,20 @@
         <xsl:text>Mã định danh văn bản: </xsl:text><xsl:value-of select="normalize-space($h/edXML:DocumentId)"/><xsl:text>&#10;</xsl:text>
       </text>
       <xsl:for-each select="/edXML:edXML/edXML:AttachmentEncoded/edXML:Attachment">
-        <attachment name="{normalize-space(edXML:AttachmentName)}.zip" type="application/zip">
+        <xsl:variable name="type" select="normalize-space(edXML:ContentType)"/>
+        <xsl:variable name="zipped" select="translate($type, 'ZIPAL', 'zipal') = 'application/zip'"/>
+        <attachment>
+          <xsl:attribute name="name">
+            <xsl:value-of select="normalize-space(edXML:AttachmentName)"/>
+            <xsl:if test="$zipped">.zip</xsl:if>
+          </xsl:attribute>
+          <xsl:attribute name="type">
+            <xsl:choose>
+              <xsl:when test="$zipped">application/zip</xsl:when>
+              <xsl:when test="$type != ''"><xsl:value-of select="$type"/></xsl:when>
+              <xsl:otherwise>application/octet-stream</xsl:otherwise>
+            </xsl:choose>
+          </xsl:attribute>
           <xsl:value-of select="normalize-space(edXML:ContentTransferEncoded)"/>
         </attachment>
       </xsl:for-each>

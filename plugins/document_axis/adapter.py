@@ -18,11 +18,15 @@ Features:
 Connection settings:
     ``url`` is the axis endpoint (``https://axis.example.gov.vn/vxp``); the axis
     knows this system by ``system_id`` and a shared ``secret`` used for the
-    HMAC-SHA256 request signature. ``organ_id`` is the agency code (mã định danh)
-    this endpoint receives and sends for.
+    HMAC-SHA256 request signature, in the wire format of the vendor's SDK
+    (:mod:`.client`). ``organ_id`` is the agency code (mã định danh) this
+    endpoint receives and sends for: the axis binds the system to it, and an
+    item listed for another agency stops the endpoint with a clear error.
 
 Options:
-    url, system_id, secret, organ_id, timeout (10 s), signature_policy
+    url, system_id, secret, organ_id, timeout (10 s), hash_file (``unpadded`` as
+    the vendor SDK writes it, or ``padded``), nonce and idempotency_key (true:
+    sign these extra parameters; false sends exactly the SDK's), signature_policy
     (``require`` | ``verify-if-present`` | ``off``), trusted_certs (certificate
     files a signer must be or be issued by; relative to the config file's
     folder), max_attachment_bytes (10 MiB),
@@ -66,9 +70,9 @@ from lienthong.errors import (
 from lienthong.message import Message
 from lienthong.xml import XmlRejected
 
-from .client import AxisAuthError, AxisClient, ReceivedItem
+from .client import HASH_FILE_FORMS, AxisAuthError, AxisClient, ReceivedItem, Wire
 from .correlation import facts
-from .edxml import Attachment
+from .edxml import text_of
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,8 @@ def _text(tree: etree._ElementTree, path: str) -> str:
 
 
 def _texts(tree: etree._ElementTree, path: str) -> list[str]:
-    return [str(t).strip() for t in tree.xpath(f"{_HEADER}{path}/text()", namespaces=NS)]
+    """Each element's whole text: ``text()`` would split a value at a comment into two."""
+    return [text_of(e).strip() for e in tree.xpath(f"{_HEADER}{path}", namespaces=NS)]
 
 
 class AxisAdapter(Adapter):
@@ -116,6 +121,24 @@ class AxisAdapter(Adapter):
             example="000.00.00.H41",
         ),
         Option("timeout", "seconds to wait for each axis call", default=10.0, type=float),
+        Option(
+            "hash_file",
+            "unpadded (each SHA-256 byte without its leading zero, as the vendor SDK writes "
+            "it) or padded (standard hex), for the sendEdoc hash-file",
+            default="unpadded",
+        ),
+        Option(
+            "nonce",
+            "sign a random nonce with each call, so an axis that checks it can refuse replays",
+            default=True,
+            type=bool,
+        ),
+        Option(
+            "idempotency_key",
+            "sign the delivery key with each sendEdoc, so an axis that knows it keeps one copy",
+            default=True,
+            type=bool,
+        ),
         Option(
             "signature_policy",
             "require, verify-if-present or off, for received documents",
@@ -176,9 +199,14 @@ class AxisAdapter(Adapter):
             session=session,
             timeout=float(s["timeout"]),
             clock=self.services.clock,
+            wire=Wire(
+                hash_file=s["hash_file"],
+                nonce=bool(s["nonce"]),
+                idempotency_key=bool(s["idempotency_key"]),
+            ),
         )
         try:
-            response_is_sandbox = self.client.check(organ_id=s["organ_id"])
+            response_is_sandbox = self.client.check()
         except AxisAuthError as exc:
             where = f"endpoints.{self.endpoint}.{exc.option}"
             raise ConfigError([ConfigProblem(where, str(exc))]) from exc
@@ -244,6 +272,15 @@ class AxisAdapter(Adapter):
                     f"{s.get('signature_policy')!r} is not one of require, verify-if-present, off",
                 )
             )
+        if s.get("hash_file") not in HASH_FILE_FORMS:
+            problems.append(
+                ConfigProblem(
+                    f"{where}.hash_file",
+                    f"{s.get('hash_file')!r} is not one of {', '.join(HASH_FILE_FORMS)}. Hint: "
+                    "unpadded is what the vendor SDK sends; confirm with the axis's test "
+                    "environment (docs/axis.md, going live)",
+                )
+            )
         organ = str(s.get("organ_id", ""))
         if not organ or len(organ.split(".")) > 4:
             problems.append(
@@ -264,13 +301,13 @@ class AxisAdapter(Adapter):
 
     def receive(self, inbox: Inbox) -> int:
         client = self._client()
-        organ = self.settings["organ_id"]
         batch = int(self.settings["batch_size"])
         received: list[_Received] = []
         for message_type in ("edoc", "status"):
-            for item in client.received(organ_id=organ, message_type=message_type)[:batch]:
+            for item in client.received(message_type=message_type)[:batch]:
+                self._check_addressee(item)
                 try:
-                    body = client.fetch(item.doc_id, organ_id=organ)
+                    body = client.fetch(item.doc_id)
                 except RejectedError as exc:
                     log.warning(
                         "endpoint '%s': skipping axis item %s: %s", self.endpoint, item.doc_id, exc
@@ -282,8 +319,20 @@ class AxisAdapter(Adapter):
         acceptances = inbox.accept([r.message for r in received])
         for r, acceptance in zip(received, acceptances, strict=True):
             status = "fail" if acceptance.parked else "done"
-            client.update_status(r.item.doc_id, status, organ_id=organ)
+            client.update_status(r.item.doc_id, status)
         return len(received)
+
+    def _check_addressee(self, item: ReceivedItem) -> None:
+        """The axis lists what waits for the system's own agency: it must be ``organ_id``."""
+        organ = self.settings["organ_id"]
+        if item.to and item.to != organ:
+            raise AxisAuthError(
+                f"endpoint '{self.endpoint}': the axis lists item {item.doc_id} for agency "
+                f"'{item.to}' to system '{self.settings['system_id']}', but this endpoint "
+                f"receives for '{organ}'. Hint: the axis binds each system to one agency: "
+                "check 'organ_id' and 'system_id'",
+                option="organ_id",
+            )
 
     def to_message(self, item: ReceivedItem, body: bytes) -> Message:
         """The bus message for one fetched axis item, with its routing headers and problems."""
@@ -295,7 +344,7 @@ class AxisAdapter(Adapter):
         try:
             tree = message.tree(max_bytes=self.services.max_message_bytes)
         except XmlRejected as exc:
-            headers[INVALID_HEADER] = str(exc)
+            headers[INVALID_HEADER] = "; ".join(self.problems(body)) or str(exc)
             return message
         found = facts(tree.getroot())
         if found is not None:
@@ -313,7 +362,7 @@ class AxisAdapter(Adapter):
         else:
             headers["document_id"] = _text(tree, "ed:DocumentId")
             headers["to"] = ",".join(_texts(tree, "ed:To/ed:OrganId"))
-        problems = self.problems(body, tree)
+        problems = self.problems(body)
         try:
             signer = self.signer(body)
         except RejectedError as exc:
@@ -325,34 +374,22 @@ class AxisAdapter(Adapter):
             headers[INVALID_HEADER] = "; ".join(problems)
         return message
 
-    def problems(self, body: bytes, tree: etree._ElementTree) -> list[str]:
-        """Every edXML rule and size limit ``body`` breaks, each with its line where known."""
+    def problems(self, body: bytes) -> list[str]:
+        """Every edXML rule and size limit ``body`` breaks, each with its line where known.
+
+        The same checks as ``lienthong edxml validate`` (:func:`.validation.check`):
+        attachments are opened as a receiver would. Warnings are logged, not problems.
+        """
         from .validation import check
 
-        found = [str(p) for p in check(body, max_bytes=self.services.max_message_bytes)]
-        limit = int(self.settings["max_attachment_bytes"])
-        for encoded in tree.iterfind(f"{_ED}AttachmentEncoded/{_ED}Attachment"):
-            text = "".join((encoded.findtext(f"{_ED}ContentTransferEncoded") or "").split())
-            name = encoded.findtext(f"{_ED}AttachmentName")
-            size = len(text) * 3 // 4
-            if size > limit:
-                found.append(
-                    f"line {encoded.sourceline}: attachment '{name or '?'}' is about {size:,} "
-                    f"bytes, over max_attachment_bytes {limit:,}"
-                )
-                continue
-            try:
-                data = Attachment.decode(text)
-            except RejectedError:
-                continue  # validation has reported it, with its line
-            attachment = Attachment(encoded.findtext(f"{_ED}ContentId") or "?", name, data=data)
-            try:
-                # Opens the ZIP the way a receiver will: traversing names, several
-                # entries and zip bombs (the stream is capped at the limit) are refused.
-                attachment.extract(limit)
-            except RejectedError as exc:
-                found.append(f"line {encoded.sourceline}: {exc}")
-        return found
+        found = check(
+            body,
+            max_bytes=self.services.max_message_bytes,
+            max_attachment_bytes=int(self.settings["max_attachment_bytes"]),
+        )
+        for warning in (p for p in found if not p.is_error):
+            log.warning("endpoint '%s': %s", self.endpoint, warning)
+        return [str(p) for p in found if p.is_error]
 
     def signer(self, body: bytes) -> str | None:
         """Apply the signature policy to a received message: the verified signer, if any.
@@ -388,7 +425,7 @@ class AxisAdapter(Adapter):
         tree = message.tree(max_bytes=self.services.max_message_bytes)
         organ = self.settings["organ_id"]
         sender = _text(tree, "ed:From/ed:OrganId")
-        problems = self.problems(message.body, tree)
+        problems = self.problems(message.body)
         if sender != organ:
             problems.append(
                 f"From/OrganId is '{sender}' but this endpoint sends for '{organ}'. Hint: route "
@@ -415,7 +452,6 @@ class AxisAdapter(Adapter):
             organ_id=organ,
             message_type=message_type,
             key=key,
-            filename=f"{message.id}.edxml",
         )
         log.info(
             "endpoint '%s': sent message %s as axis docId %s", self.endpoint, message.id, doc_id

@@ -1,7 +1,9 @@
 """``lienthong edxml``: validate, show, sign and verify edXML files from the shell.
 
 Commands:
-- ``validate FILE...``: every problem as ``file:line: path: message``; exit 1 if any.
+- ``validate FILE...``: every problem as ``file:line: path: message``, the same
+  checks as the axis adapter's intake (attachments opened); exit 1 on any error,
+  warnings (``file:line: warning: ...``) alone exit 0.
 - ``show FILE [--json]``: what the message is, who sent it to whom, attachments, trace.
 - ``sign FILE --key K [--cert C] [--password-env VAR] [-o OUT]``: enveloped XMLDSig.
 - ``verify FILE [--trust CERT]...``: exit 0 when the signature is valid, 1 otherwise.
@@ -48,16 +50,24 @@ def edxml_group() -> None:
     type=click.DateTime(formats=["%Y-%m-%d", "%Y/%m/%d"]),
     help="Day that dates must not be after (default: today).",
 )
-def validate_command(files: tuple[Path, ...], today: object) -> None:
-    """Check FILES against the edXML schema and rules; exit 1 if any has a problem."""
+@click.option(
+    "--max-attachment-bytes",
+    type=int,
+    default=validation.DEFAULT_ATTACHMENT_BYTES,
+    show_default=True,
+    help="Largest attachment, zipped or opened (the axis endpoint's max_attachment_bytes).",
+)
+def validate_command(files: tuple[Path, ...], today: object, max_attachment_bytes: int) -> None:
+    """Check FILES as the axis adapter's intake does; exit 1 if any has an error."""
     now = today.date() if today is not None else date.today()  # type: ignore[attr-defined]
     bad = 0
     for path in files:
-        problems = validation.check(_read(path), now=now)
+        problems = validation.check(_read(path), now=now, max_attachment_bytes=max_attachment_bytes)
         for p in problems:
             line = p.line if p.line is not None else 0
-            click.echo(f"{path}:{line}: {p.path}: {p.message}")
-        if problems:
+            level = "" if p.is_error else "warning: "
+            click.echo(f"{path}:{line}: {level}{p.path}: {p.message}")
+        if validation.errors(problems):
             bad += 1
         else:
             click.echo(f"{path}: valid", err=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from .edxml import NS
+from .edxml import NS, text_of
 
 PREFIX = "edxml-"
 _Q = f"{{{NS}}}"
@@ -70,12 +70,18 @@ def facts(root: etree._Element) -> Facts | None:
         return None
     code = header.find(_Q + "StatusCode")
     if code is not None:
-        document_id = (header.findtext(f"{_Q}ResponseFor/{_Q}DocumentId") or "").strip()
-        kind, status_code = "status", (code.text or "").strip()
+        document_id = _text(header, f"{_Q}ResponseFor/{_Q}DocumentId")
+        kind, status_code = "status", text_of(code).strip()
     else:
-        document_id = (header.findtext(_Q + "DocumentId") or "").strip()
+        document_id = _text(header, _Q + "DocumentId")
         kind, status_code = "document", ""
     if not document_id:
         return None
-    sender = (header.findtext(f"{_Q}From/{_Q}OrganId") or "").strip()
+    sender = _text(header, f"{_Q}From/{_Q}OrganId")
     return Facts(kind, document_id, status_code, sender)
+
+
+def _text(header: etree._Element, path: str) -> str:
+    """All the text of the first element at ``path``: a comment cannot cut a value short."""
+    found = header.find(path)
+    return "" if found is None else text_of(found).strip()

@@ -7,12 +7,16 @@ Features:
   namespace on ``<edXML>``, the ``edXML:`` prefix from ``edXMLEnvelope`` down,
   UTF-8 with a declaration. ``build(read(build(x)))`` is byte-identical.
 - :func:`append_trace` adds the hop's ``TraceHeader`` without rebuilding the rest.
-- :class:`Attachment` zips, unzips and refuses hostile archives (zip bombs,
-  path traversal, bad base64, several entries).
+- :class:`Attachment` carries a file raw or zipped by the vendor library's rule
+  (PDF and Word raw, everything else in a ZIP labelled ``application/zip``),
+  and opens it refusing hostile content (zip bombs, path traversal, links,
+  bad base64, several entries).
 
 Every leaf is kept as the text the sender wrote (``None`` when the element is
 absent, ``""`` when it is empty), so nothing is lost or reinterpreted on the way
-through; :mod:`.validation` says whether the values make sense.
+through; :mod:`.validation` says whether the values make sense. A leaf's text is
+all of its text nodes (:func:`text_of`), as the canonical form a signature
+covers sees it: a comment cannot hide part of a value from the checks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import base64
 import binascii
 import io
 import posixpath
+import stat
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -51,8 +56,27 @@ STATUS_MEANINGS: dict[str, str] = {
 
 BUSINESS_DOC_TYPES: dict[str, str] = {"0": "new", "1": "revoke", "2": "update", "3": "replace"}
 
+#: Formats the vendor library (EdXML102) carries raw, each labelled ``application/<format>``;
+#: it zips every other file and labels it ``application/zip``. Its spelling is kept:
+#: ``xsl``/``xslx``, so real ``.xls``/``.xlsx`` files travel zipped.
+RAW_FORMATS = ("pdf", "doc", "docx", "xsl", "xslx")
+ZIP_CONTENT_TYPE = "application/zip"
+
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _Q = f"{{{NS}}}"
+_STRING_VALUE = etree.XPath("string()")
+
+
+def text_of(element: etree._Element) -> str:
+    """All the text of ``element`` (its XPath string-value), comments and PIs left out.
+
+    This is the text a canonical-form signature covers and a document system
+    reads; ``element.text`` stops at the first comment, so a value split by
+    ``<!---->`` would show the checks only its harmless first part.
+    """
+    if len(element) == 0:
+        return element.text or ""  # no child, comment or PI: .text is all of it (the fast path)
+    return str(_STRING_VALUE(element))
 
 
 def q(name: str) -> str:
@@ -123,12 +147,14 @@ class ResponseFor:
 
 @dataclass
 class StaffInfo:
-    """The clerk who handled the message."""
+    """The clerk who handled the message (the vendor library also writes the two ids)."""
 
     department: str | None = None
     staff: str | None = None
     email: str | None = None
     mobile: str | None = None
+    department_id: str | None = None
+    staff_id: str | None = None
 
 
 @dataclass
@@ -176,12 +202,14 @@ class Business:
 
 @dataclass
 class Attachment:
-    """One inline attachment: a ZIP of one entry, paired with its manifest ``Reference``.
+    """One inline attachment, paired with its manifest ``Reference``.
 
-    ``data`` holds the decoded ZIP bytes; :meth:`extract` opens it safely.
-    ``content_type``/``description`` are the attachment's own,
-    ``manifest_content_type``/``manifest_description`` those of its manifest
-    entry (the two may differ: zip vs pdf).
+    ``data`` holds the decoded bytes: a ZIP of one entry when ``content_type``
+    is ``application/zip``, the file itself otherwise (the vendor library's
+    rule); :meth:`extract` opens either safely. ``content_type``/``description``
+    are the attachment's own, ``manifest_*`` those of its manifest entry, and
+    ``manifest_name`` the manifest's ``AttachmentName`` (a receiver may save the
+    file under either name, so both are checked).
     """
 
     content_id: str
@@ -191,25 +219,46 @@ class Attachment:
     data: bytes = b""
     manifest_content_type: str | None = None
     manifest_description: str | None = None
+    manifest_name: str | None = None
 
     @classmethod
     def from_file(
-        cls, name: str, payload: bytes, content_type: str, *, description: str | None = None
+        cls,
+        name: str,
+        payload: bytes,
+        content_type: str | None = None,
+        *,
+        description: str | None = None,
     ) -> Attachment:
-        """Wrap a file the way the axis expects: a ZIP holding ``<uuid>.<ext>``."""
+        """Carry a file as the vendor library does: PDF/Word raw, anything else in a ZIP.
+
+        A raw file is labelled ``content_type`` (default ``application/<format>``,
+        the vendor's label); a zipped one holds one entry ``<uuid>.<ext>``, is
+        labelled ``application/zip``, and its manifest entry names
+        ``content_type`` when given (the file's own type, as the samples do).
+        """
         ident = str(uuid.uuid4())
         ext = posixpath.splitext(name.replace("\\", "/"))[1]
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(ident + ext, payload)
+        shown = description if description is not None else name
+        fmt = ext[1:].lower()
+        if fmt in RAW_FORMATS:
+            label = content_type or f"application/{fmt}"
+            data, manifest_type = payload, label
+        else:
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(ident + ext, payload)
+            label, data = ZIP_CONTENT_TYPE, buffer.getvalue()
+            manifest_type = content_type or ZIP_CONTENT_TYPE
         return cls(
             content_id=f"cid:{ident}",
             name=name,
-            description=description if description is not None else name,
-            content_type=content_type,
-            data=buffer.getvalue(),
-            manifest_content_type=content_type,
-            manifest_description=description if description is not None else name,
+            description=shown,
+            content_type=label,
+            data=data,
+            manifest_content_type=manifest_type,
+            manifest_description=shown,
+            manifest_name=name,
         )
 
     @staticmethod
@@ -222,30 +271,47 @@ class Attachment:
             shown = compact[:40] + ("..." if len(compact) > 40 else "")
             raise RejectedError(
                 f"{what}: ContentTransferEncoded is not valid base64 ({exc}; starts {shown!r}). "
-                "Hint: the sender must base64-encode the ZIP bytes without other characters."
+                "Hint: the sender must base64-encode the file (or its ZIP) and nothing else."
             ) from exc
 
     @property
     def encoded(self) -> str:
         return base64.b64encode(self.data).decode("ascii")
 
-    def extract(self, max_bytes: int) -> tuple[str, bytes]:
-        """Return ``(entry name, payload)`` of the single ZIP entry, refusing anything hostile.
+    @property
+    def zipped(self) -> bool:
+        """Whether ``data`` is a ZIP to open: only what is labelled ``application/zip`` is."""
+        return (self.content_type or "").strip().lower() == ZIP_CONTENT_TYPE
 
-        Refused with :class:`RejectedError`: not a ZIP, not exactly one file entry,
-        an entry or attachment name that is absolute or climbs out (``../``,
-        ``..\\``, drive letters), an entry declared or found larger than
-        ``max_bytes`` (the stream is capped, so a lying header does not help a zip bomb).
+    def extract(self, max_bytes: int) -> tuple[str, bytes]:
+        """Return ``(file name, payload)``, refusing anything hostile.
+
+        Refused with :class:`RejectedError`: an attachment name (its own or the
+        manifest's) or ZIP entry name that is absolute or climbs out (``../``,
+        ``..\\``, drive letters); a raw file over ``max_bytes``; for a ZIP: not a
+        ZIP, not exactly one entry, an entry that is a folder, a link or any
+        other non-regular file, encrypted, declared or found larger than
+        ``max_bytes`` (the stream is capped, so a lying header does not help a
+        zip bomb).
         """
         what = f"attachment {self.content_id!r} ({self.name!r})"
         if self.name is not None:
             _check_name(self.name, what, "attachment name")
+        if self.manifest_name is not None:
+            _check_name(self.manifest_name, what, "manifest AttachmentName")
+        if not self.zipped:
+            if len(self.data) > max_bytes:
+                raise RejectedError(
+                    f"{what} is {len(self.data):,} bytes, over the limit of {max_bytes:,}. "
+                    "Hint: raise the attachment limit if such files are expected."
+                )
+            return self.name or self.content_id, self.data
         try:
             archive = zipfile.ZipFile(io.BytesIO(self.data))
         except (zipfile.BadZipFile, ValueError) as exc:
             raise RejectedError(
-                f"{what} is not a ZIP archive ({exc}). "
-                "Hint: edXML attachments are a ZIP of one file, base64-encoded."
+                f"{what} is labelled {ZIP_CONTENT_TYPE} but is not a ZIP archive ({exc}). "
+                "Hint: label a file carried raw with its own type (application/pdf, ...)."
             ) from exc
         with archive:
             entries = archive.infolist()
@@ -259,6 +325,13 @@ class Attachment:
             _check_name(entry.filename, what, "ZIP entry")
             if entry.is_dir():
                 raise RejectedError(f"{what}: its only ZIP entry {entry.filename!r} is a folder.")
+            mode = entry.external_attr >> 16
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+                raise RejectedError(
+                    f"{what}: ZIP entry {entry.filename!r} is {kind} (mode {mode:o}), which an "
+                    "unzipping receiver would follow. Refused."
+                )
             if entry.flag_bits & 0x1:
                 raise RejectedError(f"{what}: ZIP entry {entry.filename!r} is encrypted.")
             if entry.file_size > max_bytes:
@@ -366,13 +439,13 @@ def _text(parent: etree._Element | None, name: str) -> str | None:
     child = parent.find(_Q + name)
     if child is None:
         return None
-    return child.text or ""
+    return text_of(child)
 
 
 def _texts(parent: etree._Element | None, name: str) -> list[str]:
     if parent is None:
         return []
-    return [c.text or "" for c in parent.iterfind(_Q + name)]
+    return [text_of(c) for c in parent.iterfind(_Q + name)]
 
 
 def _organization(element: etree._Element) -> Organization:
@@ -387,6 +460,8 @@ def _staff(element: etree._Element | None) -> StaffInfo | None:
         staff=_text(element, "Staff"),
         email=_text(element, "Email"),
         mobile=_text(element, "Mobile"),
+        department_id=_text(element, "DepartmentId"),
+        staff_id=_text(element, "StaffId"),
     )
 
 
@@ -564,6 +639,7 @@ def _read_attachments(root: etree._Element) -> list[Attachment]:
                 data=Attachment.decode(_text(element, "ContentTransferEncoded") or "", what=what),
                 manifest_content_type=_text(reference, "ContentType"),
                 manifest_description=_text(reference, "Description"),
+                manifest_name=_text(reference, "AttachmentName"),
             )
         )
     missing = [cid for cid in references if cid not in seen]
@@ -605,7 +681,9 @@ class _Builder:
         if staff is not None:
             element = etree.SubElement(parent, q("StaffInfo"))
             self.leaf(element, "Department", staff.department)
+            self.leaf(element, "DepartmentId", staff.department_id)
             self.leaf(element, "Staff", staff.staff)
+            self.leaf(element, "StaffId", staff.staff_id)
             self.leaf(element, "Email", staff.email)
             self.leaf(element, "Mobile", staff.mobile)
 
@@ -704,7 +782,7 @@ def _build_document(doc: Document) -> bytes:
             b.leaf(reference, "ContentId", a.content_id)
             b.leaf(reference, "ContentType", a.manifest_content_type)
             b.leaf(reference, "Description", a.manifest_description)
-            b.leaf(reference, "AttachmentName", a.name)
+            b.leaf(reference, "AttachmentName", a.manifest_name)
             element = etree.SubElement(encoded, q("Attachment"))
             b.leaf(element, "ContentId", a.content_id)
             b.leaf(element, "AttachmentName", a.name)

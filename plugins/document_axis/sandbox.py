@@ -1,24 +1,38 @@
 """SANDBOX axis: a small local server speaking the national document axis's REST surface.
 
 This is a sandbox for tests and demos, never the real axis: every reply carries
-``X-Lienthong-Sandbox: axis``. It listens on 127.0.0.1 only.
+``X-Lienthong-Sandbox: axis``. It listens on 127.0.0.1 only. It accepts what
+the axis vendor's Java SDK (SDKVXP 2.0.1) sends and answers what it reads; the
+conformance tests (``tests/conformance/``) drive the SDK itself against it.
 
 Features:
-    - the calls of :mod:`.client`: sendEdoc, getReceivedEdocList, getSentEdocList,
-      countReceiveEdoc, countReceiveStatus, getEdoc, downloadEdoc, updateStatus,
-      getAgenciesList, registerAgency, deleteAgency;
-    - checks the HMAC headers against per-system secrets (401 when wrong), refuses
-      timestamps older than ``max_age`` and repeated nonces (401 "replayed or
-      stale request"), and a file whose SHA-256 differs from ``hash-file`` (400);
+    - the calls of the SDK: sendEdoc, getReceivedEdocList, getSentEdocList,
+      countReceiveEdoc, countReceiveStatus, getEdoc, updateStatus,
+      getAgenciesList, registerAgency, deleteAgency (POST), downloadEdoc (GET);
+    - checks the HMAC headers in the SDK's signed form (prefixed JSON keys,
+      ``Content-Type`` signed) against per-system secrets (401 when wrong), and
+      both timestamp forms (the SDK's ``ddMMyyyy'T'HHmmss+SSSS``, or epoch
+      milliseconds);
+    - replay protection for clients that sign a ``nonce``: a stale timestamp or a
+      repeated nonce is refused (401 "replayed or stale request"). The SDK sends
+      no nonce and reuses one timestamp for the life of its service object, so
+      its requests cannot be checked that way: they are accepted, unless
+      ``require_nonce`` is set (docs/axis.md, "Replay protection");
+    - binds each system to its agency: lists, fetches and acknowledgements are
+      that agency's only, and a ``from`` naming another agency is refused (403);
+    - a file whose SHA-256 differs from ``hash-file`` (padded or the SDK's
+      unpadded hex) is refused (400); the SDK's trailing CRLF is not part of it;
     - routes a document to every ``To/OrganId`` and a status to
       ``ResponseFor/OrganId``, keeping a received list per agency;
+    - every answer carries ``status``, ``ErrorCode`` and ``ErrorDesc`` (and
+      ``DocId`` for sendEdoc, even on failure): the SDK reads them unchecked;
     - deduplicates ``sendEdoc`` on (system, ``idempotency-key``);
     - fault injection (:meth:`SandboxAxis.inject`) and a request log for tests.
 
 Run it for a demo::
 
     python -m lienthong.plugins.document_axis.sandbox --port 8088 \\
-        --system dms-a:secret-a --agency 000.00.00.H41 --agency 000.00.00.G22
+        --system dms-a:secret-a:000.00.00.H41 --agency 000.00.00.H41 --agency 000.00.00.G22
 """
 
 from __future__ import annotations
@@ -29,31 +43,38 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.parser import BytesParser
-from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from lxml import etree
 
 from lienthong import xml
 from lienthong.errors import RejectedError
 
 from .client import (
+    FILE_TYPE,
     HASH_HEADER,
     HEADER_PREFIX,
     IDEMPOTENCY_PARAM,
     SANDBOX_HEADER,
     SIGN_HEADER,
     SIGN_KEYS_HEADER,
+    sdk_hash_file,
+    sha256_hex,
 )
+from .edxml import text_of
 
 NS = {"ed": "http://www.mic.gov.vn/TBT/QCVN_102_2016"}
 #: Larger request bodies are refused unread (413): the sandbox is no place for a memory test.
 MAX_BODY_BYTES = 20 * 1024 * 1024
+_SDK_TIMESTAMP = re.compile(r"(\d{8}T\d{6})\+(\d{4})")
+_HEADER = "ed:edXMLEnvelope/ed:edXMLHeader/ed:MessageHeader/"
 
 
 class _Refused(Exception):
@@ -75,6 +96,8 @@ class StoredDoc:
     created: str
     status: dict[str, str] = field(default_factory=dict)
     updated: dict[str, str] = field(default_factory=dict)
+    title: str = ""
+    notation: str = ""
 
 
 @dataclass
@@ -95,23 +118,43 @@ def _now_text() -> str:
     return datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S")
 
 
+def parse_timestamp(value: str) -> float:
+    """Seconds since the epoch of a signed ``timestamp`` in either form; ValueError if neither.
+
+    The SDK's ``ddMMyyyy'T'HHmmss+SSSS`` has no zone: it is the sender's local
+    time, read here as this host's.
+    """
+    if value.isdigit():
+        return int(value) / 1000
+    found = _SDK_TIMESTAMP.fullmatch(value)
+    if not found:
+        raise ValueError(value)
+    local = datetime.strptime(found.group(1), "%d%m%YT%H%M%S")
+    return local.timestamp() + int(found.group(2)) / 1000
+
+
 class SandboxAxis:
     """A sandbox axis on a free loopback port; ``with SandboxAxis(...) as axis: axis.url``."""
 
     def __init__(
         self,
-        systems: dict[str, str] | None = None,
+        systems: Mapping[str, tuple[str, str]] | None = None,
         agencies: Iterable[str] = (),
         *,
         port: int = 0,
         max_age: float = 300.0,
+        require_nonce: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.systems = dict(systems or {})
+        """``systems`` maps each system id to ``(secret, agency code)``: the agency it acts for."""
+        self.lock = threading.RLock()
+        self.systems: dict[str, tuple[str, str]] = {}
+        for system_id, (secret, agency) in (systems or {}).items():
+            self.add_system(system_id, secret, agency)
         self.max_age = max_age
+        self.require_nonce = require_nonce
         self.clock = clock
         self.port = port
-        self.lock = threading.RLock()
         self.agencies: dict[str, dict[str, str]] = {}
         self.docs: dict[str, StoredDoc] = {}
         self.requests: list[tuple[str, str, int]] = []
@@ -160,9 +203,12 @@ class SandboxAxis:
 
     # --- set-up and inspection for tests ---
 
-    def add_system(self, system_id: str, secret: str) -> None:
+    def add_system(self, system_id: str, secret: str, agency: str) -> None:
+        """Let ``system_id`` call with ``secret``, acting for ``agency`` (and no other)."""
+        if not agency:
+            raise ValueError(f"system {system_id!r} needs the agency it acts for")
         with self.lock:
-            self.systems[system_id] = secret
+            self.systems[system_id] = (secret, agency)
 
     def register_agency(self, code: str, name: str, pid: str = "", mail: str = "") -> None:
         with self.lock:
@@ -184,6 +230,7 @@ class SandboxAxis:
         Skips every check ``sendEdoc`` makes, so tests can hand a receiver what a
         careless sender elsewhere might (bytes that are not even XML).
         """
+        title, notation = _title_and_notation(content)
         with self.lock:
             doc_id = f"sandbox-{next(self._ids):06d}"
             stamp = _now_text()
@@ -196,6 +243,8 @@ class SandboxAxis:
                 stamp,
                 status=dict.fromkeys(recipients, "pending"),
                 updated=dict.fromkeys(recipients, stamp),
+                title=title,
+                notation=notation,
             )
         return doc_id
 
@@ -252,43 +301,67 @@ class SandboxAxis:
         return None
 
     def authenticate(self, headers: Any) -> dict[str, str]:
-        """Check the signed headers and return the signed parameters."""
+        """Check the signed headers; the signed parameters by their bare names.
+
+        The SDK keys its JSON ``XroadVnpt-<name>``; a bare ``<name>`` is taken too.
+        """
         payload = headers.get(SIGN_HEADER)
         keys = headers.get(SIGN_KEYS_HEADER)
         given = headers.get(HASH_HEADER)
         if not payload or not keys or not given:
             raise _Refused(401, "missing XroadVnpt signature headers")
         try:
-            params = json.loads(payload)
+            signed = json.loads(payload)
         except ValueError as exc:
             raise _Refused(401, "XroadVnpt-sign-header is not JSON") from exc
-        if not isinstance(params, dict) or list(params) != keys.split(";"):
+        if not isinstance(signed, dict) or not all(isinstance(v, str) for v in signed.values()):
+            raise _Refused(401, "XroadVnpt-sign-header is not a JSON object of strings")
+        params = {k.removeprefix(HEADER_PREFIX): v for k, v in signed.items()}
+        if len(params) != len(signed) or sorted(params) != sorted(keys.split(";")):
             raise _Refused(401, "XroadVnpt-sign-header-key does not list the signed names")
         for name, value in params.items():
             if headers.get(HEADER_PREFIX + name) != value:
                 raise _Refused(401, f"header {HEADER_PREFIX}{name} differs from the signed value")
         system = params.get("systemid", "")
         with self.lock:
-            secret = self.systems.get(system)
-        if secret is None:
+            known = self.systems.get(system)
+        if known is None:
             raise _Refused(401, f"unknown system '{system}'")
-        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(known[0].encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, given):
             raise _Refused(401, f"signature does not match for system '{system}'")
+        self._check_replay(system, params)
+        return params
+
+    def _check_replay(self, system: str, params: dict[str, str]) -> None:
+        """Refuse a stale or repeated request from a client that signs a nonce.
+
+        Without a nonce (the SDK) nothing tells a replay from a retry, and the
+        SDK's timestamp is fixed when its service object is made: such requests
+        pass, unless ``require_nonce``.
+        """
         try:
-            stamp = int(params["timestamp"]) / 1000
+            stamp = parse_timestamp(params["timestamp"])
         except (KeyError, ValueError) as exc:
-            raise _Refused(401, "replayed or stale request: no valid timestamp") from exc
+            raise _Refused(
+                401,
+                "replayed or stale request: no valid timestamp (ddMMyyyy'T'HHmmss+SSSS, "
+                "or milliseconds since the epoch)",
+            ) from exc
+        nonce = params.get("nonce")
+        if not nonce:
+            if self.require_nonce:
+                raise _Refused(401, "replayed or stale request: this axis requires a nonce")
+            return
         now = self.clock()
         if abs(now - stamp) > self.max_age:
             raise _Refused(401, f"replayed or stale request: timestamp is {now - stamp:.0f} s off")
-        nonce = f"{system}:{params.get('nonce', '')}:{params['timestamp']}"
+        seen = f"{system}:{nonce}:{params['timestamp']}"
         with self.lock:
             self._nonces = {n: t for n, t in self._nonces.items() if now - t <= self.max_age}
-            if nonce in self._nonces:
+            if seen in self._nonces:
                 raise _Refused(401, "replayed or stale request: this signature was already used")
-            self._nonces[nonce] = now
-        return params
+            self._nonces[seen] = now
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         params = self.authenticate(headers)
@@ -297,19 +370,24 @@ class SandboxAxis:
             raise _Refused(404, f"no call {method} {path} on this axis")
         return 200, route(self, params, headers, body)
 
-    def _from(self, params: dict[str, str]) -> str:
-        agency = params.get("from", "")
+    def _agency(self, params: dict[str, str]) -> str:
+        """The agency the calling system acts for; a ``from`` naming another is refused."""
+        system = params["systemid"]
         with self.lock:
+            agency = self.systems[system][1]
             known = agency in self.agencies
+        claimed = params.get("from")
+        if claimed is not None and claimed != agency:
+            raise _Refused(403, f"system '{system}' acts for agency '{agency}', not '{claimed}'")
         if not known:
             raise _Refused(403, f"agency '{agency}' is not registered on this axis")
         return agency
 
     def _send(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        sender = self._from(params)
-        content = _file_part(headers.get("Content-Type", ""), body, "file_doc")
-        if hashlib.sha256(content).hexdigest() != params.get("hash-file"):
-            raise _Refused(400, "hash-file does not match the SHA-256 of file_doc")
+        sender = self._agency(params)
+        if not headers.get("Content-Type", "").startswith(FILE_TYPE):
+            raise _Refused(400, f"sendEdoc needs the file as {FILE_TYPE}")
+        content = _file(body, params.get("hash-file", ""))
         message_type = params.get("messagetype")
         if message_type not in ("edoc", "status"):
             raise _Refused(400, f"messagetype {message_type!r} is not edoc or status")
@@ -317,12 +395,11 @@ class SandboxAxis:
             root = xml.parse(content, what="file_doc").getroot()
         except RejectedError as exc:
             raise _Refused(400, str(exc)) from exc
-        header = "ed:edXMLEnvelope/ed:edXMLHeader/ed:MessageHeader/"
-        origin = root.xpath(f"string({header}ed:From/ed:OrganId)", namespaces=NS).strip()
+        origin = _first(root, "ed:From/ed:OrganId")
         if origin != sender:
             raise _Refused(400, f"From/OrganId '{origin}' is not the calling agency '{sender}'")
         where = "ed:To/ed:OrganId" if message_type == "edoc" else "ed:ResponseFor/ed:OrganId"
-        recipients = [t.strip() for t in root.xpath(f"{header}{where}/text()", namespaces=NS)]
+        recipients = [text_of(e).strip() for e in root.xpath(_HEADER + where, namespaces=NS)]
         if not recipients:
             raise _Refused(400, f"no {where.replace('ed:', '')} to route the {message_type} to")
         system = params["systemid"]
@@ -332,16 +409,11 @@ class SandboxAxis:
             if unknown:
                 raise _Refused(400, f"unknown recipient agency {', '.join(unknown)}")
             if key and (system, key) in self._keys:
-                return {
-                    "status": "OK",
-                    "ErrorCode": "0",
-                    "ErrorDesc": "duplicate",
-                    "DocId": self._keys[(system, key)],
-                }
+                return _ok(DocId=self._keys[(system, key)], ErrorDesc="duplicate")
             doc_id = self.deliver(sender, recipients, content, message_type)
             if key:
                 self._keys[(system, key)] = doc_id
-        return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "", "DocId": doc_id}
+        return _ok(DocId=doc_id)
 
     def _item(self, doc: StoredDoc, agency: str) -> dict[str, str]:
         return {
@@ -356,36 +428,53 @@ class SandboxAxis:
             "status_desc": "",
         }
 
-    def _received(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        agency = self._from(params)
+    def _waiting(self, params: dict[str, str]) -> list[dict[str, str]]:
+        agency = self._agency(params)
         kind = params.get("messagetype", "edoc")
         with self.lock:
-            data = [
+            return [
                 self._item(d, agency)
                 for d in self.docs.values()
                 if d.message_type == kind
                 and agency in d.recipients
                 and d.status[agency] in ("pending", "processing")
             ]
-        return {"status": "OK", "data": data}
+
+    def _received(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
+        return _ok(data=self._waiting(params))
 
     def _count(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        return {"status": "OK", "total": len(self._received(params, headers, body)["data"])}
+        return _ok(count=len(self._waiting(params)))
 
     def _sent(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        agency = self._from(params)
+        agency = self._agency(params)
         kind = params.get("messagetype", "edoc")
         with self.lock:
             data = [
-                self._item(d, r)
+                {
+                    "senderDocId": d.doc_id,
+                    "receiverDocId": d.doc_id,
+                    "fromCode": d.sender,
+                    "toCode": r,
+                    "sendStatus": "done",
+                    "sendStatusDesc": "",
+                    "receiveStatus": d.status[r],
+                    "receiveStatusDesc": "",
+                    "sentTime": d.created,
+                    "receivedTime": d.updated[r],
+                    "title": d.title,
+                    "notation": d.notation,
+                    "serviceType": "eDoc",
+                    "messageType": d.message_type,
+                }
                 for d in self.docs.values()
                 if d.message_type == kind and d.sender == agency
                 for r in d.recipients
             ]
-        return {"status": "OK", "data": data}
+        return _ok(data=data)
 
     def _doc_for(self, params: dict[str, str]) -> tuple[StoredDoc, str]:
-        agency = self._from(params)
+        agency = self._agency(params)
         doc_id = params.get("docId", "")
         with self.lock:
             doc = self.docs.get(doc_id)
@@ -395,12 +484,11 @@ class SandboxAxis:
 
     def _get(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
         doc, _ = self._doc_for(params)
-        return {
-            "status": "OK",
-            "data": base64.b64encode(doc.content).decode("ascii"),
-            "hash": hashlib.sha256(doc.content).hexdigest(),
-            "messageType": doc.message_type,
-        }
+        return _ok(
+            data=base64.b64encode(doc.content).decode("ascii"),
+            hash=sha256_hex(doc.content),
+            messageType=doc.message_type,
+        )
 
     def _download(self, params: dict[str, str], headers: Any, body: bytes) -> bytes:
         return self._doc_for(params)[0].content
@@ -413,59 +501,88 @@ class SandboxAxis:
         with self.lock:
             doc.status[agency] = status
             doc.updated[agency] = _now_text()
-        return {"status": "OK", "ErrorCode": "0", "ErrorDesc": ""}
+        return _ok()
 
     def _agencies(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
         with self.lock:
-            return {"status": "OK", "data": [dict(a) for a in self.agencies.values()]}
+            return _ok(data=[dict(a) for a in self.agencies.values()])
 
     def _register(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        if hashlib.sha256(body).hexdigest() != params.get("hash-file"):
-            raise _Refused(400, "hash-file does not match the SHA-256 of the body")
         try:
             record = json.loads(body)
             code, name = str(record["code"]), str(record["name"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise _Refused(400, "registerAgency needs a JSON body with code and name") from exc
-        self.register_agency(code, name, str(record.get("pid", "")), str(record.get("mail", "")))
-        return {"status": "OK", "ErrorCode": "0", "ErrorDesc": ""}
+            raise _Refused(
+                400, "registerAgency needs a JSON record {id, pcode, code, name, mail, ...}"
+            ) from exc
+        parent = str(record.get("pcode") or "")
+        with self.lock:
+            pid = self.agencies[parent]["id"] if parent in self.agencies else parent
+        self.register_agency(code, name, pid, str(record.get("mail") or ""))
+        return _ok()
 
     def _delete(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        code = params.get("code", "")
+        code = params.get("AgencyCode", "")
         with self.lock:
             if self.agencies.pop(code, None) is None:
                 raise _Refused(404, f"no agency '{code}'")
-        return {"status": "OK", "ErrorCode": "0", "ErrorDesc": ""}
+        return _ok()
 
 
 _Route = Callable[[SandboxAxis, dict[str, str], Any, bytes], Any]
 _ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", "/sendEdoc"): SandboxAxis._send,
-    ("GET", "/getReceivedEdocList"): SandboxAxis._received,
-    ("GET", "/getSentEdocList"): SandboxAxis._sent,
-    ("GET", "/countReceiveEdoc"): SandboxAxis._count,
-    ("GET", "/countReceiveStatus"): SandboxAxis._count,
-    ("GET", "/getEdoc"): SandboxAxis._get,
+    ("POST", "/getReceivedEdocList"): SandboxAxis._received,
+    ("POST", "/getSentEdocList"): SandboxAxis._sent,
+    ("POST", "/countReceiveEdoc"): SandboxAxis._count,
+    ("POST", "/countReceiveStatus"): SandboxAxis._count,
+    ("POST", "/getEdoc"): SandboxAxis._get,
     ("GET", "/downloadEdoc"): SandboxAxis._download,
     ("POST", "/updateStatus"): SandboxAxis._update,
-    ("GET", "/getAgenciesList"): SandboxAxis._agencies,
+    ("POST", "/getAgenciesList"): SandboxAxis._agencies,
     ("POST", "/registerAgency"): SandboxAxis._register,
     ("POST", "/deleteAgency"): SandboxAxis._delete,
 }
 
 
-def _file_part(content_type: str, body: bytes, name: str) -> bytes:
-    """The bytes of the multipart part called ``name``."""
-    if not content_type.startswith("multipart/form-data"):
-        raise _Refused(400, "sendEdoc needs a multipart/form-data body")
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+def _ok(**fields: Any) -> dict[str, Any]:
+    """A success answer: the three fields the SDK reads from every answer, and ``fields``."""
+    return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "", **fields}
+
+
+def _first(root: etree._Element, path: str) -> str:
+    found = root.xpath(_HEADER + path, namespaces=NS)
+    return text_of(found[0]).strip() if found else ""
+
+
+def _title_and_notation(content: bytes) -> tuple[str, str]:
+    """Subject and number/notation for the sent list; empty for bytes that are not edXML."""
+    try:
+        root = xml.parse(content, what="file_doc").getroot()
+    except RejectedError:
+        return "", ""
+    number, notation = (
+        _first(root, "ed:Code/ed:CodeNumber"),
+        _first(root, "ed:Code/ed:CodeNotation"),
     )
-    for part in message.iter_parts():  # type: ignore[attr-defined]
-        if part.get_param("name", header="content-disposition") == name:
-            payload = part.get_payload(decode=True)
-            return payload if isinstance(payload, bytes) else b""
-    raise _Refused(400, f"sendEdoc needs a file part '{name}'")
+    return _first(root, "ed:Subject"), "/".join(p for p in (number, notation) if p)
+
+
+def _fail(code: int, desc: str, path: str) -> dict[str, Any]:
+    """A refusal the SDK can read: it dereferences the three fields, and DocId on sendEdoc."""
+    reply: dict[str, Any] = {"status": "FAIL", "ErrorCode": str(code), "ErrorDesc": desc}
+    if path == "/sendEdoc":
+        reply["DocId"] = ""
+    return reply
+
+
+def _file(body: bytes, announced: str) -> bytes:
+    """The file of a sendEdoc body: its bytes, less the CRLF the SDK adds, matching hash-file."""
+    candidates = [body[:-2], body] if body.endswith(b"\r\n") else [body]
+    for content in candidates:
+        if announced in (sha256_hex(content), sdk_hash_file(content)):
+            return content
+    raise _Refused(400, "hash-file does not match the SHA-256 of the file")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -477,32 +594,19 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            self._answer(
-                413,
-                {
-                    "status": "FAIL",
-                    "ErrorCode": "413",
-                    "ErrorDesc": f"body over {MAX_BODY_BYTES:,} bytes",
-                },
-            )
+            self._answer(413, _fail(413, f"body over {MAX_BODY_BYTES:,} bytes", path))
             return
         body = self.rfile.read(length) if length else b""
         fault = self.axis._take_fault(path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.status is not None:
-            status, reply = (
-                fault.status,
-                {"status": "FAIL", "ErrorCode": str(fault.status), "ErrorDesc": "injected fault"},
-            )
+            status, reply = fault.status, _fail(fault.status, "injected fault", path)
         else:
             try:
                 status, reply = self.axis.handle(method, path, self.headers, body)
             except _Refused as refused:
-                status, reply = (
-                    refused.code,
-                    {"status": "FAIL", "ErrorCode": str(refused.code), "ErrorDesc": refused.desc},
-                )
+                status, reply = refused.code, _fail(refused.code, refused.desc, path)
         self._answer(status, reply)
 
     def _answer(self, status: int, reply: Any) -> None:
@@ -542,8 +646,8 @@ def main(argv: list[str] | None = None) -> None:
         "--system",
         action="append",
         default=[],
-        metavar="ID:SECRET",
-        help="a system allowed to call, with its shared secret (repeatable)",
+        metavar="ID:SECRET:AGENCY",
+        help="a system allowed to call, its shared secret and the agency it acts for (repeatable)",
     )
     parser.add_argument(
         "--agency",
@@ -556,16 +660,23 @@ def main(argv: list[str] | None = None) -> None:
         "--max-age",
         type=float,
         default=300.0,
-        help="seconds after which a signed request is refused as stale",
+        help="seconds after which a request signed with a nonce is refused as stale",
+    )
+    parser.add_argument(
+        "--require-nonce",
+        action="store_true",
+        help="refuse requests without a signed nonce (the vendor SDK sends none)",
     )
     args = parser.parse_args(argv)
     systems = {}
     for item in args.system:
-        system_id, sep, secret = item.partition(":")
-        if not sep or not system_id or not secret:
-            parser.error(f"--system {item!r}: expected ID:SECRET")
-        systems[system_id] = secret
-    axis = SandboxAxis(systems, port=args.port, max_age=args.max_age)
+        system_id, secret, agency = (item.split(":", 2) + ["", ""])[:3]
+        if not system_id or not secret or not agency:
+            parser.error(f"--system {item!r}: expected ID:SECRET:AGENCY")
+        systems[system_id] = (secret, agency)
+    axis = SandboxAxis(
+        systems, port=args.port, max_age=args.max_age, require_nonce=args.require_nonce
+    )
     for item in args.agency:
         code, _, name = item.partition(":")
         axis.register_agency(code, name or code)

@@ -10,7 +10,15 @@ Features:
   ``yyyy/MM/dd`` and not in the future, ``Type`` 1 or 2, ``Priority`` 0-4,
   counts >= 0, OrganId shape, manifest and attachments paired, known
   ``StatusCode``, ``ResponseFor/DocumentId`` on a status;
-- input that is not well-formed gives a single problem with line and column.
+- every attachment opened as a receiver would (names, raw size, ZIP entries,
+  zip bombs, links): the adapter's intake and ``lienthong edxml validate`` run
+  this one function, so they cannot disagree;
+- values read as all their text nodes (:func:`.edxml.text_of`): a comment
+  cannot hide part of a name or of an attachment from these checks;
+- what real senders get wrong but receivers accept (a ``TraceHeader`` without
+  ``OrganId``, as the vendor parser allows) is a warning, not an error;
+- input that is not well-formed gives a single problem with line and column;
+  an undeclared namespace prefix is named, with the fix.
 """
 
 from __future__ import annotations
@@ -26,7 +34,12 @@ import lienthong.mappings
 from lienthong.errors import RejectedError
 from lienthong.xml import DEFAULT_MAX_BYTES, XmlRejected, load_schema, parse
 
-from .edxml import DATE_FORMAT, NS, STATUS_MEANINGS, TIMESTAMP_FORMAT, Attachment
+from .edxml import DATE_FORMAT, NS, STATUS_MEANINGS, TIMESTAMP_FORMAT, Attachment, text_of
+
+#: The adapter's default ``max_attachment_bytes``: the largest attachment, zipped or opened.
+DEFAULT_ATTACHMENT_BYTES = 10 * 1024 * 1024
+ERROR = "error"
+WARNING = "warning"
 
 SCHEMA_PATH = Path(lienthong.mappings.__file__).parent / "schemas" / "edxml.xsd"
 
@@ -36,6 +49,7 @@ _Q = f"{{{NS}}}"
 _ORGAN_ID = re.compile(r"[0-9A-Za-z]{1,10}(\.[0-9A-Za-z]{1,10}){1,3}")
 _DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
 _TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
+_UNBOUND_PREFIX = re.compile(r"Namespace prefix (\S+) (?:for (\S+) )?on (\S+) is not defined")
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,21 @@ class Problem:
     line: int | None
     message: str
     column: int | None = None
+    severity: str = ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
-        return f"{where}{self.path}: {self.message}"
+        level = "warning: " if not self.is_error else ""
+        return f"{where}{level}{self.path}: {self.message}"
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that make a message invalid (warnings left out)."""
+    return [p for p in problems if p.is_error]
 
 
 def path_of(element: etree._Element) -> str:
@@ -69,20 +94,23 @@ def path_of(element: etree._Element) -> str:
 
 
 def check(
-    data: bytes, *, now: date | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    data: bytes,
+    *,
+    now: date | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_attachment_bytes: int = DEFAULT_ATTACHMENT_BYTES,
 ) -> list[Problem]:
-    """Every problem in ``data``; an empty list means the message is valid.
+    """Every problem in ``data``, errors and warnings; no error means the message is valid.
 
-    ``now`` is the day dates must not be after (today by default).
+    ``now`` is the day dates must not be after (today by default);
+    ``max_attachment_bytes`` bounds each attachment, zipped and opened.
     """
     try:
         tree = parse(data, max_bytes=max_bytes, what="edXML message")
     except XmlRejected as exc:
         cause = exc.__cause__
         if isinstance(cause, etree.XMLSyntaxError):
-            line, column = cause.position
-            where = "" if "column" in cause.msg else f" (line {line}, column {column})"
-            return [Problem("/", line, f"not well-formed XML: {cause.msg}{where}", column)]
+            return [_syntax_problem(cause)]
         return [Problem("/", None, str(exc))]
     root = tree.getroot()
     if root.tag != _Q + "edXML":
@@ -95,8 +123,26 @@ def check(
             )
         ]
     problems = _schema_problems(tree)
-    problems += _Rules(root, now or date.today()).run()
+    problems += _Rules(root, now or date.today(), max_attachment_bytes).run()
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
+
+
+def _syntax_problem(cause: etree.XMLSyntaxError) -> Problem:
+    line, column = cause.position
+    unbound = _UNBOUND_PREFIX.search(cause.msg)
+    if unbound:
+        prefix, attribute, element = unbound.groups()
+        on = f"attribute {attribute} of {element}" if attribute else f"element {element}"
+        return Problem(
+            "/",
+            line,
+            f"undeclared namespace prefix {prefix!r} on {on} (line {line}, column {column}). "
+            f'Hint: the sender must declare it (xmlns:{prefix}="..."); XML with an unbound '
+            "prefix is not namespace-well-formed and cannot be canonicalised for a signature",
+            column,
+        )
+    where = "" if "column" in cause.msg else f" (line {line}, column {column})"
+    return Problem("/", line, f"not well-formed XML: {cause.msg}{where}", column)
 
 
 def _schema_problems(tree: etree._ElementTree) -> list[Problem]:
@@ -118,13 +164,16 @@ def _schema_problems(tree: etree._ElementTree) -> list[Problem]:
 
 
 class _Rules:
-    def __init__(self, root: etree._Element, today: date) -> None:
+    def __init__(self, root: etree._Element, today: date, max_attachment_bytes: int) -> None:
         self.root = root
         self.today = today
+        self.max_attachment_bytes = max_attachment_bytes
         self.problems: list[Problem] = []
 
-    def add(self, element: etree._Element, message: str) -> None:
-        self.problems.append(Problem(path_of(element), element.sourceline, message))
+    def add(self, element: etree._Element, message: str, severity: str = ERROR) -> None:
+        self.problems.append(
+            Problem(path_of(element), element.sourceline, message, severity=severity)
+        )
 
     def run(self) -> list[Problem]:
         header = self.root.find(f"{_Q}edXMLEnvelope/{_Q}edXMLHeader/{_Q}MessageHeader")
@@ -141,10 +190,12 @@ class _Rules:
     # -- shared
 
     def organ_id(self, element: etree._Element) -> None:
-        value = (element.text or "").strip()
+        value = text_of(element).strip()
         parent = element.getparent()
         if not value and parent is not None and parent.tag == _Q + "ResponseFor":
             return  # documents may carry an empty ResponseFor
+        if parent is not None and parent.tag == _Q + "TraceHeader" and value in ("", "null"):
+            return  # trace() warns about it
         if not _ORGAN_ID.fullmatch(value):
             self.add(
                 element,
@@ -155,7 +206,7 @@ class _Rules:
     def date(self, element: etree._Element | None, *, past: bool, required: bool = False) -> None:
         if element is None:
             return
-        value = (element.text or "").strip()
+        value = text_of(element).strip()
         name = etree.QName(element).localname
         if not value:
             if required:
@@ -175,7 +226,7 @@ class _Rules:
     def timestamp(self, element: etree._Element | None) -> None:
         if element is None:
             return
-        value = (element.text or "").strip()
+        value = text_of(element).strip()
         name = etree.QName(element).localname
         try:
             if not _TIMESTAMP.fullmatch(value):
@@ -187,7 +238,7 @@ class _Rules:
     def integer(self, element: etree._Element | None, low: int, high: int | None = None) -> None:
         if element is None:
             return
-        value = (element.text or "").strip()
+        value = text_of(element).strip()
         name = etree.QName(element).localname
         expected = f"{low} to {high}" if high is not None else f"a whole number >= {low}"
         try:
@@ -206,7 +257,7 @@ class _Rules:
                     path_of(parent) + "/" + name, parent.sourceline, f"{name} is missing: {why}"
                 )
             )
-        elif not (element.text or "").strip():
+        elif not text_of(element).strip():
             self.add(element, f"{name} is empty: {why}")
 
     # -- status
@@ -214,7 +265,7 @@ class _Rules:
     def status(self, header: etree._Element) -> None:
         code = header.find(_Q + "StatusCode")
         assert code is not None
-        value = (code.text or "").strip()
+        value = text_of(code).strip()
         if value not in STATUS_MEANINGS:
             known = ", ".join(STATUS_MEANINGS)
             self.add(code, f"StatusCode {value!r} is not a known status; known: {known}.")
@@ -252,8 +303,8 @@ class _Rules:
         if response is not None:
             self.date(response.find(_Q + "PromulgationDate"), past=True)
         doc_type = header.find(f"{_Q}DocumentType/{_Q}Type")
-        if doc_type is not None and (doc_type.text or "").strip() not in ("1", "2"):
-            self.add(doc_type, f"Type {(doc_type.text or '').strip()!r} must be 1 or 2.")
+        if doc_type is not None and text_of(doc_type).strip() not in ("1", "2"):
+            self.add(doc_type, f"Type {text_of(doc_type).strip()!r} must be 1 or 2.")
         other = header.find(_Q + "OtherInfo")
         if other is not None:
             self.integer(other.find(_Q + "Priority"), 0, 4)
@@ -262,19 +313,34 @@ class _Rules:
         traces = header.getparent().find(_Q + "TraceHeaderList")  # type: ignore[union-attr]
         if traces is not None:
             for trace in traces.iterfind(_Q + "TraceHeader"):
-                self.timestamp(trace.find(_Q + "Timestamp"))
+                self.trace(trace)
+            businesses = traces.findall(_Q + "Bussiness")
+            for extra in businesses[1:]:
+                self.add(extra, "a second Bussiness: a document has one (what it does).")
             business_type = traces.find(f"{_Q}Bussiness/{_Q}BussinessDocType")
             if business_type is not None:
                 self.integer(business_type, 0, 3)
         self.attachments()
+
+    def trace(self, trace: etree._Element) -> None:
+        self.timestamp(trace.find(_Q + "Timestamp"))
+        organ = trace.find(_Q + "OrganId")
+        value = text_of(organ).strip() if organ is not None else ""
+        if value in ("", "null"):
+            self.add(
+                trace if organ is None else organ,
+                f"TraceHeader names no agency (OrganId {value or 'missing'!r}); accepted, as "
+                "the vendor parser accepts it, but the hop cannot be traced.",
+                WARNING,
+            )
 
     def attachments(self) -> None:
         references = self.root.findall(
             f"{_Q}edXMLEnvelope/{_Q}edXMLBody/{_Q}edXMLManifest/{_Q}Reference"
         )
         attachments = self.root.findall(f"{_Q}AttachmentEncoded/{_Q}Attachment")
-        listed = {(r.findtext(_Q + "ContentId") or "").strip(): r for r in references}
-        carried = {(a.findtext(_Q + "ContentId") or "").strip(): a for a in attachments}
+        listed = {_field(r, "ContentId").strip(): r for r in references}
+        carried = {_field(a, "ContentId").strip(): a for a in attachments}
         for content_id, reference in listed.items():
             if content_id not in carried:
                 self.add(
@@ -283,15 +349,56 @@ class _Rules:
                     "Hint: include the attachment in AttachmentEncoded or drop the Reference.",
                 )
         for content_id, attachment in carried.items():
-            if content_id not in listed:
+            reference = listed.get(content_id)
+            if reference is None:
                 self.add(
                     attachment,
                     f"Attachment {content_id!r} is not listed in edXMLManifest. "
                     "Hint: add a manifest Reference with the same ContentId.",
                 )
-            encoded = attachment.find(_Q + "ContentTransferEncoded")
-            if encoded is not None:
-                try:
-                    Attachment.decode(encoded.text or "", what=f"Attachment {content_id!r}")
-                except RejectedError as exc:
-                    self.add(encoded, str(exc))
+            self.attachment(content_id, attachment, reference)
+
+    def attachment(
+        self, content_id: str, element: etree._Element, reference: etree._Element | None
+    ) -> None:
+        """Open the attachment the way a receiver will, and report what would hurt it."""
+        encoded = element.find(_Q + "ContentTransferEncoded")
+        if encoded is None:
+            return  # the schema has already said so
+        name = _optional(element, "AttachmentName")
+        text = "".join(text_of(encoded).split())
+        limit = self.max_attachment_bytes
+        size = len(text) * 3 // 4
+        if size > limit:
+            self.add(
+                encoded,
+                f"attachment {content_id!r} ({name!r}) is about {size:,} bytes, over "
+                f"max_attachment_bytes {limit:,}. Hint: raise it if such files are expected.",
+            )
+            return
+        try:
+            data = Attachment.decode(text, what=f"Attachment {content_id!r}")
+        except RejectedError as exc:
+            self.add(encoded, str(exc))
+            return
+        attachment = Attachment(
+            content_id,
+            name,
+            content_type=_optional(element, "ContentType"),
+            data=data,
+            manifest_name=None if reference is None else _optional(reference, "AttachmentName"),
+        )
+        try:
+            attachment.extract(limit)
+        except RejectedError as exc:
+            self.add(element, str(exc))
+
+
+def _field(parent: etree._Element, name: str) -> str:
+    child = parent.find(_Q + name)
+    return "" if child is None else text_of(child)
+
+
+def _optional(parent: etree._Element, name: str) -> str | None:
+    child = parent.find(_Q + name)
+    return None if child is None else text_of(child)

@@ -29,6 +29,8 @@ B = "000.00.00.G22"
 C = "000.00.15.H51"
 SYSTEMS = {"dms-a": "secret-a-0123", "dms-b": "secret-b-4567", "dms-c": "secret-c-89ab"}
 SYSTEM_OF = {A: "dms-a", B: "dms-b", C: "dms-c"}
+#: The sandbox's systems, each bound to its agency: (secret, agency) by system id.
+BOUND = {system: (SYSTEMS[system], organ) for organ, system in SYSTEM_OF.items()}
 
 
 def _set(root: etree._Element, path: str, value: str) -> None:
@@ -113,6 +115,7 @@ class Samples:
     A, B, C = A, B, C
     systems = SYSTEMS
     system_of = SYSTEM_OF
+    bound = BOUND
     data = DATA
     document = staticmethod(document)
     status = staticmethod(status)
@@ -131,7 +134,7 @@ def inbox() -> RecordingInbox:
 
 @pytest.fixture
 def axis() -> Iterator[SandboxAxis]:
-    with SandboxAxis(dict(SYSTEMS), [A, B, C]) as sandbox:
+    with SandboxAxis(BOUND, [A, B, C]) as sandbox:
         yield sandbox
 
 

@@ -13,6 +13,7 @@ from lienthong.host import PluginHost
 from lienthong.message import Message
 from lienthong.plugins.document_axis import plugin
 from lienthong.plugins.document_axis.adapter import AxisAdapter
+from lienthong.plugins.document_axis.client import AxisAuthError, AxisClient
 
 
 @pytest.fixture
@@ -146,7 +147,7 @@ def test_invalid_items_are_stored_parked_and_acked_fail(axis, adapter_for, sampl
 
     assert b.receive(inbox) == 3
     by_key = {m.source_key: m for m in inbox.accepted}
-    assert "not well-formed" in by_key[broken_id].headers["invalid"]
+    assert "undeclared namespace prefix 'xlink'" in by_key[broken_id].headers["invalid"]
     assert "Subject" in by_key[no_subject_id].headers["invalid"]
     assert "invalid" not in by_key[good_id].headers
     assert set(inbox.parked) == {by_key[broken_id].id, by_key[no_subject_id].id}
@@ -418,3 +419,52 @@ def test_vendor_placeholder_signature_fails_verify_if_present(axis, adapter_for,
     assert b.receive(inbox) == 1
     assert "signature" in inbox.accepted[0].headers["invalid"].lower()
     assert pending(axis, samples.B) == {doc_id: "fail"}
+
+
+def test_an_endpoint_whose_system_acts_for_another_agency_stops_with_a_clear_error(
+    axis, adapter_for, samples, inbox
+):
+    # B's system, configured as if it received for C: the axis lists B's documents.
+    doc_id = AxisClient(axis.url, "dms-a", Secret(samples.systems["dms-a"])).send(
+        samples.document(samples.A, [samples.B]), organ_id=samples.A
+    )
+    wrong = adapter_for(samples.B, organ_id=samples.C)
+    with pytest.raises(AxisAuthError) as caught:
+        wrong.receive(inbox)
+    assert caught.value.option == "organ_id"
+    assert f"lists item {doc_id} for agency '{samples.B}' to system 'dms-b'" in str(caught.value)
+    assert f"receives for '{samples.C}'" in str(caught.value)
+    assert inbox.accepted == [] and pending(axis, samples.B) == {doc_id: "pending"}
+
+
+def test_sending_for_an_agency_the_system_does_not_act_for_is_refused(axis, adapter_for, samples):
+    wrong = adapter_for(samples.B, organ_id=samples.C)
+    message = Message(
+        body=samples.document(samples.C, [samples.A]), kind="edxml.document", source="dms"
+    )
+    with pytest.raises(AxisAuthError, match="acts for agency '000.00.00.G22', not '000.00.15.H51'"):
+        wrong.send(message, key="k-1")
+
+
+@pytest.mark.parametrize("form", ["padded", "unpadded"])
+def test_the_hash_file_form_is_a_setting(axis, adapter_for, samples, form):
+    adapter = adapter_for(samples.A, hash_file=form)
+    assert adapter.client is not None and adapter.client.wire.hash_file == form
+
+
+def test_an_unknown_hash_file_form_is_a_config_problem(axis, samples):
+    settings, problems = resolve_options(
+        AxisAdapter,
+        {
+            "url": axis.url,
+            "system_id": "dms-a",
+            "secret": samples.systems["dms-a"],
+            "organ_id": samples.A,
+            "sandbox": True,
+            "hash_file": "base64",
+        },
+        "endpoints.axis",
+    )
+    assert problems == []
+    with pytest.raises(ConfigError, match="hash_file: 'base64' is not one of unpadded, padded"):
+        AxisAdapter("axis", settings, Services()).start()

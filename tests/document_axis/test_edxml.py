@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import stat
 import struct
 import zipfile
 from datetime import datetime
@@ -352,6 +353,9 @@ def test_append_trace_refuses_a_status() -> None:
 # ---------------------------------------------------------------- attachments
 
 
+ZIP = "application/zip"
+
+
 def make_zip(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -360,18 +364,84 @@ def make_zip(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def test_attachment_from_file_and_extract() -> None:
-    attachment = Attachment.from_file("Quyết định 01.pdf", b"%PDF-1.7 content", "application/pdf")
+def test_a_pdf_travels_raw_as_the_vendor_library_writes_it() -> None:
+    attachment = Attachment.from_file("Quyết định 01.pdf", b"%PDF-1.7 content")
     assert attachment.content_id.startswith("cid:")
-    entry, payload = attachment.extract(max_bytes=1000)
-    assert entry == attachment.content_id[4:] + ".pdf"
-    assert payload == b"%PDF-1.7 content"
-    assert attachment.manifest_content_type == "application/pdf"
+    assert attachment.data == b"%PDF-1.7 content" and not attachment.zipped
+    assert attachment.content_type == attachment.manifest_content_type == "application/pdf"
+    assert attachment.extract(max_bytes=1000) == ("Quyết định 01.pdf", b"%PDF-1.7 content")
     assert base64.b64decode(attachment.encoded) == attachment.data
 
 
+@pytest.mark.parametrize(
+    ("name", "label"), [("bien-ban.DOCX", "application/docx"), ("a.doc", "application/doc")]
+)
+def test_word_files_travel_raw_with_the_vendor_label(name: str, label: str) -> None:
+    attachment = Attachment.from_file(name, b"PK word")
+    assert attachment.data == b"PK word" and attachment.content_type == label
+
+
+@pytest.mark.parametrize("name", ["ghi-chu.txt", "du-toan.xlsx", "du-toan.xls", "anh.png"])
+def test_other_files_are_zipped_and_labelled_zip(name: str) -> None:
+    # The vendor library spells its spreadsheet formats "xsl"/"xslx": real .xls/.xlsx are zipped.
+    attachment = Attachment.from_file(name, b"payload", "application/vnd.ms-excel")
+    assert attachment.zipped and attachment.content_type == "application/zip"
+    assert attachment.manifest_content_type == "application/vnd.ms-excel"
+    entry, payload = attachment.extract(max_bytes=1000)
+    assert entry == attachment.content_id[4:] + name[name.rindex(".") :]
+    assert payload == b"payload"
+
+
+def test_a_raw_file_over_the_limit_is_refused() -> None:
+    attachment = Attachment.from_file("big.pdf", b"x" * 2000)
+    with pytest.raises(RejectedError, match=r"2,000 bytes, over the limit of 1,000"):
+        attachment.extract(max_bytes=1000)
+
+
+def test_only_what_is_labelled_zip_is_unzipped() -> None:
+    archive = make_zip({"../../evil.sh": b"rm -rf"})
+    assert Attachment("cid:1", "a.pdf", content_type="application/pdf", data=archive).extract(
+        max_bytes=1000
+    ) == ("a.pdf", archive)
+    with pytest.raises(RejectedError, match="climbs out"):
+        Attachment("cid:1", "a.pdf", content_type="Application/ZIP", data=archive).extract(1000)
+
+
+def test_a_symlink_zip_entry_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("quyet-dinh.pdf")
+        link.create_system = 3
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/shadow")
+    attachment = Attachment(
+        "cid:1", "quyet-dinh.pdf", content_type="application/zip", data=buffer.getvalue()
+    )
+    with pytest.raises(RejectedError, match=r"'quyet-dinh.pdf' is a symbolic link \(mode 120777\)"):
+        attachment.extract(max_bytes=1000)
+
+
+def test_a_traversing_manifest_name_is_refused() -> None:
+    attachment = Attachment.from_file("ok.pdf", b"x")
+    attachment.manifest_name = "../../../etc/cron.d/x"
+    with pytest.raises(RejectedError, match="manifest AttachmentName '../../../etc/cron.d/x'"):
+        attachment.extract(max_bytes=1000)
+
+
+def test_a_comment_cannot_cut_a_value_short() -> None:
+    data = sample("edoc_new.edxml").replace(
+        b"<edXML:Subject>", b"<edXML:Subject>V/v <!-- hidden -->", 1
+    )
+    read = edxml.read(data)
+    assert isinstance(read, edxml.Document)
+    assert read.subject is not None and read.subject.startswith("V/v ")
+    assert "hidden" not in read.subject and len(read.subject) > len("V/v ")
+
+
 def test_zip_bomb_is_refused_by_declared_size() -> None:
-    bomb = Attachment("cid:1", "bomb.pdf", data=make_zip({"a.pdf": b"\0" * 5_000_000}))
+    bomb = Attachment(
+        "cid:1", "bomb.pdf", content_type=ZIP, data=make_zip({"a.pdf": b"\0" * 5_000_000})
+    )
     assert len(bomb.data) < 10_000
     with pytest.raises(
         RejectedError, match=r"declares 5,000,000 bytes, over the limit of 1,000,000"
@@ -386,7 +456,7 @@ def test_zip_bomb_lying_about_its_size_is_refused_while_streaming() -> None:
     struct.pack_into("<I", data, 22, 100)
     central = data.rfind(b"PK\x01\x02")
     struct.pack_into("<I", data, central + 24, 100)
-    liar = Attachment("cid:1", "liar.pdf", data=bytes(data))
+    liar = Attachment("cid:1", "liar.pdf", content_type=ZIP, data=bytes(data))
     with pytest.raises(RejectedError, match="liar.pdf") as info:
         liar.extract(max_bytes=1_000)
     assert "corrupt" in str(info.value) or "expands beyond" in str(info.value)
@@ -397,27 +467,29 @@ def test_zip_bomb_lying_about_its_size_is_refused_while_streaming() -> None:
     ["../evil.pdf", "a/../../evil.pdf", "/etc/passwd", "..\\..\\evil.pdf", "C:\\evil.pdf"],
 )
 def test_traversing_entry_names_are_refused(entry: str) -> None:
-    attachment = Attachment("cid:1", "ok.pdf", data=make_zip({entry: b"x"}))
+    attachment = Attachment("cid:1", "ok.pdf", content_type=ZIP, data=make_zip({entry: b"x"}))
     with pytest.raises(RejectedError, match="absolute path or climbs out"):
         attachment.extract(max_bytes=1000)
 
 
 def test_traversing_attachment_name_is_refused() -> None:
-    attachment = Attachment.from_file("ok.pdf", b"x", "application/pdf")
+    attachment = Attachment.from_file("ok.pdf", b"x")
     attachment.name = "../../etc/cron.d/job"
     with pytest.raises(RejectedError, match="attachment name '../../etc/cron.d/job'"):
         attachment.extract(max_bytes=1000)
 
 
 def test_several_entries_are_refused() -> None:
-    attachment = Attachment("cid:1", "two.pdf", data=make_zip({"a.pdf": b"1", "b.pdf": b"2"}))
+    attachment = Attachment(
+        "cid:1", "two.pdf", content_type=ZIP, data=make_zip({"a.pdf": b"1", "b.pdf": b"2"})
+    )
     with pytest.raises(RejectedError, match="holds 2 entries"):
         attachment.extract(max_bytes=1000)
 
 
 def test_not_a_zip_is_refused() -> None:
     with pytest.raises(RejectedError, match="not a ZIP archive"):
-        Attachment("cid:1", "plain.pdf", data=b"%PDF-1.4 not zipped").extract(max_bytes=1000)
+        Attachment("cid:1", "plain.pdf", content_type=ZIP, data=b"%PDF-1.4 not").extract(1000)
 
 
 def test_bad_base64_is_refused_when_read() -> None:

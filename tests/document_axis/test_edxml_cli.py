@@ -67,14 +67,14 @@ def test_validate_reports_file_line_path_and_message(tmp_path: Path) -> None:
     )
 
 
-def test_validate_not_well_formed_template() -> None:
+def test_validate_names_the_undeclared_prefix_of_the_signed_template() -> None:
     template = DATA / "edoc_signed_template.edxml"
     result = run("validate", str(template))
     assert result.exit_code == 1
     assert result.stdout.startswith(
-        f"{template}:116: /: not well-formed XML: Namespace prefix xlink"
+        f"{template}:116: /: undeclared namespace prefix 'xlink' on attribute href of "
+        "Reference (line 116, column 39). Hint: the sender must declare it (xmlns:xlink="
     )
-    assert "column 39" in result.stdout
 
 
 def test_show_document_text() -> None:
@@ -186,3 +186,39 @@ def test_verify_unsigned_and_placeholder() -> None:
     placeholder = run("verify", str(DATA / "edoc_new.edxml"))
     assert placeholder.exit_code == 1
     assert "not an XMLDSig signature" in placeholder.stdout
+
+
+def test_validate_runs_the_intakes_attachment_checks(tmp_path: Path) -> None:
+    # A document whose attachment would be saved at ../../../etc/cron.d/x by a receiver.
+    data = (DATA / "edoc_new.edxml").read_bytes()
+    start = data.index(b"<AttachmentName>") + len(b"<AttachmentName>")
+    end = data.index(b"</AttachmentName>", start)
+    hostile = tmp_path / "hostile.edxml"
+    hostile.write_bytes(data[:start] + b"<!---->../../../etc/cron.d/x" + data[end:])
+    result = run("validate", "--today", "2024-06-01", str(hostile))
+    assert result.exit_code == 1, result.output
+    assert "attachment name '../../../etc/cron.d/x' is an absolute path or climbs out" in (
+        result.stdout
+    )
+
+
+def test_validate_lowers_the_attachment_limit_on_request(tmp_path: Path) -> None:
+    sample = DATA / "edoc_new.edxml"
+    result = run("validate", "--today", "2024-06-01", "--max-attachment-bytes", "1000", str(sample))
+    assert result.exit_code == 1
+    assert "over max_attachment_bytes 1,000" in result.stdout
+
+
+def test_validate_prints_warnings_and_still_passes(tmp_path: Path) -> None:
+    data = (DATA / "edoc_new.edxml").read_bytes()
+    start = data.index(b"<edXML:TraceHeader>")
+    first_organ = data.index(b"<edXML:OrganId>", start)
+    end = data.index(b"</edXML:OrganId>", first_organ) + len(b"</edXML:OrganId>")
+    traced = tmp_path / "no-organ.edxml"
+    traced.write_bytes(data[:first_organ] + data[end:])
+    result = run("validate", "--today", "2024-06-01", str(traced))
+    assert result.exit_code == 0, result.output
+    assert (
+        ": warning: /edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/TraceHeader" in result.stdout
+    )
+    assert "TraceHeader names no agency (OrganId 'missing')" in result.stdout

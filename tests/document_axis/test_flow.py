@@ -217,7 +217,7 @@ def test_a_wrong_secret_is_one_clear_error_per_attempt_without_a_retry_storm(
             "retry": {"initial_delay": 0.05, "max_delay": 0.1},
         },
     )
-    axis.add_system(samples.system_of[samples.A], "rotated-by-the-axis-operator")
+    axis.add_system(samples.system_of[samples.A], "rotated-by-the-axis-operator", samples.A)
     drop(tmp_path, "a", "cv.xml", samples.document(samples.A, [samples.B]))
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:

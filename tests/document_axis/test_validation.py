@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from lienthong.plugins.document_axis import edxml
-from lienthong.plugins.document_axis.validation import SCHEMA_PATH, Problem, check
+from lienthong.plugins.document_axis.validation import SCHEMA_PATH, Problem, check, errors
 
 DATA = Path(__file__).parent / "data" / "edxml"
 WELL_FORMED = [
@@ -195,3 +195,50 @@ def test_three_group_organ_ids_from_older_systems_are_accepted() -> None:
 def test_problem_reads_well() -> None:
     assert str(Problem("/edXML/x", 3, "bad")) == "line 3: /edXML/x: bad"
     assert str(Problem("/", None, "bad")) == "/: bad"
+
+
+def _business_first(data: bytes) -> bytes:
+    """The sample with Bussiness moved before the TraceHeaders, as the vendor library writes it."""
+    root = etree.fromstring(data)
+    traces = root.find(
+        f"{{{edxml.NS}}}edXMLEnvelope/{{{edxml.NS}}}edXMLHeader/{{{edxml.NS}}}TraceHeaderList"
+    )
+    business = traces.find(f"{{{edxml.NS}}}Bussiness")
+    traces.remove(business)
+    traces.insert(0, business)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def test_bussiness_before_traceheader_is_valid_and_read() -> None:
+    data = _business_first(sample("edoc_new.edxml"))
+    assert check(data, now=TODAY) == []
+    read = edxml.read(data)
+    assert read.business is not None and read.trace_headers
+
+
+def test_a_second_bussiness_is_an_error() -> None:
+    data = sample("edoc_new.edxml")
+    start = data.index(b"<edXML:Bussiness>")
+    end = data.index(b"</edXML:Bussiness>") + len(b"</edXML:Bussiness>")
+    twice = data[:end] + data[start:end] + data[end:]
+    problem = only(check(twice, now=TODAY), "a second Bussiness")
+    assert problem.is_error and problem.path.endswith("TraceHeaderList/Bussiness[2]")
+
+
+@pytest.mark.parametrize("organ", [b"", b"null"])
+def test_a_traceheader_without_organid_is_a_warning(organ: bytes) -> None:
+    data = sample("edoc_new.edxml")
+    start = data.index(b"<edXML:TraceHeader>")
+    open_at = data.index(b"<edXML:OrganId>", start) + len(b"<edXML:OrganId>")
+    close_at = data.index(b"</edXML:OrganId>", open_at)
+    problems = check(data[:open_at] + organ + data[close_at:], now=TODAY)
+    warning = only(problems, "TraceHeader names no agency")
+    assert not warning.is_error and errors(problems) == []
+    assert str(warning).startswith(f"line {warning.line}: warning: ")
+
+
+def test_a_comment_cannot_hide_an_organid_from_the_rules() -> None:
+    data = sample("status_finish_06.edxml")
+    start = data.index(b"<edXML:OrganId>") + len(b"<edXML:OrganId>")
+    hidden = data[:start] + b"<!-- looks fine -->../../x" + data[start:]
+    assert "is not an agency code" in only(check(hidden, now=TODAY), "OrganId").message

@@ -47,7 +47,7 @@ def document(number: int) -> bytes:
 def test_axis_500s_then_slow_answers_are_retried_and_each_document_sent_once(
     fault_project: FaultProject, tmp_path: Path
 ) -> None:
-    with SandboxAxis({SYSTEM: SECRET}, [SENDER, RECIPIENT]) as axis:
+    with SandboxAxis({SYSTEM: (SECRET, SENDER)}, [SENDER, RECIPIENT]) as axis:
         store = f"sqlite:///{tmp_path / 'var/bus.db'}"
         fault_project.env["AXIS_SECRET"] = SECRET
         fault_project.log_level = "INFO"  # retries are logged at INFO

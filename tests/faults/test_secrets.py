@@ -227,7 +227,9 @@ def test_no_secret_appears_in_any_output(
 ) -> None:
     box, smtp_port = smtp
     soap = AccountingSandbox(username="ketoan", password=SECRETS["SOAP_PASSWORD"]).start()
-    axis = SandboxAxis({SYSTEM: SECRETS["AXIS_SECRET"]}, agencies=["000.00.01.H53"]).start()
+    axis = SandboxAxis(
+        {SYSTEM: (SECRETS["AXIS_SECRET"], "000.00.01.H53")}, agencies=["000.00.01.H53"]
+    ).start()
     try:
         fault_project.env.update(SECRETS)
         fault_project.log_level = "DEBUG"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import stat
 import struct
 import zipfile
 from collections.abc import Callable
@@ -25,12 +26,13 @@ from lxml import etree
 from lienthong import xml
 from lienthong.plugins.document_axis import edxml
 from lienthong.plugins.document_axis.signature import KeyMaterial
-from tests.hostile.cases import REPO
+from tests.hostile.cases import CORPUS, REPO
 
 SAMPLE = REPO / "tests/document_axis/data/edxml/edoc_new.edxml"
 A, B, C = "000.00.00.H41", "000.00.00.G22", "000.00.15.H51"
 SYSTEMS = {"dms-a": "secret-a-0123", "dms-b": "secret-b-4567", "dms-c": "secret-c-89ab"}
 SYSTEM_OF = {A: "dms-a", B: "dms-b", C: "dms-c"}
+BOUND = {system: (SYSTEMS[system], organ) for organ, system in SYSTEM_OF.items()}
 DSIG = "{http://www.w3.org/2000/09/xmldsig#}"
 ED = f"{{{edxml.NS}}}"
 
@@ -106,6 +108,92 @@ def _bad_base64() -> bytes:
     return xml.serialize(root)
 
 
+def _symlink_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        link = zipfile.ZipInfo("quyet-dinh.pdf")
+        link.create_system = 3  # Unix: the mode below is read by unzip
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/cron.d/lt")
+    return buffer.getvalue()
+
+
+def _harmless_then_slip() -> str:
+    """base64 of a harmless ZIP, a comment, base64 of a zip-slip ZIP.
+
+    The harmless ZIP is padded (its archive comment) to a multiple of 3 bytes,
+    so the two base64 texts join into valid base64 of both ZIPs back to back:
+    what a document system reading the element's whole text decodes.
+    """
+
+    def harmless(pad: int) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("a.pdf", b"%PDF-1.4 harmless")
+            archive.comment = b"x" * pad
+        return buffer.getvalue()
+
+    first = harmless((-len(harmless(0))) % 3)
+    slip = zipped({"../../../etc/cron.d/lt": b"* * * * * root sh -c 'id > /tmp/pwned'"})
+    return base64.b64encode(first).decode() + "<!---->" + base64.b64encode(slip).decode()
+
+
+def comment_hidden_name() -> bytes:
+    """An attachment name the old reader saw as empty: a comment before the traversal."""
+    body = document(attachments=[attachment(zipped({"a.pdf": b"%PDF-1.4"}))])
+    return body.replace(
+        b"<AttachmentName>quyet-dinh.pdf</AttachmentName>",
+        b"<AttachmentName><!---->../../../../etc/cron.d/lt</AttachmentName>",
+    )
+
+
+def comment_split_attachment() -> bytes:
+    """ContentTransferEncoded: a harmless ZIP, a comment, then a zip-slip ZIP."""
+    body = document(attachments=[attachment(zipped({"a.pdf": b"%PDF-1.4"}))])
+    root = xml.parse(body).getroot()
+    encoded = root.find(f"{ED}AttachmentEncoded/{ED}Attachment/{ED}ContentTransferEncoded")
+    encoded.text = "@"
+    return xml.serialize(root).replace(b">@<", b">" + _harmless_then_slip().encode() + b"<")
+
+
+def manifest_traversal() -> bytes:
+    """A plain attachment name, but the manifest Reference names a path out of the folder."""
+    doc = edxml.read(document(attachments=[attachment(zipped({"a.pdf": b"%PDF-1.4"}))]))
+    assert isinstance(doc, edxml.Document)
+    doc.attachments[0].manifest_name = "../../../etc/cron.d/x"
+    return edxml.build(doc)
+
+
+def symlink_entry() -> bytes:
+    """A ZIP whose one entry is a symbolic link to a system file."""
+    return document(attachments=[attachment(_symlink_zip())])
+
+
+#: Hostile edXML kept in corpus/edxml (made by the functions above; see the corpus README).
+CORPUS_EDXML = {
+    "comment-hidden-attachment-name.edxml": (
+        "climbs out of its folder",
+        "../../../../etc/cron.d/lt",
+    ),
+    "comment-split-attachment.edxml": ("ZIP entry '../../../etc/cron.d/lt'", "climbs out"),
+    "manifest-attachment-name-traversal.edxml": (
+        "manifest AttachmentName '../../../etc/cron.d/x'",
+        "climbs out",
+    ),
+    "symlink-zip-entry.edxml": ("ZIP entry 'quyet-dinh.pdf' is a symbolic link",),
+}
+MAKERS: dict[str, Callable[[], bytes]] = {
+    "comment-hidden-attachment-name.edxml": comment_hidden_name,
+    "comment-split-attachment.edxml": comment_split_attachment,
+    "manifest-attachment-name-traversal.edxml": manifest_traversal,
+    "symlink-zip-entry.edxml": symlink_entry,
+}
+
+
+def corpus_edxml(name: str) -> bytes:
+    return (CORPUS / "edxml" / name).read_bytes()
+
+
 ATTACHMENT_CASES = [
     AttachmentCase("zip-bomb", _bomb, ("declares 67,108,864 bytes", "over the limit", "Hint:")),
     AttachmentCase("zip-bomb-lying-header", _lying_bomb, ("ZIP entry", "is corrupt", "Bad CRC-32")),
@@ -144,6 +232,10 @@ ATTACHMENT_CASES = [
         ("not a ZIP archive",),
     ),
     AttachmentCase("bad-base64", _bad_base64, ("not valid base64",)),
+    *(
+        AttachmentCase(name.removesuffix(".edxml"), lambda n=name: corpus_edxml(n), reason)
+        for name, reason in CORPUS_EDXML.items()
+    ),
 ]
 
 

@@ -24,8 +24,9 @@ from lienthong.bus import Bus
 from lienthong.errors import RejectedError
 from lienthong.plugins import memory
 from lienthong.plugins.document_axis.client import AxisAuthError, AxisClient, sign
+from lienthong.plugins.document_axis.correlation import correlation_id
 from lienthong.plugins.document_axis.sandbox import SandboxAxis
-from lienthong.plugins.document_axis.signature import KeyMaterial
+from lienthong.plugins.document_axis.signature import KeyMaterial, verify
 from lienthong.plugins.document_axis.signature import sign as sign_xml
 from tests.hostile import edxml_cases as ed
 from tests.hostile.cases import MAX_BYTES, Case, assert_reason, params, xml_cases
@@ -33,7 +34,7 @@ from tests.hostile.cases import MAX_BYTES, Case, assert_reason, params, xml_case
 
 @pytest.fixture
 def axis() -> Iterator[SandboxAxis]:
-    with SandboxAxis(dict(ed.SYSTEMS), [ed.A, ed.B, ed.C]) as sandbox:
+    with SandboxAxis(ed.BOUND, [ed.A, ed.B, ed.C]) as sandbox:
         yield sandbox
 
 
@@ -224,29 +225,86 @@ def test_a_request_with_an_old_timestamp_is_refused_by_the_axis(axis, client_for
     with pytest.raises(
         AxisAuthError, match=r"replayed or stale request: timestamp is 36\d\d s off"
     ):
-        late.received(organ_id=ed.B)
+        late.received()
     with pytest.raises(AxisAuthError, match="check .* that this host's clock is right"):
-        late.received(organ_id=ed.B)
+        late.received()
 
 
 def test_a_replayed_request_is_refused_by_the_axis(axis, client_for, axis_bus) -> None:
     client_for(ed.A).send(ed.document(number="7"), organ_id=ed.A)
     params = {
-        "timestamp": str(int(time.time() * 1000)),
-        "nonce": "0123456789abcdef",
         "systemid": "dms-b",
         "servicetype": "eDoc",
-        "from": ed.B,
         "messagetype": "edoc",
+        "timestamp": str(int(time.time() * 1000)),
+        "nonce": "0123456789abcdef",
+        "Content-Type": "application/json",
     }
     headers = sign(params, ed.SYSTEMS["dms-b"])
     url = axis.url + "/getReceivedEdocList"
-    first = requests.get(url, headers=headers, timeout=5)
+    first = requests.post(url, headers=headers, timeout=5)
     assert first.status_code == 200 and len(first.json()["data"]) == 1
-    again = requests.get(url, headers=headers, timeout=5)
+    again = requests.post(url, headers=headers, timeout=5)
     assert again.status_code == 401
     assert again.json()["ErrorDesc"] == "replayed or stale request: this signature was already used"
 
     bus = axis_bus()
     assert bus.run(once=True).delivered == 1, "the replay changed nothing: B still gets it once"
     assert len(memory.delivered("out")) == 1
+
+
+# --- comments: what the checks read is what a receiver reads (issue 12, items 1 and 2) ---
+
+
+@pytest.mark.parametrize(
+    "name", ["comment-hidden-attachment-name.edxml", "comment-split-attachment.edxml"]
+)
+def test_a_comment_hides_nothing_even_signed_by_a_trusted_clerk(
+    axis, client_for, axis_bus, keys, trust_ca, name: str
+) -> None:
+    sender = client_for(ed.A)
+    hostile = sign_xml(ed.corpus_edxml(name), keys["clerk"])
+    hostile_id = sender.send(hostile, organ_id=ed.A)
+    good_id = sender.send(_signed(keys, number="good"), organ_id=ed.A)
+    bus = axis_bus(signature_policy="require", trusted_certs=[trust_ca])
+    signed_later = later(sender, sign_xml(ed.document(number="later"), keys["clerk"]))
+    run_and_check(bus, axis, (hostile_id, good_id), signed_later, ed.CORPUS_EDXML[name], name)
+
+
+def _commented(signed: bytes) -> bytes:
+    """What a relay can do to a signed document without breaking its signature: add comments."""
+    for old, new in (
+        (
+            f"<edXML:OrganId>{ed.B}</edXML:OrganId>",
+            "<edXML:OrganId>000.00.<!---->00.G22</edXML:OrganId>",
+        ),
+        ("<edXML:DocumentId>", "<edXML:DocumentId><!---->"),
+        (
+            f"<edXML:OrganId>{ed.A}</edXML:OrganId>",
+            "<edXML:OrganId>000<!---->.00.00.H41</edXML:OrganId>",
+        ),
+    ):
+        assert old.encode() in signed, old
+        signed = signed.replace(old.encode(), new.encode(), 1)
+    return signed
+
+
+def test_a_relay_adding_comments_changes_nothing_the_bus_acts_on(
+    axis, client_for, axis_bus, keys, trust_ca
+) -> None:
+    signed = _signed(keys, number="relay")
+    relayed = _commented(signed)
+    assert verify(relayed).subject == verify(signed).subject  # the signature still holds
+    document_id = f"{ed.A},2019/01/16,relay/VPCP-TTĐT"
+    hostile_id = axis.deliver(ed.A, [ed.B], relayed)
+    bus = axis_bus(signature_policy="require", trusted_certs=[trust_ca])
+    assert bus.run(once=True).delivered == 1
+    [delivered] = memory.delivered("out")
+    assert delivered.headers["axis_doc_id"] == hostile_id
+    # Each value is the signed one: routing, correlation and history see the document.
+    assert delivered.headers["to"] == ed.B
+    assert delivered.headers["from"] == ed.A
+    assert delivered.headers["document_id"] == document_id
+    assert delivered.headers["edxml_document_id"] == document_id
+    assert delivered.correlation_id == correlation_id(document_id)
+    assert "Van thu UBND tinh" in delivered.headers["signed_by"]
