@@ -8,7 +8,7 @@ Features:
   signer's certificate through intermediates carried in the signature or
   configured, up to an anchor: each signature, validity dates, basicConstraints
   and path length (a leaf cannot act as a CA), ``keyCertSign`` on every CA, no
-  unknown critical extension, RSA keys of 2048 bits or more;
+  unknown critical extension, no SHA-1, RSA keys of 2048 bits or more;
 - the signer's own certificate: not a CA, ``keyUsage`` present with
   ``digitalSignature`` or ``nonRepudiation``, and an ``extendedKeyUsage``, when
   present, naming a purpose a document signature fits (:data:`SIGNING_PURPOSES`);
@@ -35,6 +35,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
     Criticality,
@@ -61,6 +62,8 @@ SIGNING_PURPOSES: dict[ObjectIdentifier, str] = {
 
 #: Most CAs between a signer and its anchor.
 MAX_CHAIN_DEPTH = 6
+#: The smallest RSA key trusted to sign (the verifier applies the same to CAs).
+MIN_RSA_BITS = 2048
 
 
 def name_of(certificate: x509.Certificate) -> str:
@@ -262,6 +265,13 @@ class Trust:
                 f"not at {when:%Y-%m-%d %H:%M} UTC. Hint: the signer must renew the certificate "
                 "and re-sign"
             )
+        key = signer.public_key()
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise RejectedError(
+                f"signature untrusted: the key of {subject!r} is RSA-{key.key_size}, under the "
+                f"{MIN_RSA_BITS} bits a signing key needs. Hint: the signer must get a new "
+                "certificate with a stronger key"
+            )
         signer_policy = (
             ExtensionPolicy.permit_all()
             .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _signing_key_usage)
@@ -352,6 +362,8 @@ def _why(exc: VerificationError) -> str:
     text = text.replace("Python extension validator failed: ValueError: ", "")
     if "all candidates exhausted with no interior errors" in text:
         return "its issuer is not a trust anchor, nor among the intermediates"
+    if "Forbidden signature algorithm" in text:
+        return "a certificate in the chain is signed with an algorithm no longer allowed (SHA-1)"
     return text
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from lienthong.errors import ConfigError, RejectedError, TransientError
@@ -161,6 +162,11 @@ def test_the_signer_must_be_allowed_to_sign(ca, trust) -> None:
         ca.issue("CN=documentSigning,C=VN", purposes=[document_signing]),
     ):
         assert len(trust.chain(fine.certificate, list(fine.chain))) == 3
+
+
+def test_a_weak_signing_key_is_refused(ca, trust) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    refused(trust, ca.issue("CN=Khóa yếu,C=VN", key=weak), "is RSA-1024, under the 2048 bits")
 
 
 def test_an_unknown_critical_extension_is_refused(ca, trust) -> None:
@@ -331,3 +337,61 @@ def test_openssl_agrees_on_a_valid_chain_and_a_revoked_one(tmp_path: Path) -> No
     assert len(trust.chain(clerk.certificate)) == 3
     with pytest.raises(RejectedError, match="was revoked"):
         trust.chain(revoked.certificate)
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not found: apt-get install openssl")
+def test_a_certificate_signed_with_sha1_is_refused(tmp_path: Path) -> None:
+    """cryptography will not make one; openssl still does, as an old CA did."""
+    ca = SandboxCA(intermediate=None)
+    (tmp_path / "ca.pem").write_bytes(pem(ca.root.certificate))
+    (tmp_path / "ca.key").write_bytes(
+        ca.root.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "ext.cnf").write_text("keyUsage=critical,digitalSignature\n")
+    steps = [
+        [
+            OPENSSL,
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=SHA1",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+        ],
+        [
+            OPENSSL,
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-sha1",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "leaf.pem",
+        ],
+    ]
+    for step in steps:
+        done = subprocess.run(step, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    leaf = x509.load_pem_x509_certificate((tmp_path / "leaf.pem").read_bytes())
+    with pytest.raises(
+        RejectedError, match=r"signed with an algorithm no longer allowed \(SHA-1\)"
+    ):
+        Trust([ca.root.certificate]).chain(leaf)

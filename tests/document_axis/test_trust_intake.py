@@ -11,8 +11,10 @@ good decision from A goes through both routes.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from lienthong.message import Message
 from lienthong.plugins import memory
 from lienthong.plugins.document_axis import edxml
 from lienthong.plugins.document_axis.sandbox import SandboxAxis
-from lienthong.plugins.document_axis.sandbox_ca import SandboxCA
+from lienthong.plugins.document_axis.sandbox_ca import SandboxCA, pem
 from lienthong.plugins.document_axis.signature import KeyMaterial, sign, throwaway_key
 from lienthong.router import Router
 
@@ -273,6 +275,31 @@ def test_a_revoked_signer(axis, client_for, samples, lienthong_bus, bus_b, good,
     reason = refused_and_parked(bus, axis, samples, hostile, good_id, "accept")
     assert "certificate of 'CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN'" in reason
     assert "was revoked on" in reason and "(keyCompromise)" in reason
+
+
+def test_a_stale_crl_makes_documents_wait_on_the_axis(
+    axis, samples, bus_b, ca, good, tmp_path, caplog
+):
+    """Not the document's fault: it stays unacknowledged until the CRL file is refreshed."""
+    good_id = good()
+    bus = bus_b()
+    crl_file = tmp_path / "pki/intermediate.crl"
+    stale = ca.crl(ca.intermediate, last_update=datetime.now(UTC) - timedelta(days=10), days=7)
+    crl_file.write_bytes(pem(stale))
+    os.utime(crl_file, ns=(0, 10**9))
+    with caplog.at_level(logging.WARNING):
+        assert bus.run(once=True).received == 0
+    assert (
+        "endpoint axis-b could not be polled: cannot check revocation under 'CN=SANDBOX Signing CA"
+        in caplog.text
+    )
+    assert f"its CRL '{crl_file}' (valid until" in caplog.text and "is out of date" in caplog.text
+    assert axis_status(axis, samples.B) == {good_id: "pending"}
+    assert bus.store.dead_letters() == []
+    crl_file.write_bytes(pem(ca.crl(ca.intermediate)))
+    os.utime(crl_file, ns=(0, 2 * 10**9))
+    assert bus.run(once=True).delivered == 2
+    assert axis_status(axis, samples.B) == {good_id: "done"}
 
 
 def test_an_estimate_from_an_unexpected_sender(axis, client_for, samples, bus_b, clerks, good):
