@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import requests
@@ -262,43 +261,27 @@ class AxisAdapter(Adapter):
     def _load_provenance(self) -> Provenance:
         """Trust anchors, intermediates, CRLs and the signer binding, every problem at once."""
         from .binding import Binding
-        from .trust import CrlFiles, Trust, load_certificates
+        from .trust import Trust
 
         s = self.settings
         where = f"endpoints.{self.endpoint}"
         problems: list[ConfigProblem] = []
+        trust = binding = None
 
-        def note(option: str, exc: ConfigError) -> None:
-            problems.extend(ConfigProblem(f"{where}.{option}", p.message) for p in exc.problems)
-
-        def files(option: str) -> list[Path]:
+        def files(option: str) -> list[Any]:
             return [self.services.base_dir / str(p) for p in s[option]]
 
-        certificates: dict[str, list[Any]] = {"trust_anchors": [], "intermediate_certs": []}
-        for option, what in (
-            ("trust_anchors", "trust anchor"),
-            ("intermediate_certs", "intermediate certificate"),
-        ):
-            for path in files(option):
-                try:
-                    certificates[option].extend(load_certificates(path, what))
-                except ConfigError as exc:
-                    note(option, exc)
-        crls = None
         try:
-            crls = CrlFiles(files("crl_files")) if s["crl_files"] else None
+            trust = Trust.from_files(
+                files("trust_anchors"), files("intermediate_certs"), files("crl_files")
+            )
         except ConfigError as exc:
-            note("crl_files", exc)
-        trust = binding = None
-        try:
-            trust = Trust(certificates["trust_anchors"], certificates["intermediate_certs"], crls)
-        except ConfigError as exc:
-            note("trust_anchors", exc)
+            problems.extend(ConfigProblem(f"{where}.{p.location}", p.message) for p in exc.problems)
         try:
             binding = Binding(s["signer_agencies"])
         except ConfigError as exc:
-            note("signer_agencies", exc)
-        if trust is None or binding is None or problems:
+            problems.extend(ConfigProblem(f"{where}.{p.location}", p.message) for p in exc.problems)
+        if trust is None or binding is None:
             raise ConfigError(problems)
         try:
             return Provenance(
@@ -309,8 +292,9 @@ class AxisAdapter(Adapter):
                 max_bytes=self.services.max_message_bytes,
             )
         except ConfigError as exc:
-            note("signature_policy", exc)
-            raise ConfigError(problems) from exc
+            raise ConfigError(
+                ConfigProblem(f"{where}.signature_policy", p.message) for p in exc.problems
+            ) from exc
 
     def stop(self) -> None:
         if self.client is not None:

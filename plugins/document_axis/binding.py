@@ -26,9 +26,11 @@ from typing import Any
 
 from cryptography import x509
 
-from lienthong.errors import ConfigError, RejectedError
+from lienthong.errors import ConfigError, ConfigProblem, RejectedError
 
 ANY_AGENCY = "*"
+#: Where problems are reported: the adapter option, which the caller places.
+OPTION = "signer_agencies"
 
 
 def fold(value: Any) -> str:
@@ -42,15 +44,18 @@ class Binding:
 
     def __init__(self, entries: Mapping[str, Any] | None = None) -> None:
         self.entries: list[tuple[str, frozenset[tuple[str, str]], frozenset[str]]] = []
-        problems: list[str] = []
+        problems: list[ConfigProblem] = []
         for pattern, codes in (entries or {}).items():
             try:
                 name = x509.Name.from_rfc4514_string(str(pattern))
             except ValueError:
                 problems.append(
-                    f"signer_agencies: {pattern!r} is not a subject pattern. Hint: write it as "
-                    "RFC 4514 with upper-case names (CN, O, OU, L, ST, C, UID, DC), e.g. "
-                    "'O=Sở Y tế,C=VN'; other attributes by OID, e.g. '2.5.4.5=...'"
+                    ConfigProblem(
+                        OPTION,
+                        f"{pattern!r} is not a subject pattern. Hint: write it as RFC 4514 with "
+                        "upper-case names (CN, O, OU, L, ST, C, UID, DC), e.g. 'O=Sở Y tế,C=VN'; "
+                        "other attributes by OID, e.g. '2.5.4.5=...'",
+                    )
                 )
                 continue
             listed = [codes] if isinstance(codes, str) else codes
@@ -60,13 +65,16 @@ class Binding:
                 or not all(isinstance(c, str) and c.strip() for c in listed)
             ):
                 problems.append(
-                    f"signer_agencies: {pattern!r} needs a list of agency codes, got {codes!r}. "
-                    "Hint: e.g. [000.00.00.H41]"
+                    ConfigProblem(
+                        OPTION,
+                        f"{pattern!r} needs a list of agency codes, got {codes!r}. "
+                        "Hint: e.g. [000.00.00.H41]",
+                    )
                 )
                 continue
             attributes = frozenset((a.oid.dotted_string, fold(a.value)) for a in name)
             if not attributes:
-                problems.append(f"signer_agencies: {pattern!r} names no attribute")
+                problems.append(ConfigProblem(OPTION, f"{pattern!r} names no attribute"))
                 continue
             self.entries.append((str(pattern), attributes, frozenset(c.strip() for c in listed)))
         if problems:

@@ -45,7 +45,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from lienthong.errors import ConfigError, RejectedError, TransientError
+from lienthong.errors import ConfigError, ConfigProblem, RejectedError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,18 @@ def _signing_key_usage(policy: Any, certificate: x509.Certificate, usage: x509.K
         )
 
 
+def _signing_purpose(
+    policy: Any, certificate: x509.Certificate, usage: x509.ExtendedKeyUsage | None
+) -> None:
+    if usage is None or any(oid in SIGNING_PURPOSES for oid in usage):
+        return
+    shown = ", ".join(oid.dotted_string for oid in usage)
+    raise ValueError(
+        f"its extendedKeyUsage ({shown}) names no document-signing purpose "
+        f"({', '.join(SIGNING_PURPOSES.values())})"
+    )
+
+
 def _not_a_ca(
     policy: Any, certificate: x509.Certificate, constraints: x509.BasicConstraints | None
 ) -> None:
@@ -181,7 +193,6 @@ class Trust:
         anchors: Iterable[x509.Certificate] = (),
         intermediates: Iterable[x509.Certificate] = (),
         crls: CrlFiles | None = None,
-        purposes: dict[ObjectIdentifier, str] | None = None,
     ) -> None:
         self.anchors = list(anchors)
         not_ca = [name_of(c) for c in self.anchors if not is_ca(c)]
@@ -195,7 +206,6 @@ class Trust:
             )
         self.intermediates = list(intermediates)
         self.crls = crls
-        self.purposes = SIGNING_PURPOSES if purposes is None else purposes
 
     @classmethod
     def from_files(
@@ -204,26 +214,35 @@ class Trust:
         intermediates: Sequence[str | Path] = (),
         crl_files: Sequence[str | Path] = (),
     ) -> Trust:
-        """Load anchors, intermediates and CRLs from files; every problem at once."""
-        problems: list[Any] = []
-        loaded: dict[str, list[x509.Certificate]] = {"anchors": [], "intermediates": []}
-        for kind, paths in (("anchors", anchors), ("intermediates", intermediates)):
+        """Load anchors, intermediates and CRLs from files; every problem at once.
+
+        Each problem's location is the option it came from (``trust_anchors``,
+        ``intermediate_certs``, ``crl_files``), for the caller to place.
+        """
+        problems: list[ConfigProblem] = []
+
+        def note(option: str, exc: ConfigError) -> None:
+            problems.extend(ConfigProblem(option, p.message) for p in exc.problems)
+
+        loaded: dict[str, list[x509.Certificate]] = {"trust_anchors": [], "intermediate_certs": []}
+        for option, what, paths in (
+            ("trust_anchors", "trust anchor", anchors),
+            ("intermediate_certs", "intermediate certificate", intermediates),
+        ):
             for path in paths:
-                what = "trust anchor" if kind == "anchors" else "intermediate certificate"
                 try:
-                    loaded[kind].extend(load_certificates(path, what))
+                    loaded[option].extend(load_certificates(path, what))
                 except ConfigError as exc:
-                    problems.extend(exc.problems)
+                    note(option, exc)
         crls = None
-        if crl_files:
-            try:
-                crls = CrlFiles(crl_files)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
         try:
-            trust = cls(loaded["anchors"], loaded["intermediates"], crls)
+            crls = CrlFiles(crl_files) if crl_files else None
         except ConfigError as exc:
-            problems.extend(exc.problems)
+            note("crl_files", exc)
+        try:
+            trust = cls(loaded["trust_anchors"], loaded["intermediate_certs"], crls)
+        except ConfigError as exc:
+            note("trust_anchors", exc)
         if problems:
             raise ConfigError(problems)
         return trust
@@ -231,17 +250,6 @@ class Trust:
     @property
     def empty(self) -> bool:
         return not self.anchors
-
-    def _purpose(
-        self, policy: Any, certificate: x509.Certificate, usage: x509.ExtendedKeyUsage | None
-    ) -> None:
-        if usage is None or any(oid in self.purposes for oid in usage):
-            return
-        shown = ", ".join(oid.dotted_string for oid in usage)
-        raise ValueError(
-            f"its extendedKeyUsage ({shown}) names no document-signing purpose "
-            f"({', '.join(self.purposes.values())})"
-        )
 
     def chain(
         self,
@@ -275,7 +283,7 @@ class Trust:
         signer_policy = (
             ExtensionPolicy.permit_all()
             .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _signing_key_usage)
-            .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, self._purpose)
+            .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _signing_purpose)
             .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, _not_a_ca)
         )
         verifier = (

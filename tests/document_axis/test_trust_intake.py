@@ -320,16 +320,29 @@ def test_an_estimate_from_an_unexpected_sender(axis, client_for, samples, bus_b,
     )
 
 
-def test_require_without_trust_refuses_to_start_naming_the_options(bus_b, samples) -> None:
+def test_bad_trust_settings_refuse_to_start_naming_each_option(bus_b, samples, tmp_path) -> None:
     with pytest.raises(ConfigError) as caught:
         bus_b(signature_policy="require", trusted_certs=["old.pem"])
     text = str(caught.value)
     assert "endpoints.axis-b.trusted_certs: unknown option" in text
     assert "Did you mean 'trust_anchors'?" in text
     with pytest.raises(ConfigError) as caught:
-        bus_b(signature_policy="require", trust_anchors=["missing-root.pem"])
-    text = str(caught.value)
-    assert "endpoints.axis-b.trust_anchors: trust anchor" in text and "cannot be read" in text
+        bus_b(
+            trust_anchors=["missing-root.pem", str(tmp_path / "pki/root.pem")],
+            crl_files=["missing.crl"],
+            signer_agencies={"Sở Y tế": [samples.C]},
+        )
+    assert [line.strip().split(": ")[0] for line in str(caught.value).splitlines()[1:]] == [
+        "endpoints.axis-b.trust_anchors",
+        "endpoints.axis-b.crl_files",
+        "endpoints.axis-b.signer_agencies",
+    ]
+    with pytest.raises(ConfigError) as caught:
+        bus_b(signature_policy="require", trust_anchors=[str(tmp_path / "pki/root.pem")])
+    assert (
+        "endpoints.axis-b.signature_policy: signature_policy 'require' needs signer_agencies"
+        in (str(caught.value))
+    )
 
 
 # --- the shipped configs: the routes that move money check the sender ---
