@@ -293,7 +293,7 @@ _BUS_KEYS = [
     "metrics_host",
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
-_ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "namespaces", "to"]
+_ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
 _TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind"]
 _SECTIONS = ["bus", "endpoints", "routes", "jobs", "access"]
 
@@ -422,6 +422,11 @@ def _routes(
                 )
             except ConfigError as exc:
                 c.problems.extend(exc.problems)
+        if "senders" in item and not _as_list(item["senders"]):
+            c.problem(
+                (*keys, "senders"),
+                "list the agency codes this route takes messages from, or leave 'senders' out",
+            )
         targets = []
         to = item.get("to")
         if not to:
@@ -438,6 +443,7 @@ def _routes(
                 sources=frozenset(sources),
                 headers={str(k): str(v) for k, v in (item.get("headers") or {}).items()},
                 predicate=predicate,
+                senders=frozenset(str(s) for s in _as_list(item.get("senders"))),
             )
         )
     return routes

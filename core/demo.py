@@ -388,37 +388,38 @@ class Sandboxes:
 
 
 @dataclass
-class Signer:
-    """The throwaway key and certificate other agencies' clerks sign with in the demo."""
+class Pki:
+    """The demo's SANDBOX CA (trusted by the config) and each agency's signing key."""
 
-    key_file: Path
-    cert_file: Path
-    material: Any
+    folder: Path
+    ca: Any
+    signers: dict[str, Any]
 
 
-def make_signer(folder: Path) -> Signer:
-    """A fresh RSA key and self-signed certificate under ``folder`` (trusted by the config)."""
-    from cryptography.hazmat.primitives import serialization
+#: Our agencies' key and certificate files, as their axis endpoints name them.
+OWN_KEYS = {SYT: "syt", SGD: "sgd"}
 
-    from .plugins.document_axis.signature import throwaway_key
 
-    folder.mkdir(parents=True, exist_ok=True)
-    material = throwaway_key("Văn thư điện tử (SANDBOX lienthong demo)")
-    key, cert = material.private_key, material.certificate
-    key_file, cert_file = folder / "signer.key", folder / "signer.pem"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+def make_pki(folder: Path) -> Pki:
+    """A SANDBOX CA under ``folder`` (root, CRLs) and a signing certificate per agency.
+
+    Each agency's clerk signs with a certificate whose ``O`` is the agency's
+    name, as the config's ``signer_agencies`` binds it.
+    """
+    from .plugins.document_axis.sandbox_ca import SandboxCA, write_key
+
+    ca = SandboxCA(
+        "CN=SANDBOX CA phục vụ các cơ quan nhà nước,O=lienthong demo,C=VN",
+        intermediate="CN=SANDBOX CA cấp 2,O=lienthong demo,C=VN",
     )
-    key_file.chmod(0o600)
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return Signer(key_file, cert_file, material)
+    ca.write(folder, crl_days=365)
+    signers = {code: ca.issue(f"CN=Văn thư điện tử,O={name},C=VN") for code, name in NAMES.items()}
+    for code, stem in OWN_KEYS.items():
+        write_key(signers[code], folder / f"{stem}.key", folder / f"{stem}.pem")
+    return Pki(folder, ca, signers)
 
 
-def build_document(doc: Incoming, signer: Signer, today: str) -> bytes:
+def build_document(doc: Incoming, pki: Pki, today: str) -> bytes:
     """The edXML of ``doc``, with one attachment, signed unless it is the unsigned one."""
     from .plugins.document_axis import edxml, signature
 
@@ -452,7 +453,7 @@ def build_document(doc: Incoming, signer: Signer, today: str) -> bytes:
         ],
     )
     data = edxml.build(built)
-    return signature.sign(data, signer.material) if doc.signed else data
+    return signature.sign(data, pki.signers[doc.sender]) if doc.signed else data
 
 
 def staff_list(people: tuple[tuple[str, str, str, str, str], ...]) -> bytes:
@@ -571,14 +572,14 @@ class Demo:
         self.var_dir = self.cfg.bus.var_dir
         self.sandboxes = Sandboxes(self.cfg)
         self.bus: Bus | None = None
-        self.signer: Signer | None = None
+        self.pki: Pki | None = None
         self.cycles = 0
 
     # --- lifecycle ---
 
     def __enter__(self) -> Demo:
         self._fresh_var()
-        self.signer = make_signer(self.var_dir / "keys")
+        self.pki = make_pki(self.var_dir / "keys")
         self.sandboxes.start(self.var_dir)
         try:
             self._seed_axis()
@@ -634,10 +635,10 @@ class Demo:
         self._seed(self.cycles)
 
     def _seed(self, n: int) -> None:
-        assert self.signer is not None
+        assert self.pki is not None
         today = datetime.now(UTC).strftime("%Y/%m/%d")
         for doc in DOCUMENTS.get(n, ()):
-            body = build_document(doc, self.signer, today)
+            body = build_document(doc, self.pki, today)
             self.sandboxes.axis.deliver(doc.sender, list(doc.recipients), body)
         for voucher in VOUCHERS.get(n, VOUCHERS[max(VOUCHERS)] if n > max(VOUCHERS) else ()):
             sandbox = self.sandboxes.accounting.get(self._accounting_of.get(voucher.agency, ""))
@@ -737,9 +738,9 @@ class Demo:
                         description=text,
                         timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
                     )
-                    assert self.signer is not None
+                    assert self.pki is not None
                     client.send(
-                        signature.sign(edxml.build(status), self.signer.material),
+                        signature.sign(edxml.build(status), self.pki.signers[STC]),
                         organ_id=STC,
                         message_type="status",
                         key=f"{item.doc_id}-{code}",

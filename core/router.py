@@ -1,6 +1,9 @@
 """The router: which routes a message matches, where each sends it, through which mapping.
 
-A route matches on kind, source endpoint, headers and an XPath predicate. Each
+A route matches on kind, source endpoint, headers and an XPath predicate; a
+route with ``senders`` then refuses a matching message whose ``from`` header
+(the sender its source adapter vouches for) is not one of them, so the whole
+message is parked with that reason rather than acted on. Each
 of its targets is a fixed endpoint or one computed from the content (a
 recipient list: an organisation code in the document → the endpoint serving
 it), with an optional mapping and an optional schema the output must satisfy.
@@ -80,6 +83,7 @@ class Route:
     sources: frozenset[str] = frozenset()
     headers: dict[str, str] = field(default_factory=dict)
     predicate: etree.XPath | None = None
+    senders: frozenset[str] = frozenset()
 
     def matches(self, message: Message, tree: Callable[[], etree._ElementTree]) -> bool:
         if self.kinds and message.kind not in self.kinds:
@@ -140,6 +144,14 @@ class Router:
                 raise RejectedError(f"route '{route.name}': predicate failed: {exc}") from exc
             if not matched:
                 continue
+            sender = message.headers.get("from") or "no sender"
+            if route.senders and sender not in route.senders:
+                raise RejectedError(
+                    f"route '{route.name}' takes this message only from "
+                    f"{', '.join(sorted(route.senders))}, and it comes from {sender!r}. Hint: if "
+                    "this sender is entitled, add it to the route's senders, then replay it "
+                    "with 'lienthong dlq replay'"
+                )
             for target in route.targets:
                 outgoing.extend(self._deliveries(message, route, target, tree))
         if not outgoing:

@@ -27,16 +27,20 @@ Options:
     url, system_id, secret, organ_id, timeout (10 s), hash_file (``unpadded`` as
     the vendor SDK writes it, or ``padded``), nonce and idempotency_key (true:
     sign these extra parameters; false sends exactly the SDK's), signature_policy
-    (``require`` | ``verify-if-present`` | ``off``), trusted_certs (certificate
-    files a signer must be or be issued by; relative to the config file's
-    folder), max_attachment_bytes (10 MiB),
+    (``require`` | ``verify-if-present`` | ``off``), signature_required_for
+    (document types that need a signature under ``verify-if-present``),
+    trust_anchors, intermediate_certs, crl_files (files, relative to the config
+    file's folder), signer_agencies (subject pattern → agency codes): see
+    docs/signatures.md; max_attachment_bytes (10 MiB),
     batch_size (50 per message type and poll), sandbox (false: refuse to start
     against a sandbox axis unless set).
 
 Received messages: kind ``edxml.document`` or ``edxml.status``, source key = the
-axis docId, headers ``axis_doc_id``, ``from``, ``to``, ``document_id``,
+axis docId, headers ``axis_doc_id``, ``from`` (the sender the axis reported; a document
+whose ``From`` differs is refused), ``to``, ``document_id``,
 ``status_code``, ``response_for`` (the answered DocumentId, for correlation),
-``signed_by`` when a signature was verified, ``edxml_document_id``, ``edxml_kind``
+``signature`` (trusted | untrusted) and ``signed_by`` (the trusted signer) when
+signed, ``edxml_document_id``, ``edxml_kind``
 (document | status) and ``edxml_status``, and ``invalid`` listing every
 problem when the message breaks a rule (attachments are opened as a receiver
 would: zip bombs and traversing names are problems too): the bus stores such a
@@ -73,6 +77,7 @@ from lienthong.xml import XmlRejected
 from .client import HASH_FILE_FORMS, AxisAuthError, AxisClient, ReceivedItem, Wire
 from .correlation import facts
 from .edxml import text_of
+from .provenance import DEFAULT_REQUIRED_TYPES, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +146,45 @@ class AxisAdapter(Adapter):
         ),
         Option(
             "signature_policy",
-            "require, verify-if-present or off, for received documents",
+            "require, verify-if-present or off, for received documents and statuses",
             default="verify-if-present",
         ),
         Option(
-            "trusted_certs",
-            "certificate files (PEM or DER) a signer must be or be issued "
-            "by; empty trusts the certificate each message carries",
+            "signature_required_for",
+            "document types (TypeName) that need a trusted signature bound to their sender "
+            "even under verify-if-present",
+            default=list(DEFAULT_REQUIRED_TYPES),
+            type=list,
+            example=["Quyết định", "Nghị quyết"],
+        ),
+        Option(
+            "trust_anchors",
+            "CA root certificate files (PEM or DER) a signer's chain must reach; only CA "
+            "certificates; none: no signer is trusted",
             default=[],
             type=list,
-            example=["/etc/lienthong/ca-chinhphu.pem"],
+            example=["/etc/lienthong/ca/ca-chinhphu.pem"],
+        ),
+        Option(
+            "intermediate_certs",
+            "intermediate CA certificate files, for signatures that do not carry them",
+            default=[],
+            type=list,
+        ),
+        Option(
+            "crl_files",
+            "the CAs' CRL files (PEM or DER), re-read when they change; a revoked signer is "
+            "refused; none: revocation is not checked",
+            default=[],
+            type=list,
+            example=["/var/lib/lienthong/crl/ca-chinhphu.crl"],
+        ),
+        Option(
+            "signer_agencies",
+            "certificate subject pattern (RFC 4514) -> the agency codes its holders sign for",
+            default={},
+            type=dict,
+            example={"O=UBND tỉnh Nghệ An,C=VN": ["000.00.00.H41"]},
         ),
         Option(
             "max_attachment_bytes",
@@ -184,11 +218,15 @@ class AxisAdapter(Adapter):
 
     client: AxisClient | None = None
     _signing_key: Any = None
+    provenance: Provenance | None = None
 
     # --- lifecycle ---
 
     def start(self) -> None:
         self._check_settings()
+        self.provenance = self._load_provenance()
+        for warning in self.provenance.warnings():
+            log.warning("endpoint '%s': SIGNATURES NOT FULLY CHECKED: %s", self.endpoint, warning)
         self._signing_key = self._load_signing_key()
         s = self.settings
         session = requests.Session()
@@ -246,6 +284,44 @@ class AxisAdapter(Adapter):
         except LienthongError as exc:
             raise ConfigError(
                 [ConfigProblem(f"endpoints.{self.endpoint}.signing_key", str(exc))]
+            ) from exc
+
+    def _load_provenance(self) -> Provenance:
+        """Trust anchors, intermediates, CRLs and the signer binding, every problem at once."""
+        from .binding import Binding
+        from .trust import Trust
+
+        s = self.settings
+        where = f"endpoints.{self.endpoint}"
+        problems: list[ConfigProblem] = []
+        trust = binding = None
+
+        def files(option: str) -> list[Any]:
+            return [self.services.base_dir / str(p) for p in s[option]]
+
+        try:
+            trust = Trust.from_files(
+                files("trust_anchors"), files("intermediate_certs"), files("crl_files")
+            )
+        except ConfigError as exc:
+            problems.extend(ConfigProblem(f"{where}.{p.location}", p.message) for p in exc.problems)
+        try:
+            binding = Binding(s["signer_agencies"])
+        except ConfigError as exc:
+            problems.extend(ConfigProblem(f"{where}.{p.location}", p.message) for p in exc.problems)
+        if trust is None or binding is None:
+            raise ConfigError(problems)
+        try:
+            return Provenance(
+                policy=s["signature_policy"],
+                required_types=[str(t) for t in s["signature_required_for"]],
+                trust=trust,
+                binding=binding,
+                max_bytes=self.services.max_message_bytes,
+            )
+        except ConfigError as exc:
+            raise ConfigError(
+                ConfigProblem(f"{where}.signature_policy", p.message) for p in exc.problems
             ) from exc
 
     def stop(self) -> None:
@@ -352,7 +428,6 @@ class AxisAdapter(Adapter):
             # invalid skips that hook but still belongs to its document's history.
             message.correlation_id = found.correlation_id
             headers.update(found.headers())
-        headers["from"] = _text(tree, "ed:From/ed:OrganId") or item.from_
         response_for = _text(tree, "ed:ResponseFor/ed:DocumentId")
         if response_for:
             headers["response_for"] = response_for
@@ -363,13 +438,14 @@ class AxisAdapter(Adapter):
             headers["document_id"] = _text(tree, "ed:DocumentId")
             headers["to"] = ",".join(_texts(tree, "ed:To/ed:OrganId"))
         problems = self.problems(body)
-        try:
-            signer = self.signer(body)
-        except RejectedError as exc:
-            problems.append(str(exc))
-        else:
-            if signer:
-                headers["signed_by"] = signer
+        verdict = self._provenance().check(
+            body,
+            axis_sender=item.from_,
+            document_sender=_text(tree, "ed:From/ed:OrganId"),
+            type_name=_text(tree, "ed:DocumentType/ed:TypeName") if kind == KIND_DOCUMENT else None,
+        )
+        headers.update(verdict.headers())
+        problems.extend(verdict.problems)
         if problems:
             headers[INVALID_HEADER] = "; ".join(problems)
         return message
@@ -391,27 +467,10 @@ class AxisAdapter(Adapter):
             log.warning("endpoint '%s': %s", self.endpoint, warning)
         return [str(p) for p in found if p.is_error]
 
-    def signer(self, body: bytes) -> str | None:
-        """Apply the signature policy to a received message: the verified signer, if any.
-
-        Raises ``RejectedError`` saying why when the policy refuses the message.
-        """
-        policy = self.settings["signature_policy"].replace("-", "_")
-        if policy == "off":
-            return None
-        from .signature import check_policy
-
-        info = check_policy(
-            body,
-            policy,
-            self.trusted_certs() or None,
-            max_bytes=self.services.max_message_bytes,
-        )
-        return None if info is None else info.subject
-
-    def trusted_certs(self) -> list[str]:
-        """The ``trusted_certs`` files, relative ones taken from the config file's folder."""
-        return [str(self.services.base_dir / str(p)) for p in self.settings["trusted_certs"]]
+    def _provenance(self) -> Provenance:
+        if self.provenance is None:
+            raise FatalError(f"endpoint '{self.endpoint}': the axis adapter is not started")
+        return self.provenance
 
     # --- send ---
 

@@ -6,7 +6,8 @@ Commands:
   warnings (``file:line: warning: ...``) alone exit 0.
 - ``show FILE [--json]``: what the message is, who sent it to whom, attachments, trace.
 - ``sign FILE --key K [--cert C] [--password-env VAR] [-o OUT]``: enveloped XMLDSig.
-- ``verify FILE [--trust CERT]...``: exit 0 when the signature is valid, 1 otherwise.
+- ``verify FILE [--trust CA]... [--intermediate CERT]... [--crl FILE]...``: exit 0
+  when the signature is valid (and its chain reaches a --trust CA), 1 otherwise.
 - ``history DOCUMENT_ID [--json]``: the document's life in the bus's store: sent,
   each status 01…06 with who sent it, deliveries, retries, dead letters.
 
@@ -25,10 +26,11 @@ from typing import Any
 import click
 
 from lienthong.adapter import Secret
-from lienthong.errors import ConfigError, RejectedError
+from lienthong.errors import ConfigError, RejectedError, TransientError
 
 from . import edxml, signature, validation
 from .history import history
+from .trust import Trust
 
 
 def _read(path: Path) -> bytes:
@@ -166,22 +168,45 @@ def sign_command(
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--trust",
-    "trusted",
+    "anchors",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Trusted signer or CA certificate (PEM or DER); repeat for several.",
+    help="CA root certificate (PEM or DER) the signer's chain must reach; repeat for several.",
 )
-def verify_command(file: Path, trusted: tuple[Path, ...]) -> None:
-    """Verify the signature of FILE; exit 0 if valid, 1 if missing or invalid."""
+@click.option(
+    "--intermediate",
+    "intermediates",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Intermediate CA certificate, for a signature that does not carry it.",
+)
+@click.option(
+    "--crl",
+    "crls",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CRL file; with any, each certificate below the root must be covered by a current CRL.",
+)
+def verify_command(
+    file: Path, anchors: tuple[Path, ...], intermediates: tuple[Path, ...], crls: tuple[Path, ...]
+) -> None:
+    """Verify the signature of FILE; exit 0 if valid (and trusted, with --trust), 1 otherwise."""
+    if (intermediates or crls) and not anchors:
+        raise click.UsageError("--intermediate and --crl check a chain: give its root with --trust")
     try:
-        info = signature.verify(_read(file), trusted_certs=list(trusted) if trusted else None)
+        trust = Trust.from_files(anchors, intermediates, crls) if anchors else None
+        info = signature.verify(_read(file), trust=trust)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    except RejectedError as exc:
+    except (RejectedError, TransientError) as exc:
         click.echo(f"{file}: {exc}")
         raise SystemExit(1) from exc
-    trust = "trusted" if info.trusted else "not checked against a trust list"
-    click.echo(f"{file}: signature valid ({info.algorithm}) by {info.subject}; {trust}")
+    if info.trusted:
+        chain = " <- ".join(c.subject.rfc4514_string() for c in info.chain[1:])
+        trust_note = f"trusted through {chain}"
+    else:
+        trust_note = "intact, but not checked against trust anchors (give --trust CA)"
+    click.echo(f"{file}: signature valid ({info.algorithm}) by {info.subject}; {trust_note}")
 
 
 @edxml_group.command("history")

@@ -15,8 +15,9 @@ Features:
   written here because signxml relies on lxml's subtree C14N, which the
   libxml2 bundled with lxml 6 gets wrong for the axis's unprefixed
   ``<Signature xmlns=...>`` (see :func:`c14n_subtree`);
-- optional trust list: the signing certificate must be one of the trusted
-  certificates or be issued directly by one;
+- the signer is the certificate in ``KeyInfo`` whose key made the signature;
+  the others it carries are intermediates. Whom to trust is :mod:`.trust`'s
+  business: with trust anchors, the signer's chain must reach one;
 - :class:`Policy`: REQUIRE, VERIFY_IF_PRESENT or OFF. A bad signature is always
   a rejection.
 
@@ -47,6 +48,7 @@ from lienthong.errors import ConfigError, RejectedError
 from lienthong.xml import DEFAULT_MAX_BYTES
 
 from .edxml import _DECLARATION, DSIG_NS, q, root_of
+from .trust import Trust
 
 _DS = f"{{{DSIG_NS}}}"
 C14N_1_0 = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
@@ -73,6 +75,8 @@ ALGORITHMS: dict[str, tuple[str, str, type[hashes.HashAlgorithm]]] = {
 }
 _NAMES = {uri: name for name, (uri, _, _) in ALGORITHMS.items()}
 _DIGESTS = {digest: hash_type for _, digest, hash_type in ALGORITHMS.values()}
+#: Most certificates a signature's KeyInfo may carry: the signer's and its CAs'.
+MAX_CERTIFICATES = 8
 C14N_ALGORITHMS = frozenset(
     {C14N_1_0, C14N_1_0 + "#WithComments", EXC_C14N, EXC_C14N + "WithComments"}
 )
@@ -129,6 +133,7 @@ class SignatureInfo:
     not_valid_after: datetime
     trusted: bool
     certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -366,52 +371,22 @@ def has_signature(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     return bool(dsig or plain)
 
 
-def _load_trusted(cert: Any) -> x509.Certificate:
-    """A trusted certificate from an object, PEM/DER bytes, PEM text or a file path."""
-    if isinstance(cert, x509.Certificate):
-        return cert
-    try:
-        if isinstance(cert, Path) or (isinstance(cert, str) and "-----BEGIN" not in cert):
-            cert = Path(cert).read_bytes()
-        if isinstance(cert, str):
-            cert = cert.encode("ascii")
-        if b"-----BEGIN" in cert:
-            return x509.load_pem_x509_certificate(cert)
-        return x509.load_der_x509_certificate(cert)
-    except (OSError, ValueError) as exc:
-        shown = cert if isinstance(cert, (str, Path)) else f"{len(cert)} bytes"
-        raise ConfigError(
-            [f"trusted certificate {shown}: cannot be loaded ({exc}). Hint: give PEM or DER."]
-        ) from exc
-
-
-def _is_trusted(cert: x509.Certificate, trusted: list[x509.Certificate]) -> bool:
-    fingerprint = cert.fingerprint(hashes.SHA256())
-    for anchor in trusted:
-        if anchor.fingerprint(hashes.SHA256()) == fingerprint:
-            return True
-        try:
-            cert.verify_directly_issued_by(anchor)
-            return True
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-    return False
-
-
 def verify(
     data: bytes,
     *,
-    trusted_certs: list | None = None,
+    trust: Trust | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     at: datetime | None = None,
 ) -> SignatureInfo:
     """Check the one signature in ``edXMLHeader`` covers the whole message and is intact.
 
-    With ``trusted_certs`` (certificates as objects, PEM/DER bytes or paths) the
-    signer must be one of them or be issued by one; without, the certificate in
-    the message is used as is and ``SignatureInfo.trusted`` is false.
-    ``at`` checks the certificate's validity at that time instead of now.
-    Raises :class:`RejectedError` ("signature invalid: ...") on any failure.
+    The signer is the certificate in ``KeyInfo`` whose key made the signature;
+    the others are intermediates it carries. With a ``trust`` that has anchors,
+    the signer's chain must reach one of them (see :mod:`.trust`) and
+    ``SignatureInfo.trusted`` is true; without, only integrity and the signer's
+    validity dates are checked. ``at`` checks validity at that time instead of now.
+    Raises :class:`RejectedError` ("signature invalid: ..." or "signature
+    untrusted: ...") on any failure.
     """
     root = root_of(data, max_bytes=max_bytes)
     dsig, plain = find_signatures(root)
@@ -449,26 +424,7 @@ def verify(
     transforms = [t.get("Algorithm") for t in references[0].iter(_DS + "Transform")]
     if ENVELOPED not in transforms:
         raise _invalid("its Reference lacks the enveloped-signature transform", "sign enveloped")
-    encoded = signature.findtext(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
-    if not encoded:
-        raise _invalid(
-            "KeyInfo/X509Data/X509Certificate is missing",
-            "the signer's certificate must be included",
-        )
-    try:
-        certificate = x509.load_der_x509_certificate(base64.b64decode("".join(encoded.split())))
-    except ValueError as exc:
-        raise _invalid(
-            f"the X509Certificate cannot be read ({exc})",
-            "include the full DER certificate, base64",
-        ) from exc
-    subject = certificate.subject.rfc4514_string()
-    anchors = [_load_trusted(c) for c in trusted_certs or []]
-    if trusted_certs is not None and not _is_trusted(certificate, anchors):
-        raise _invalid(
-            f"signer {subject!r} (issuer {certificate.issuer.rfc4514_string()!r}) is not trusted",
-            "add the signer's or its issuing CA's certificate to the trusted certificates",
-        )
+    certificates = _certificates(signature)
     method_uri = signature.find(f"{_DS}SignedInfo/{_DS}SignatureMethod")
     algorithm = _NAMES.get(method_uri.get("Algorithm", "") if method_uri is not None else "")
     if algorithm is None:
@@ -501,29 +457,16 @@ def verify(
         raise _invalid(
             f"DigestMethod {digest_uri!r} is not supported", "use SHA-256 (or SHA-1, SHA-512)"
         )
-
-    when = at or datetime.now(UTC)
-    if not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
-        raise _invalid(
-            f"certificate of {subject!r} is valid from {certificate.not_valid_before_utc:%Y-%m-%d} "
-            f"to {certificate.not_valid_after_utc:%Y-%m-%d}, not at {when:%Y-%m-%d %H:%M}",
-            "the signer must renew the certificate and re-sign",
-        )
-    public_key = certificate.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey):
-        raise _invalid(f"the certificate of {subject!r} has no RSA key", "the axis uses RSA keys")
     try:
         signature_value = base64.b64decode(
             "".join((signature.findtext(_DS + "SignatureValue") or "").split())
         )
-        public_key.verify(
-            signature_value, c14n_subtree(signed_info, c14n_uri), padding.PKCS1v15(), hash_type()
-        )
-    except (InvalidSignature, ValueError) as exc:
-        raise _invalid(
-            f"SignatureValue does not match SignedInfo for {subject!r}",
-            "the signature was altered or made with another key; ask the sender to re-send",
-        ) from exc
+    except ValueError as exc:
+        raise _invalid("SignatureValue is not base64", "ask the sender to re-send") from exc
+    certificate = _signer_of(
+        certificates, signature_value, c14n_subtree(signed_info, c14n_uri), hash_type
+    )
+    subject = certificate.subject.rfc4514_string()
     digest = hashes.Hash(digest_hash())
     digest.update(
         _enveloped_c14n(root, signature, c14n_transforms[0] if c14n_transforms else C14N_1_0)
@@ -534,25 +477,91 @@ def verify(
             f"the message was changed after {subject!r} signed it (digest mismatch)",
             "ask the sender to re-send; a hop must not alter a signed message",
         )
+    when = at or datetime.now(UTC)
+    chain: tuple[x509.Certificate, ...] = ()
+    if trust is not None and not trust.empty:
+        carried = [c for c in certificates if c is not certificate]
+        chain = tuple(trust.chain(certificate, carried, at=when))
+    elif not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
+        raise _invalid(
+            f"certificate of {subject!r} is valid from {certificate.not_valid_before_utc:%Y-%m-%d} "
+            f"to {certificate.not_valid_after_utc:%Y-%m-%d}, not at {when:%Y-%m-%d %H:%M}",
+            "the signer must renew the certificate and re-sign",
+        )
     return SignatureInfo(
         subject=subject,
         issuer=certificate.issuer.rfc4514_string(),
         serial_number=certificate.serial_number,
         algorithm=algorithm,
         not_valid_after=certificate.not_valid_after_utc,
-        trusted=trusted_certs is not None,
+        trusted=bool(chain),
         certificate=certificate,
+        chain=chain,
+    )
+
+
+def _certificates(signature: etree._Element) -> list[x509.Certificate]:
+    """The certificates in ``KeyInfo/X509Data``: the signer's and any intermediates it carries."""
+    encoded = [
+        "".join((e.text or "").split())
+        for e in signature.iterfind(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
+    ]
+    encoded = [e for e in encoded if e]
+    if not encoded:
+        raise _invalid(
+            "KeyInfo/X509Data/X509Certificate is missing",
+            "the signer's certificate must be included",
+        )
+    if len(encoded) > MAX_CERTIFICATES:
+        raise _invalid(
+            f"KeyInfo carries {len(encoded)} certificates",
+            f"at most {MAX_CERTIFICATES}: the signer's and its intermediate CAs",
+        )
+    certificates = []
+    for text in encoded:
+        try:
+            certificates.append(x509.load_der_x509_certificate(base64.b64decode(text)))
+        except ValueError as exc:
+            raise _invalid(
+                f"an X509Certificate cannot be read ({exc})",
+                "include the full DER certificate, base64",
+            ) from exc
+    return certificates
+
+
+def _signer_of(
+    certificates: list[x509.Certificate],
+    signature_value: bytes,
+    signed_info: bytes,
+    hash_type: type[hashes.HashAlgorithm],
+) -> x509.Certificate:
+    """The certificate whose key made ``signature_value`` over ``signed_info``."""
+    for certificate in certificates:
+        public_key = certificate.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            continue
+        try:
+            public_key.verify(signature_value, signed_info, padding.PKCS1v15(), hash_type())
+        except (InvalidSignature, ValueError):
+            continue
+        return certificate
+    first = certificates[0].subject.rfc4514_string()
+    if not any(isinstance(c.public_key(), rsa.RSAPublicKey) for c in certificates):
+        raise _invalid(f"the certificate of {first!r} has no RSA key", "the axis uses RSA keys")
+    raise _invalid(
+        f"SignatureValue does not match SignedInfo for {first!r}",
+        "the signature was altered or made with another key; ask the sender to re-send",
     )
 
 
 def check_policy(
     data: bytes,
     policy: Policy | str,
-    trusted_certs: list | None = None,
+    trust: Trust | None = None,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> SignatureInfo | None:
-    """Apply an endpoint's signature policy; ``None`` when nothing was verified.
+    """Apply a signature policy; ``None`` when nothing was verified.
 
     OFF does not look at signatures. VERIFY_IF_PRESENT verifies any signature
     there is (the edXML-namespace placeholder of the vendor samples included, which
@@ -571,8 +580,8 @@ def check_policy(
         if policy is Policy.REQUIRE:
             raise RejectedError(
                 "signature missing: the endpoint's policy requires a signed message and this "
-                "one carries none. Hint: ask the sender to sign, or set the policy to "
-                "verify_if_present."
+                "one carries none. Hint: ask the sender to sign and re-send; a signature "
+                "stripped on the way is refused the same."
             )
         return None
-    return verify(data, trusted_certs=trusted_certs, max_bytes=max_bytes)
+    return verify(data, trust=trust, max_bytes=max_bytes)

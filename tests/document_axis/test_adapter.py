@@ -329,8 +329,15 @@ def _key(common_name: str):
 
 
 @pytest.fixture(scope="module")
-def signer():
-    return _key("Van thu UBND tinh")
+def ca():
+    from lienthong.plugins.document_axis.sandbox_ca import SandboxCA
+
+    return SandboxCA()
+
+
+@pytest.fixture(scope="module")
+def signer(ca):
+    return ca.issue("CN=Van thu UBND tinh,C=VN")
 
 
 def _pem(key, path):
@@ -340,16 +347,22 @@ def _pem(key, path):
     return str(path)
 
 
+def _trust(ca, tmp_path) -> dict:
+    """Options trusting the SANDBOX CA, its clerks signing for agency A."""
+    return {
+        "trust_anchors": [_pem(ca.root, tmp_path / "ca.pem")],
+        "signer_agencies": {"C=VN": ["000.00.00.H41"]},
+    }
+
+
 def test_signed_document_from_a_trusted_signer_is_accepted(
-    axis, client_for, adapter_for, samples, inbox, signer, tmp_path
+    axis, client_for, adapter_for, samples, inbox, ca, signer, tmp_path
 ):
     from lienthong.plugins.document_axis.signature import sign
 
     body = sign(samples.document(samples.A, [samples.B]), signer)
     doc_id = client_for(samples.A).send(body, organ_id=samples.A)
-    b = adapter_for(
-        samples.B, signature_policy="require", trusted_certs=[_pem(signer, tmp_path / "ca.pem")]
-    )
+    b = adapter_for(samples.B, signature_policy="require", **_trust(ca, tmp_path))
     assert b.receive(inbox) == 1
     message = inbox.accepted[0]
     assert "invalid" not in message.headers
@@ -358,7 +371,7 @@ def test_signed_document_from_a_trusted_signer_is_accepted(
 
 
 def test_the_sending_endpoint_signs_with_its_key(
-    axis, adapter_for, samples, inbox, signer, tmp_path
+    axis, adapter_for, samples, inbox, ca, signer, tmp_path
 ):
     from cryptography.hazmat.primitives import serialization
 
@@ -371,6 +384,8 @@ def test_the_sending_endpoint_signs_with_its_key(
         )
     )
     cert_file = _pem(signer, tmp_path / "signer.pem")
+    with open(cert_file, "ab") as chain:  # the intermediate too, so receivers can build the chain
+        chain.write(ca.intermediate.certificate.public_bytes(serialization.Encoding.PEM))
     a = adapter_for(
         samples.A,
         signing_key=str(key_file),
@@ -378,7 +393,7 @@ def test_the_sending_endpoint_signs_with_its_key(
         signing_password="mat-khau",
     )
     a.send(Message(body=samples.document(samples.A, [samples.B]), kind="edxml.document"), key="k1")
-    b = adapter_for(samples.B, signature_policy="require", trusted_certs=[cert_file])
+    b = adapter_for(samples.B, signature_policy="require", **_trust(ca, tmp_path))
     assert b.receive(inbox) == 1
     [message] = inbox.accepted
     assert "invalid" not in message.headers
@@ -392,7 +407,7 @@ def test_a_signing_key_that_cannot_be_loaded_refuses_to_start(adapter_for, sampl
 
 
 def test_signature_problems_park_the_document(
-    axis, client_for, adapter_for, samples, inbox, signer, tmp_path
+    axis, client_for, adapter_for, samples, inbox, ca, signer, tmp_path
 ):
     from lienthong.plugins.document_axis.signature import sign
 
@@ -401,9 +416,7 @@ def test_signature_problems_park_the_document(
     client = client_for(samples.A)
     stranger_id = client.send(stranger, organ_id=samples.A)
     unsigned_id = client.send(unsigned, organ_id=samples.A)
-    b = adapter_for(
-        samples.B, signature_policy="require", trusted_certs=[_pem(signer, tmp_path / "ca.pem")]
-    )
+    b = adapter_for(samples.B, signature_policy="require", **_trust(ca, tmp_path))
     assert b.receive(inbox) == 2
     by_key = {m.source_key: m.headers.get("invalid", "") for m in inbox.accepted}
     assert "signature" in by_key[stranger_id].lower()

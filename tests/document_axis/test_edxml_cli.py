@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from lienthong.plugins.document_axis.cli import edxml_group
-from lienthong.plugins.document_axis.signature import throwaway_key
+from lienthong.plugins.document_axis.sandbox_ca import SandboxCA
+from lienthong.plugins.document_axis.signature import sign, throwaway_key
 
 DATA = Path(__file__).parent / "data" / "edxml"
 WELL_FORMED = [
@@ -130,14 +131,47 @@ def test_sign_then_verify(tmp_path: Path, keys: dict[str, Path]) -> None:
         str(out),
     )
     assert result.exit_code == 0, result.output
-    verified = run("verify", str(out), "--trust", str(keys["cert"]))
+    verified = run("verify", str(out))
     assert verified.exit_code == 0, verified.output
-    assert "signature valid (rsa-sha256) by CN=Văn thư thử nghiệm; trusted" in verified.stdout
+    assert "signature valid (rsa-sha256) by CN=Văn thư thử nghiệm; intact, but not" in (
+        verified.stdout
+    )
+    refused = run("verify", str(out), "--trust", str(keys["cert"]))
+    assert refused.exit_code == 1
+    assert "trust anchor 'CN=Văn thư thử nghiệm' is not a CA certificate" in refused.output
     tampered = tmp_path / "tampered.edxml"
     tampered.write_bytes(out.read_bytes().replace("Hà Nội".encode(), b"Ha Noi"))
     refused = run("verify", str(tampered))
     assert refused.exit_code == 1
     assert "signature invalid: the message was changed" in refused.stdout
+
+
+def test_verify_a_chain_with_its_crls(tmp_path: Path) -> None:
+    ca = SandboxCA()
+    clerk, revoked = ca.issue("CN=Văn thư,O=Sở Y tế,C=VN"), ca.issue("CN=Cũ,C=VN")
+    ca.revoke(revoked.certificate)
+    files = ca.write(tmp_path / "pki")
+    for name, material in (("ok", clerk), ("revoked", revoked)):
+        (tmp_path / f"{name}.edxml").write_bytes(
+            sign((DATA / "status_finish_06.edxml").read_bytes(), material)
+        )
+    crls = ["--crl", str(files["root_crl"]), "--crl", str(files["intermediate_crl"])]
+    ok = run("verify", str(tmp_path / "ok.edxml"), "--trust", str(files["root"]), *crls)
+    assert ok.exit_code == 0, ok.output
+    assert "by CN=Văn thư,O=Sở Y tế,C=VN; trusted through CN=SANDBOX Signing CA" in ok.stdout
+    bad = run("verify", str(tmp_path / "revoked.edxml"), "--trust", str(files["root"]), *crls)
+    assert bad.exit_code == 1 and "was revoked on" in bad.stdout
+    no_crl = run(
+        "verify",
+        str(tmp_path / "ok.edxml"),
+        "--trust",
+        str(files["root"]),
+        "--crl",
+        str(files["root_crl"]),
+    )
+    assert no_crl.exit_code == 1 and "cannot check revocation under" in no_crl.stdout
+    usage = CliRunner().invoke(edxml_group, ["verify", str(tmp_path / "ok.edxml"), *crls])
+    assert usage.exit_code == 2 and "give its root with --trust" in usage.output
 
 
 def test_sign_with_pkcs12_and_password_from_env(keys: dict[str, Path]) -> None:

@@ -25,7 +25,8 @@ from lienthong import xml
 from lienthong.message import Message
 from lienthong.plugins.document_axis import plugin
 from lienthong.plugins.document_axis.correlation import correlation_id
-from lienthong.plugins.document_axis.signature import KeyMaterial, sign, throwaway_key
+from lienthong.plugins.document_axis.sandbox_ca import SandboxCA
+from lienthong.plugins.document_axis.signature import KeyMaterial, sign
 
 ED = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 HEADER = f"{{{ED}}}edXMLEnvelope/{{{ED}}}edXMLHeader/{{{ED}}}MessageHeader"
@@ -33,9 +34,19 @@ NAMES = ("a", "b", "c")
 
 
 @pytest.fixture(scope="module")
-def signer() -> KeyMaterial:
-    """A throwaway key and self-signed certificate for agency A's clerk."""
-    return throwaway_key("Văn thư UBND tỉnh thử nghiệm")
+def ca() -> SandboxCA:
+    return SandboxCA()
+
+
+@pytest.fixture(scope="module")
+def signer(ca: SandboxCA) -> KeyMaterial:
+    """Agency A's clerk, with a certificate from the SANDBOX CA that B and C trust."""
+    return ca.issue("CN=Văn thư UBND tỉnh thử nghiệm,O=UBND tỉnh,C=VN")
+
+
+@pytest.fixture
+def root_file(ca: SandboxCA, tmp_path: Path) -> str:
+    return str(ca.write(tmp_path / "pki")["root"])
 
 
 #: Each agency's endpoints as its config file would hold them.
@@ -117,9 +128,10 @@ def history(bus, name: str, document_id: str, *args: str):
 
 
 def test_signed_document_to_two_agencies_and_their_statuses_back(
-    agencies, axis, samples, signer, tmp_path
+    agencies, axis, samples, signer, root_file, tmp_path
 ):
-    a, b, c = agencies("a"), agencies("b"), agencies("c")
+    a = agencies("a")
+    b, c = agencies("b", trust_anchors=[root_file]), agencies("c", trust_anchors=[root_file])
     body = sign(samples.document(samples.A, [samples.B, samples.C]), signer)
     document_id = samples.document_id_of(body)
     drop(tmp_path, "a", "cv-7816.xml", body)

@@ -1,4 +1,7 @@
-"""XML signatures on edXML: sign, verify, tampering, trust, policy, keys, and interop with xmlsec1."""
+"""XML signatures on edXML: sign, verify, tampering, policy, keys, and interop with xmlsec1.
+
+Chains, revocation and binding are tested in test_trust.py and test_provenance.py.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from lxml import etree
 from lienthong.adapter import Secret
 from lienthong.errors import ConfigError, RejectedError
 from lienthong.plugins.document_axis import edxml
+from lienthong.plugins.document_axis.sandbox_ca import SandboxCA
 from lienthong.plugins.document_axis.signature import (
     KeyMaterial,
     Policy,
@@ -28,6 +32,7 @@ from lienthong.plugins.document_axis.signature import (
     sign,
     verify,
 )
+from lienthong.plugins.document_axis.trust import Trust
 from lienthong.plugins.document_axis.validation import check
 
 DATA = Path(__file__).parent / "data" / "edxml"
@@ -75,6 +80,11 @@ def signer() -> KeyMaterial:
 def other() -> KeyMaterial:
     key = new_key()
     return KeyMaterial(key, certificate("Someone else", key))
+
+
+@pytest.fixture(scope="module")
+def ca() -> SandboxCA:
+    return SandboxCA()
 
 
 @pytest.fixture(scope="module")
@@ -169,25 +179,52 @@ def test_swapped_certificate_is_refused(signed_status: bytes, other: KeyMaterial
         verify(etree.tostring(root))
 
 
-def test_resigned_by_an_untrusted_key_is_refused(signer: KeyMaterial, other: KeyMaterial) -> None:
+def test_resigned_by_an_untrusted_key_is_refused(other: KeyMaterial, ca: SandboxCA) -> None:
     forged = sign(sample("status_finish_06.edxml"), other)
     assert verify(forged).subject == "CN=Someone else"  # intact, but from whom?
-    with pytest.raises(RejectedError, match="signer 'CN=Someone else'.*is not trusted"):
-        verify(forged, trusted_certs=[signer.certificate])
-    info = verify(
-        sign(sample("status_finish_06.edxml"), signer), trusted_certs=[pem(signer.certificate)]
-    )
+    assert verify(forged).trusted is False
+    trust = Trust([ca.root.certificate])
+    with pytest.raises(RejectedError, match="signature untrusted: .*signer 'CN=Someone else'"):
+        verify(forged, trust=trust)
+    clerk = ca.issue("CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN")
+    info = verify(sign(sample("status_finish_06.edxml"), clerk), trust=trust)
     assert info.trusted is True
+    assert info.chain == (clerk.certificate, ca.intermediate.certificate, ca.root.certificate)
 
 
-def test_certificate_issued_by_a_trusted_ca_is_trusted(tmp_path: Path) -> None:
-    ca_key, leaf_key = new_key(), new_key()
-    ca = certificate("Tỉnh CA", ca_key, days=365)
-    leaf = certificate("Sở TTTT", leaf_key, issuer=("Tỉnh CA", ca_key))
-    (tmp_path / "ca.pem").write_bytes(pem(ca))
-    signed = sign(sample("status_finish_06.edxml"), KeyMaterial(leaf_key, leaf, (ca,)))
-    info = verify(signed, trusted_certs=[tmp_path / "ca.pem"])
-    assert (info.subject, info.issuer, info.trusted) == ("CN=Sở TTTT", "CN=Tỉnh CA", True)
+def test_certificate_issued_by_a_trusted_ca_is_trusted(tmp_path: Path, ca: SandboxCA) -> None:
+    (tmp_path / "ca.pem").write_bytes(pem(ca.root.certificate))
+    clerk = ca.issue("CN=Sở TTTT,C=VN")
+    signed = sign(sample("status_finish_06.edxml"), clerk)
+    info = verify(signed, trust=Trust.from_files([tmp_path / "ca.pem"]))
+    assert (info.subject, info.issuer, info.trusted) == (
+        "CN=Sở TTTT,C=VN",
+        ca.intermediate.certificate.subject.rfc4514_string(),
+        True,
+    )
+
+
+def test_the_signer_is_the_certificate_whose_key_signed(ca: SandboxCA) -> None:
+    """KeyInfo may list the intermediate first: the signer is found by its key, not its place."""
+    clerk = ca.issue("CN=Văn thư,C=VN")
+    reordered = KeyMaterial(clerk.private_key, clerk.certificate)
+    signed = sign(sample("status_finish_06.edxml"), reordered)
+    root = etree.fromstring(signed)
+    x509_data = next(root.iter(f"{{{DS}}}X509Data"))
+    first = etree.SubElement(x509_data, f"{{{DS}}}X509Certificate")
+    first.text = base64.b64encode(
+        ca.intermediate.certificate.public_bytes(serialization.Encoding.DER)
+    ).decode()
+    x509_data.insert(0, first)
+    signed = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    info = verify(signed, trust=Trust([ca.root.certificate]))
+    assert info.subject == "CN=Văn thư,C=VN" and info.trusted
+
+
+def test_too_many_certificates_in_key_info_are_refused(signer: KeyMaterial) -> None:
+    crowded = KeyMaterial(signer.private_key, signer.certificate, (signer.certificate,) * 8)
+    with pytest.raises(RejectedError, match="KeyInfo carries 9 certificates"):
+        verify(sign(sample("status_finish_06.edxml"), crowded))
 
 
 def test_expired_certificate_is_refused() -> None:
@@ -254,12 +291,12 @@ def test_policy_verify_if_present(signed_status: bytes) -> None:
         check_policy(sample("edoc_new.edxml"), Policy.VERIFY_IF_PRESENT)
 
 
-def test_policy_require(signed_status: bytes, other: KeyMaterial) -> None:
+def test_policy_require(signed_status: bytes, ca: SandboxCA) -> None:
     with pytest.raises(RejectedError, match="policy requires a signed message"):
         check_policy(sample("status_finish_06.edxml"), Policy.REQUIRE)
     assert check_policy(signed_status, Policy.REQUIRE) is not None
-    with pytest.raises(RejectedError, match="is not trusted"):
-        check_policy(signed_status, Policy.REQUIRE, [other.certificate])
+    with pytest.raises(RejectedError, match="signature untrusted"):
+        check_policy(signed_status, Policy.REQUIRE, Trust([ca.root.certificate]))
 
 
 def test_unknown_policy_is_a_config_error() -> None:
@@ -440,7 +477,7 @@ def test_we_verify_a_wild_style_signature_made_by_xmlsec1(
     )
     assert result.returncode == 0, result.stderr
     signed = (tmp_path / "signed.edxml").read_bytes()
-    info = verify(signed, trusted_certs=[signer.certificate])
-    assert (info.algorithm, info.trusted) == ("rsa-sha1", True)
+    info = verify(signed)
+    assert (info.algorithm, info.subject) == ("rsa-sha1", "CN=Văn thư UBND tỉnh Nghệ An")
     with pytest.raises(RejectedError, match="digest mismatch"):
         verify(signed.replace("Hòa Tiến".encode(), "Hoà Tiến".encode(), 1))

@@ -63,10 +63,9 @@ def write_config(
         for option in ("signing_key", "signing_cert"):
             if option in settings:
                 settings[option] = settings[option].replace("../var/demo/", "var/")
-        if "trusted_certs" in settings:
-            settings["trusted_certs"] = [
-                c.replace("../var/demo/", "var/") for c in settings["trusted_certs"]
-            ]
+        for option in ("trust_anchors", "crl_files"):
+            if option in settings:
+                settings[option] = [c.replace("../var/demo/", "var/") for c in settings[option]]
         endpoints[rename[name]] = settings
     data["endpoints"] = endpoints
     for route in data["routes"]:

@@ -61,7 +61,7 @@ def one_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Summar
                 for d in run.sandboxes.axis.docs.values()
                 if STC in d.recipients and d.message_type == "edoc"
             ],
-            "signer": run.signer.material,
+            "pki": run.pki,
             "estimates": {n: s.estimates() for n, s in run.sandboxes.accounting.items()},
             "vouchers": {n: s.vouchers() for n, s in run.sandboxes.accounting.items()},
             "agencies": _ldap(run, "ou=agencies,dc=tinh,dc=gov,dc=vn"),
@@ -141,9 +141,14 @@ def test_reports_cover_every_voucher_and_reach_the_finance_department(one_cycle)
     assert {i["from"] for i in finance_inbox} == {SYT, SGD}
     assert {i["status"] for i in finance_inbox} == {"done"}
     from lienthong.plugins.document_axis.signature import verify
+    from lienthong.plugins.document_axis.trust import Trust
 
     for body in state["reports_sent"]:  # signed by the sending endpoint, verifiably
-        assert verify(body, trusted_certs=[state["signer"].certificate]).trusted
+        info = verify(body, trust=Trust([state["pki"].ca.root.certificate]))
+        assert info.subject in {
+            "CN=Văn thư điện tử,O=Sở Y tế,C=VN",
+            "CN=Văn thư điện tử,O=Sở Giáo dục và Đào tạo,C=VN",
+        }
     for report in summary.reports:
         assert report.state == "delivered"
         assert sorted(report.statuses) == [f"01 from {STC}", f"03 from {STC}"]

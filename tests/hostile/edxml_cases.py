@@ -242,11 +242,18 @@ ATTACHMENT_CASES = [
 # --- signatures -------------------------------------------------------------
 
 
-def key(common_name: str, issuer: KeyMaterial | None = None) -> KeyMaterial:
-    """A fresh RSA key with a certificate, self-signed or issued by ``issuer``."""
+def key(common_name: str, issuer: KeyMaterial | None = None, *, ca: bool = False) -> KeyMaterial:
+    """A fresh RSA key with a certificate, self-signed or issued by ``issuer``.
+
+    A CA gets basicConstraints cA and keyCertSign; anything else is a signing
+    certificate (digitalSignature, nonRepudiation), as the government CA issues them.
+    """
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
+    usage = dict.fromkeys(
+        ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"), False
+    )
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -255,6 +262,18 @@ def key(common_name: str, issuer: KeyMaterial | None = None) -> KeyMaterial:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+                **usage,
+            ),
+            critical=True,
+        )
         .sign(issuer.private_key if issuer else private, hashes.SHA256())
     )
     return KeyMaterial(private, certificate)

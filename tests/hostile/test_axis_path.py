@@ -149,18 +149,26 @@ def test_hostile_attachment_is_parked_and_acked_fail(
     run_and_check(axis_bus(), axis, (hostile_id, good_id), later(sender), case.reason, case.name)
 
 
-# --- signatures, with signature_policy: require and a trust list ---
+# --- signatures, with signature_policy: require, trust anchors and signer binding ---
 
 
 @pytest.fixture(scope="module")
 def keys() -> dict[str, KeyMaterial]:
-    ca = ed.key("CA Chinh phu (sandbox)")
+    ca = ed.key("CA Chinh phu (sandbox)", ca=True)
+    clerk = ed.key("Van thu UBND tinh", issuer=ca)
+    minted = ed.key("Chu tich UBND tinh", issuer=clerk)
     return {
         "ca": ca,
-        "clerk": ed.key("Van thu UBND tinh", issuer=ca),
+        "clerk": clerk,
         "colleague": ed.key("Van thu So Tai chinh", issuer=ca),
         "stranger": ed.key("Ke mao danh"),
+        # The clerk's key issued it, and the signature carries the clerk's certificate.
+        "minted": KeyMaterial(minted.private_key, minted.certificate, (clerk.certificate,)),
     }
+
+
+#: Whom each signer signs for: the clerk for A, the colleague for C.
+SIGNERS = {"CN=Van thu UBND tinh": [ed.A], "CN=Van thu So Tai chinh": [ed.C]}
 
 
 def _signed(keys: dict[str, KeyMaterial], who: str = "clerk", number: str = "1") -> bytes:
@@ -178,7 +186,15 @@ SIGNATURE_CASES: dict[str, tuple[Callable[[dict[str, KeyMaterial]], bytes], tupl
     ),
     "untrusted-signer": (
         lambda k: _signed(k, "stranger"),
-        ("signature invalid", "Ke mao danh", "is not trusted"),
+        ("signature untrusted", "Ke mao danh", "no valid chain"),
+    ),
+    "leaf-minted-chairman": (
+        lambda k: _signed(k, "minted"),
+        ("signature untrusted", "Chu tich UBND tinh", "basicConstraints.cA must be asserted"),
+    ),
+    "another-agencys-signer": (
+        lambda k: _signed(k, "colleague"),
+        ("signature not bound", "Van thu So Tai chinh", f"not for the sender '{ed.A}'"),
     ),
     "wrapped-second-signature": (
         lambda k: ed.wrapped(_signed(k)),
@@ -210,7 +226,7 @@ def test_forged_or_stripped_signature_is_parked_under_policy_require(
     sender = client_for(ed.A)
     hostile_id = sender.send(make(keys), organ_id=ed.A)
     good_id = sender.send(_signed(keys, number="good"), organ_id=ed.A)
-    bus = axis_bus(signature_policy="require", trusted_certs=[trust_ca])
+    bus = axis_bus(signature_policy="require", trust_anchors=[trust_ca], signer_agencies=SIGNERS)
     signed_later = later(sender, sign_xml(ed.document(number="later"), keys["clerk"]))
     run_and_check(bus, axis, (hostile_id, good_id), signed_later, reason, name)
     assert all("Van thu UBND tinh" in m.headers["signed_by"] for m in memory.delivered("out"))
@@ -266,7 +282,7 @@ def test_a_comment_hides_nothing_even_signed_by_a_trusted_clerk(
     hostile = sign_xml(ed.corpus_edxml(name), keys["clerk"])
     hostile_id = sender.send(hostile, organ_id=ed.A)
     good_id = sender.send(_signed(keys, number="good"), organ_id=ed.A)
-    bus = axis_bus(signature_policy="require", trusted_certs=[trust_ca])
+    bus = axis_bus(signature_policy="require", trust_anchors=[trust_ca], signer_agencies=SIGNERS)
     signed_later = later(sender, sign_xml(ed.document(number="later"), keys["clerk"]))
     run_and_check(bus, axis, (hostile_id, good_id), signed_later, ed.CORPUS_EDXML[name], name)
 
@@ -297,7 +313,7 @@ def test_a_relay_adding_comments_changes_nothing_the_bus_acts_on(
     assert verify(relayed).subject == verify(signed).subject  # the signature still holds
     document_id = f"{ed.A},2019/01/16,relay/VPCP-TTĐT"
     hostile_id = axis.deliver(ed.A, [ed.B], relayed)
-    bus = axis_bus(signature_policy="require", trusted_certs=[trust_ca])
+    bus = axis_bus(signature_policy="require", trust_anchors=[trust_ca], signer_agencies=SIGNERS)
     assert bus.run(once=True).delivered == 1
     [delivered] = memory.delivered("out")
     assert delivered.headers["axis_doc_id"] == hostile_id
