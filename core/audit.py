@@ -34,6 +34,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import threading
@@ -234,17 +235,36 @@ class Anchor:
     at: str
 
 
+_LOGGED = re.compile(r"audit anchor: (\d+) records, head #(\d+) ([0-9a-f]{64})")
+_LOGGED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+
+
 def read_anchor(path: Path) -> Anchor | None:
-    """The anchor in ``path``; None when there is none. A damaged file is a ``ConfigError``."""
+    """The anchor in ``path``: the bus's anchor file, or a log (text or JSON) holding anchor
+    lines, of which the last counts. None when there is none; a damaged file is a
+    ``ConfigError``."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Anchor(int(data["records"]), int(data["last_id"]), str(data["hash"]), data["at"])
+        content = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
+        raise ConfigError([f"audit anchor '{path}' cannot be read: {exc.strerror}"]) from exc
+    try:
+        data = json.loads(content)
+        return Anchor(int(data["records"]), int(data["last_id"]), str(data["hash"]), data["at"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    logged = [line for line in content.splitlines() if _LOGGED.search(line)]
+    if not logged:
         raise ConfigError(
-            [f"audit anchor '{path}' cannot be read ({exc}). Hint: it is JSON the bus writes"]
-        ) from exc
+            [
+                f"audit anchor '{path}' is neither an anchor file nor a log with "
+                "'audit anchor:' lines. Hint: give var/audit.anchor, or the bus's log"
+            ]
+        )
+    records, last_id, digest = _LOGGED.findall(logged[-1])[-1]
+    when = _LOGGED_AT.search(logged[-1])
+    return Anchor(int(records), int(last_id), digest, when.group() if when else "the log")
 
 
 def _write_anchor(path: Path, anchor: Anchor) -> None:

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from lienthong.plugins import memory
 from lienthong.store import Store, make_engine
 from lienthong.store import audit as audit_table
 
+LIENTHONG = str(Path(sys.executable).parent / "lienthong")
 KEY = "b1e5d0c2a9f8e7d6c5b4a3928170615f4e3d2c1b0a9f8e7d6c5b4a3928170615"
 ENDPOINTS = {"in": {"adapter": "memory"}, "out": {"adapter": "memory"}}
 ROUTES = [{"name": "r", "kind": "x", "to": "out"}]
@@ -389,3 +392,31 @@ def test_audit_verify_takes_an_earlier_key(project: Path) -> None:
     assert alone.exit_code == 1 and "key this check does not have" in alone.output
     both = command(project, "audit", "verify", "--key-file", str(old))
     assert both.exit_code == 0, both.output
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_audit_verify_checks_against_the_anchor_line_of_a_log_kept_elsewhere(
+    project: Path, log_format: str
+) -> None:
+    flags = ["--log-json"] if log_format == "json" else []
+    ran = subprocess.run(
+        [LIENTHONG, "--config", str(project / "lienthong.yaml"), *flags, "run", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    kept = project / "journal.log"  # as shipped to a log collector
+    kept.write_text(ran.stderr)
+    assert "audit anchor: 7 records, head #7 " in ran.stderr
+    os.remove(project / "var/audit.anchor")  # whoever cut the trail removed this too
+
+    engine = sa.create_engine(f"sqlite:///{project / 'var/bus.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("delete from audit where id >= 6"))
+    engine.dispose()
+    cut = command(project, "audit", "verify", "--anchor", str(kept))
+    assert cut.exit_code == 1, cut.output
+    assert "names record #7 with 7: records were removed from the end" in cut.output
+    assert "the anchor of 20" in cut.output, "dated from the log line"
