@@ -209,7 +209,11 @@ class _Origin:
         """Why ``url`` may not be loaded for this WSDL; None when it may."""
         parts = urlsplit(url)
         if self.remote:
-            if parts.scheme != self.scheme or _host(parts) != self.host:
+            try:
+                host = _host(parts)
+            except ValueError:
+                return "it is not a valid URL"
+            if parts.scheme != self.scheme or host != self.host:
                 return f"it is not on {self.shown}"
             return None
         if parts.scheme not in ("", "file"):

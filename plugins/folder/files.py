@@ -109,8 +109,17 @@ class Directory:
 
     def subfolder(self, name: str, *, what: str) -> Directory:
         """Create (if needed) and open ``name`` inside this folder, never through a link."""
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(name, dir_fd=self.fd)
+        except FileExistsError:
+            pass  # a folder from an earlier start, or something else: the open below tells
+        except OSError as exc:
+            raise ConfigError(
+                [
+                    f"{what}: folder '{self.path / name}' cannot be created: {exc.strerror}. "
+                    "Hint: check the permissions of the folder it is in"
+                ]
+            ) from exc
         try:
             fd = os.open(name, _DIRECTORY_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
         except OSError as exc:

@@ -128,3 +128,10 @@ def test_a_wsdl_file_imports_a_schema_beside_it(tmp_path: Path) -> None:
     (tmp_path / "wsdl/types.xsd").write_text(OUTSIDE, encoding="utf-8")
     adapter = _start(tmp_path, str(wsdl))
     assert adapter.client.get_element("{urn:hostile:outside}secret") is not None
+
+
+def test_a_served_wsdl_naming_a_broken_url_is_refused_clearly(tmp_path, serve) -> None:
+    _wsdl(tmp_path / "site", "http://127.0.0.1:99999/outside.xsd")
+    base = serve(tmp_path / "site")
+    with pytest.raises(ConfigError, match="which the bus does not load: it is not a valid URL"):
+        _start(tmp_path, f"{base}/service.wsdl")
