@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy.exc
 
-from . import sync
+from . import audit, sync
 from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
 from .breaker import CircuitBreaker
 from .config import Config, RetryPolicy
@@ -46,6 +46,7 @@ from .metrics import Metrics, MetricsServer
 from .router import Router
 from .scheduler import Scheduler
 from .store import Cursors, Delivery, Intake, Outcome, Store, make_engine, utcnow
+from .store import audit as audit_table
 from .sync import Report, SyncSpec
 from .transport import AmqpTransport
 
@@ -100,6 +101,14 @@ class Bus:
         settings = config.bus
         self.store = Store(make_engine(settings.store.reveal()))
         self._prepare_schema()
+        # The audit chain's anchors outside the database (lienthong.audit).
+        self.store.audit_key = audit.load_key(
+            settings.audit_key, settings.var_dir, embedded=self.store.dialect == "sqlite"
+        )
+        audit.check_key(self.store.engine, audit_table, self.store.audit_key)
+        self.anchor = audit.AnchorKeeper(
+            self.store.engine, audit_table, settings.anchor_path, settings.audit_anchor_seconds
+        )
         self.mappings = MappingLibrary(
             settings.mappings,
             functions=self.host.xpath_functions,
@@ -180,6 +189,15 @@ class Bus:
         for adapter in self.adapters.values():
             adapter.start()
         self._started = True
+        if self.store.audit_key is None:
+            log.warning(
+                "bus.audit_key is not set: the audit trail is chained but not keyed, so whoever "
+                "can write the database can rewrite it with new hashes; only the anchor file "
+                "%s would show it. Hint: bus.audit_key: {file: /etc/lienthong/audit.key}, "
+                "the same on every worker",
+                settings.anchor_path,
+            )
+        self.anchor.start()
         if self.store.dialect == "sqlite":
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
@@ -221,6 +239,8 @@ class Bus:
         if self.scheduler:
             self.scheduler.shutdown()
             self.scheduler = None
+        if self._started:
+            self.anchor.stop()
         for adapter in self.adapters.values():
             try:
                 adapter.stop()

@@ -592,18 +592,72 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchor_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Anchor file to check the trail's end against (default: bus.audit_anchor).",
+)
+@click.option(
+    "--key-file",
+    "key_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="An earlier audit key, for the part of the trail it wrote (repeatable).",
+)
 @pass_state
-def audit_verify(state: State) -> None:
-    """Walk the hash chain; name the first record altered, removed or inserted (exit 1)."""
-    from . import audit as audit_chain
-    from .store import audit as audit_table
+def audit_verify(state: State, anchor_path: Path | None, key_files: tuple[Path, ...]) -> None:
+    """Walk the hash chain; name the first record altered, removed or inserted (exit 1).
 
-    verdict = audit_chain.verify(state.bus.store.engine, audit_table)
-    if verdict.ok:
-        click.echo(f"audit trail intact: {verdict.records} records")
-        return
-    click.echo(f"audit trail broken after {verdict.records - 1} good records: {verdict.problem}")
-    sys.exit(EXIT_PROBLEMS)
+    With the audit key, a trail rewritten with new hashes is caught; with the
+    anchor file, a trail whose end was cut off is caught.
+    """
+    import sqlalchemy.exc
+
+    from . import audit as audit_chain
+    from .adapter import Secret
+    from .store import audit as audit_table
+    from .store import make_engine
+
+    settings = state.config.bus
+    engine = make_engine(settings.store.reveal())
+    sqlite = engine.dialect.name == "sqlite"
+    key = audit_chain.load_key(settings.audit_key, settings.var_dir, embedded=sqlite, create=False)
+    extra = [
+        audit_chain.load_key(
+            Secret(p.read_text(encoding="utf-8").strip(), f"file {p}"), p.parent, embedded=False
+        )
+        for p in key_files
+    ]
+    keys = [k for k in (key, *extra) if k is not None]
+    anchor_file = anchor_path or settings.anchor_path
+    anchor = audit_chain.read_anchor(anchor_file)
+    try:
+        verdict = audit_chain.verify(engine, audit_table, keys, anchor)
+    except sqlalchemy.exc.OperationalError as exc:
+        raise StoreUnavailable(f"the store cannot be read: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+    if not verdict.ok:
+        where = f" after {verdict.records - 1} good records" if verdict.broken_at else ""
+        click.echo(f"audit trail broken{where}: {verdict.problem}")
+        sys.exit(EXIT_PROBLEMS)
+    click.echo(f"audit trail intact: {verdict.records} records")
+    if verdict.keyed_from is not None and key is not None:
+        click.echo(f"  keyed (key id {audit_chain.key_id(key)}) from record #{verdict.keyed_from}")
+    elif key is None:
+        click.echo(
+            "  not keyed: whoever can write the database could rewrite the trail with new "
+            "hashes. Hint: set bus.audit_key (docs/security.md)"
+        )
+    if anchor is not None:
+        click.echo(f"  its end matches the anchor of {anchor.at} ({anchor_file})")
+    elif verdict.records:
+        click.echo(
+            f"  no anchor at {anchor_file}: records removed from the end would go unnoticed "
+            "(the bus writes it while it runs)"
+        )
 
 
 @cli.group()

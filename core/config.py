@@ -59,6 +59,16 @@ class BusSettings:
     # /metrics and /health over HTTP (lienthong.metrics); None: not served.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # The audit trail's anchors outside the database (lienthong.audit): an HMAC key
+    # (None: var/audit.key on SQLite, made on first start; no key elsewhere), and
+    # the file the chain's head is written to every audit_anchor_seconds.
+    audit_key: Secret | None = None
+    audit_anchor: Path | None = None
+    audit_anchor_seconds: float = 10.0
+
+    @property
+    def anchor_path(self) -> Path:
+        return self.audit_anchor or self.var_dir / "audit.anchor"
 
     @property
     def embedded(self) -> bool:
@@ -291,6 +301,9 @@ _BUS_KEYS = [
     "retry",
     "metrics_port",
     "metrics_host",
+    "audit_key",
+    "audit_anchor",
+    "audit_anchor_seconds",
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
@@ -301,7 +314,7 @@ _SECTIONS = ["bus", "endpoints", "routes", "jobs", "access"]
 def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
     bus = BusSettings()
     c.unknown_keys(raw, _BUS_KEYS, ("bus",))
-    for name in ("store", "broker"):
+    for name in ("store", "broker", "audit_key"):
         if name in raw:
             try:
                 setattr(bus, name, resolve_secret(raw[name], c.environ))
@@ -319,6 +332,8 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
         if name in raw:
             setattr(bus, name, Path(str(raw[name])))
         setattr(bus, name, (base / getattr(bus, name)).resolve())
+    if raw.get("audit_anchor") is not None:
+        bus.audit_anchor = (base / str(raw["audit_anchor"])).resolve()
     for name, kind in (
         ("max_message_bytes", int),
         ("batch_size", int),
@@ -327,6 +342,7 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
         ("poll_interval", float),
         ("claim_seconds", float),
         ("requeue_seconds", float),
+        ("audit_anchor_seconds", float),
     ):
         if name in raw:
             value = raw[name]

@@ -6,6 +6,11 @@ call passes with ``extra=`` (``message_id``, ``correlation_id``, ``endpoint``,
 bus with ``grep`` or a query on ``message_id``. A :class:`~lienthong.adapter.Secret`
 is always rendered as its repr (``Secret(from env NAME)``), never its value,
 whether it is a log argument or an extra field.
+
+A text line is one event: control characters in the message and the fields (a
+file name with a newline, a terminal escape) are shown escaped (``\\n``,
+``\\x1b``), and the lines of a traceback are indented, so whatever a sender
+puts in a name, only the bus starts a line at its first column.
 """
 
 from __future__ import annotations
@@ -76,18 +81,47 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``TIME LEVEL logger: message key=value ...``, values with spaces quoted."""
+    """``TIME LEVEL logger: message key=value ...``, values with spaces quoted.
+
+    Tracebacks follow on lines indented by two spaces.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_time(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{_time(record)} {record.levelname} {record.name}: {escape(record.getMessage())}"
         fields = extra_fields(record)
         if fields:
             line += " " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += _indented(self.formatException(record.exc_info))
         if record.stack_info:
-            line += "\n" + self.formatStack(record.stack_info)
+            line += _indented(self.formatStack(record.stack_info))
         return line
+
+
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the
+# bidirectional overrides that make a line read differently from what it holds.
+_CONTROLS = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in [
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ]
+}
+_CONTROLS.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character written as an escape, so it stays on its line."""
+    return text.translate(_CONTROLS)
+
+
+def _indented(block: str) -> str:
+    """A traceback's lines, each indented, so none can pass for a log line of its own."""
+    return "".join(f"\n  {escape(line)}" for line in block.splitlines())
 
 
 _NEEDS_QUOTES = re.compile(r'[\s"=]')
@@ -96,8 +130,9 @@ _NEEDS_QUOTES = re.compile(r'[\s"=]')
 def _text_value(value: Any) -> str:
     text = str(value)
     if not text or _NEEDS_QUOTES.search(text):
-        return jsonlib.dumps(text, ensure_ascii=False)
-    return text
+        # JSON escapes C0 controls itself; escape() gets the ones it leaves.
+        return escape(jsonlib.dumps(text, ensure_ascii=False))
+    return escape(text)
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]

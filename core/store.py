@@ -256,9 +256,10 @@ def _headers(text: str) -> dict[str, str]:
 class Store:
     """The bus's tables behind the operations the bus, the workers and the CLI need."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit_key: bytes | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.audit_key = audit_key  # HMAC key of the audit chain (lienthong.audit)
 
     def checkpoint(self) -> None:
         """Copy the SQLite write-ahead log into the database file, without blocking writers."""
@@ -326,7 +327,7 @@ class Store:
         from here to the commit.
         """
         if rows:
-            self._insert_many(conn, audit, audit_module.chain(conn, audit, rows))
+            self._insert_many(conn, audit, audit_module.chain(conn, audit, rows, self.audit_key))
 
     def accept(
         self,

@@ -6,16 +6,23 @@ Features
       delivery key goes into ``reference_field`` (the service's external
       reference, so a redelivery is recognised and posted once), and zeep calls
       the operation.
-    * Receives: calls ``receive_operation`` with the cursor kept in the store,
+    * Receives: calls ``receive_operation`` with the cursor kept in the store
+      (none yet: the argument is left out, or sent as nil, as the WSDL allows),
       turns every ``item_element`` in the answer into a message, hands them to
-      the bus, and only then stores ``next_cursor_element`` as the new cursor.
+      the bus, and only then stores the new cursor: ``next_cursor_element`` of
+      the answer, or the greatest ``next_cursor_field`` of the items, compared
+      as the WSDL types it (a time as a time, a number as a number).
     * Faults by what happens next: a ``Client`` fault is a rejected message
       (dead letter, with the fault code), a ``Server`` fault, a timeout or a
       refused connection is transient (the core retries), a WS-Security failure
       is fatal (a human fixes the credentials).
-    * Hardened: zeep runs with ``forbid_dtd``, ``forbid_entities`` and
-      ``forbid_external``; every WSDL, XSD and response also goes through
-      ``lienthong.xml.parse``, so a DOCTYPE or entity anywhere is refused.
+    * Hardened: zeep runs with ``forbid_dtd`` and ``forbid_entities``; every
+      WSDL, XSD and response also goes through ``lienthong.xml.parse``, so a
+      DOCTYPE or entity anywhere is refused. A WSDL's imports are loaded only
+      from its own origin (the same scheme, host and port; for a file, its own
+      folder), so a WSDL cannot make the bus read ``file:///`` or another
+      server. Answers (and the WSDL) are read up to ``max_answer_bytes``, and
+      within ``timeout`` as a whole, never further.
     * WSDL over HTTP(S) cached in ``var/zeep-cache.sqlite``; an offline WSDL file
       with ``address`` set works without the service publishing its WSDL.
 
@@ -31,8 +38,8 @@ Connection settings
 Options
     wsdl, service, port, address, send_operation, reference_field,
     receive_operation, cursor_argument, cursor_start, receive_arguments,
-    item_element, item_key, skip_empty_items, next_cursor_element, message_kind,
-    transient_faults,
+    item_element, item_key, skip_empty_items, next_cursor_element,
+    next_cursor_field, message_kind, transient_faults, max_answer_bytes,
     username, password, password_digest, verify_tls, ca_file, client_cert,
     client_key, timeout (see :attr:`AccountingSoapAdapter.options`).
 """
@@ -42,9 +49,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
+import os
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import requests
 import zeep
@@ -112,6 +125,42 @@ def _fault_error(
     return error
 
 
+def _type_name(xsd_type: Any) -> str:
+    qname = getattr(xsd_type, "qname", None)
+    return f"xs:{qname.localname}" if qname is not None else type(xsd_type).__name__
+
+
+def _example(xsd_type: Any) -> str:
+    """A valid value of a simple type, for a hint."""
+    examples = {
+        zeep.xsd.DateTime: "2026-01-01T00:00:00+07:00",
+        zeep.xsd.Date: "2026-01-01",
+        zeep.xsd.Decimal: "0",
+        zeep.xsd.Integer: "0",
+        zeep.xsd.Float: "0",
+        zeep.xsd.Double: "0",
+    }
+    for kind, example in examples.items():
+        if isinstance(xsd_type, kind):
+            return example
+    return "..."
+
+
+def _find_element(element: Any, name: str) -> Any:
+    """The first element named ``name`` at or below ``element`` in the WSDL's types."""
+    queue, seen = [element], set()
+    while queue:
+        current = queue.pop(0)
+        if id(current.type) in seen:
+            continue
+        seen.add(id(current.type))
+        for child_name, child in getattr(current.type, "elements", []):
+            if child_name == name:
+                return child
+            queue.append(child)
+    return None
+
+
 def _not_soap(where: str, status: int, detail: str) -> LienthongError:
     """A non-SOAP answer: a failing service or proxy (5xx) passes; else the address is wrong."""
     if status >= 500 or status in (408, 429):
@@ -131,17 +180,126 @@ logging.getLogger("zeep.transports").setLevel(logging.INFO)
 log = logging.getLogger(__name__)
 
 
-class _HardenedTransport(zeep.Transport):
-    """zeep's transport, with every WSDL and XSD it loads checked by the bus's parser first."""
+class AnswerTooLarge(Exception):
+    """An answer went past ``max_answer_bytes``; the rest was not read."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, size: int, limit: int, *, declared: bool = False) -> None:
+        said = f"declares {size:,} bytes" if declared else f"went past {limit:,} bytes"
+        super().__init__(
+            f"the answer {said}, over the limit of {limit:,} bytes (max_answer_bytes); "
+            "the rest was not read"
+        )
+
+
+class _Origin:
+    """Where a WSDL came from, and so where its imports may come from."""
+
+    def __init__(self, wsdl: str) -> None:
+        parts = urlsplit(wsdl)
+        self.remote = parts.scheme in ("http", "https")
+        if self.remote:
+            self.scheme, self.host = parts.scheme, _host(parts)
+            self.shown = f"{parts.scheme}://{parts.netloc}"
+        else:
+            path = url2pathname(parts.path) if parts.scheme == "file" else wsdl
+            self.folder = os.path.realpath(os.path.dirname(path))
+            self.shown = f"the folder {self.folder}"
+
+    def refusal(self, url: str) -> str | None:
+        """Why ``url`` may not be loaded for this WSDL; None when it may."""
+        parts = urlsplit(url)
+        if self.remote:
+            try:
+                host = _host(parts)
+            except ValueError:
+                return "it is not a valid URL"
+            if parts.scheme != self.scheme or host != self.host:
+                return f"it is not on {self.shown}"
+            return None
+        if parts.scheme not in ("", "file"):
+            return "a WSDL read from a file may import only files"
+        path = os.path.realpath(url2pathname(parts.path) if parts.scheme else url)
+        if os.path.commonpath([path, self.folder]) != self.folder:
+            return f"it is outside {self.shown}"
+        return None
+
+
+def _host(parts: Any) -> tuple[str, int | None]:
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.hostname or "", parts.port or default)
+
+
+class _HardenedTransport(zeep.Transport):
+    """zeep's transport: imports only from the WSDL's origin, every document checked by the
+    bus's parser, every answer read with a cap and a deadline."""
+
+    def __init__(self, wsdl: str, where: str, max_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.origin = _Origin(wsdl)
+        self.where = where
+        self.max_bytes = max_bytes
         self.documents: dict[str, bytes] = {}
 
     def load(self, url: str) -> bytes:
-        data = super().load(url)
+        refusal = self.origin.refusal(url)
+        if refusal:
+            raise ConfigError(
+                [
+                    f"{self.where}: the WSDL refers to '{url}', which the bus does not load: "
+                    f"{refusal}. A WSDL's imports and includes are loaded only from where the "
+                    "WSDL itself came from. Hint: if the service really needs that schema, "
+                    "save the WSDL and its schemas in one folder and give that file as 'wsdl'"
+                ]
+            )
+        if urlsplit(url).scheme in ("http", "https", "file"):
+            data = super().load(url)
+        else:  # a plain path: zeep would read it whole, and expand '~'
+            with open(url, "rb") as handle:
+                data = handle.read(self.max_bytes + 1)
+            if len(data) > self.max_bytes:
+                raise AnswerTooLarge(len(data), self.max_bytes)
         xml.parse(data, what=f"WSDL/XSD document '{url}'")
         self.documents[url] = data
+        return data
+
+    def _load_remote_data(self, url: str) -> bytes:
+        response = self.session.get(url, timeout=self.load_timeout, stream=True)
+        try:
+            response.raise_for_status()
+            return self._read(response, self.load_timeout)
+        finally:
+            response.close()
+
+    def post(self, address: str, message: Any, headers: Any) -> requests.Response:
+        response = self.session.post(
+            address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+        )
+        try:
+            self._read(response, self.operation_timeout)
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    def _read(self, response: requests.Response, timeout: float | None) -> bytes:
+        """The whole body, or an error once it passes the cap or the deadline."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise AnswerTooLarge(int(declared), self.max_bytes, declared=True)
+        deadline = time.monotonic() + (timeout or math.inf)
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise AnswerTooLarge(size, self.max_bytes)
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout(
+                    f"the answer was still coming after {timeout} s ({size:,} bytes so far)"
+                )
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        # What requests itself does once it has read a body: zeep reads .content.
+        response._content = data
         return data
 
 
@@ -237,6 +395,14 @@ class AccountingSoapAdapter(Adapter):
             "local name of the next cursor in the answer",
             default="nextCursor",
         ),
+        Option(
+            "next_cursor_field",
+            "instead of next_cursor_element: a child of each item whose greatest value is "
+            "the next cursor, compared as its WSDL type (a time as a time, a number as a "
+            "number)",
+            default="",
+            example="modifiedAt",
+        ),
         Option("message_kind", "kind of the received messages", default="accounting.voucher"),
         Option(
             "transient_faults",
@@ -264,6 +430,12 @@ class AccountingSoapAdapter(Adapter):
         Option("client_key", "PEM key of client_cert, when not in the same file", default=""),
         Option(
             "timeout", "seconds to wait for the WSDL and for each call", default=30.0, type=float
+        ),
+        Option(
+            "max_answer_bytes",
+            "largest answer (or WSDL) read; a bigger one stops the route with a clear error",
+            default=xml.DEFAULT_MAX_BYTES,
+            type=int,
         ),
     )
 
@@ -310,6 +482,8 @@ class AccountingSoapAdapter(Adapter):
                 self._operation(option)
         if s["send_operation"] and s["reference_field"]:
             self._check_reference_path()
+        if s["receive_operation"]:
+            self._plan_cursor()
 
     def stop(self) -> None:
         """Close the HTTP session (its pooled connections)."""
@@ -344,14 +518,29 @@ class AccountingSoapAdapter(Adapter):
             session.cert = (cert, key) if key else cert
         self.services.var_dir.mkdir(parents=True, exist_ok=True)
         cache = zeep.cache.SqliteCache(path=str(self.services.var_dir / "zeep-cache.sqlite"))
+        if s["max_answer_bytes"] <= 0:
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': max_answer_bytes must be positive, got "
+                    f"{s['max_answer_bytes']}. Hint: leave it out for "
+                    f"{xml.DEFAULT_MAX_BYTES:,} bytes"
+                ]
+            )
         self._transport = _HardenedTransport(
-            session=session, cache=cache, timeout=s["timeout"], operation_timeout=s["timeout"]
+            wsdl,
+            f"endpoint '{self.endpoint}'",
+            s["max_answer_bytes"],
+            session=session,
+            cache=cache,
+            timeout=s["timeout"],
+            operation_timeout=s["timeout"],
         )
+        # Imports are allowed, from the WSDL's own origin only: the transport checks each.
         settings = zeep.Settings(
             strict=True,
             forbid_dtd=True,
             forbid_entities=True,
-            forbid_external=True,
+            forbid_external=False,
             xml_huge_tree=False,
             raw_response=True,
         )
@@ -363,6 +552,13 @@ class AccountingSoapAdapter(Adapter):
             return zeep.Client(wsdl, transport=self._transport, settings=settings, wsse=wsse)
         except requests.exceptions.SSLError as exc:
             raise ConfigError([self._tls_problem(f"wsdl '{wsdl}'", exc)]) from exc
+        except AnswerTooLarge as exc:
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': wsdl '{wsdl}': {exc}. Hint: check that it "
+                    "is the service's WSDL, or raise max_answer_bytes"
+                ]
+            ) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(
                 f"endpoint '{self.endpoint}': wsdl '{wsdl}' did not answer: {exc}. "
@@ -504,6 +700,62 @@ class AccountingSoapAdapter(Adapter):
             child = children[part]
             xsd_type = child.type
 
+    def _plan_cursor(self) -> None:
+        """Decide what an empty cursor is sent as, and how item cursors compare, from the WSDL."""
+        s = self.settings
+        operation = self._operation("receive_operation")
+        arguments = dict(getattr(operation.input.body.type, "elements", []))
+        name = s["cursor_argument"]
+        if name not in arguments:
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': cursor_argument '{name}' is not an argument "
+                    f"of {operation.name}. Hint: one of {sorted(arguments)}"
+                ]
+            )
+        argument = arguments[name]
+        # None leaves an optional argument out and sends a nillable one as xsi:nil.
+        self._empty_cursor: str | None = None
+        if argument.min_occurs and not argument.nillable:
+            if isinstance(argument.type, zeep.xsd.String):
+                self._empty_cursor = ""
+            elif not s["cursor_start"]:
+                raise ConfigError(
+                    [
+                        f"endpoint '{self.endpoint}': {operation.name} requires '{name}' "
+                        f"({_type_name(argument.type)}), which can be neither empty nor nil, "
+                        "so the first poll needs a cursor. Hint: set cursor_start to where "
+                        f"the first poll starts, e.g. {_example(argument.type)!r}"
+                    ]
+                )
+        self._cursor_type: Any = None
+        if s["next_cursor_field"]:
+            self._cursor_type = self._item_field_type(operation)
+
+    def _item_field_type(self, operation: Any) -> Any:
+        s = self.settings
+        item = _find_element(operation.output.body, s["item_element"])
+        if item is None:
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': next_cursor_field needs the type of the "
+                    f"items, but the answer of {operation.name} has no element "
+                    f"'{s['item_element']}' (item_element) in the WSDL. Hint: check "
+                    "item_element, or use next_cursor_element"
+                ]
+            )
+        fields = dict(getattr(item.type, "elements", []))
+        field = fields.get(s["next_cursor_field"])
+        if field is None or not hasattr(field.type, "pythonvalue"):
+            raise ConfigError(
+                [
+                    f"endpoint '{self.endpoint}': next_cursor_field '{s['next_cursor_field']}' "
+                    f"is not a simple child of '{s['item_element']}' in the WSDL. "
+                    f"Hint: one of {sorted(fields)}"
+                ]
+            )
+        return field.type
+
     # --- send ---
 
     def send(self, message: Message, *, key: str) -> None:
@@ -566,19 +818,57 @@ class AccountingSoapAdapter(Adapter):
         cursor_name = f"{self.endpoint}:{s['receive_operation']}"
         cursor = self._cursors.get(cursor_name) or s["cursor_start"]
         arguments = dict(s["receive_arguments"] or {})
-        arguments[s["cursor_argument"]] = cursor
+        arguments[s["cursor_argument"]] = cursor or self._empty_cursor
         answer = self._call(s["receive_operation"], arguments, what="poll")
         items = answer.xpath(".//*[local-name() = $n]", n=s["item_element"])
         if s["skip_empty_items"]:
             items = [item for item in items if len(item)]
         messages = [self._message(item) for item in items]
+        next_cursor = self._next_cursor(answer, items, cursor)
         if messages:
             inbox.accept(messages)
-        found = answer.xpath(".//*[local-name() = $n]", n=s["next_cursor_element"])
-        next_cursor = (found[0].text or "").strip() if found else ""
         if next_cursor and next_cursor != cursor:
             self._cursors.set(cursor_name, next_cursor)
         return len(messages)
+
+    def _next_cursor(self, answer: etree._Element, items: list[Any], cursor: str) -> str:
+        """The answer's next cursor element, or the greatest item field (never going back)."""
+        s = self.settings
+        if self._cursor_type is None:
+            found = answer.xpath(".//*[local-name() = $n]", n=s["next_cursor_element"])
+            return (found[0].text or "").strip() if found else ""
+        best, best_text = self._cursor_value(cursor), cursor
+        for item in items:
+            found = item.xpath("*[local-name() = $n]", n=s["next_cursor_field"])
+            text = (found[0].text or "").strip() if found else ""
+            value = self._cursor_value(text)
+            if value is None:
+                if text:
+                    log.warning(
+                        "endpoint %s: item field %s %r is not a valid %s; it does not move "
+                        "the cursor",
+                        self.endpoint,
+                        s["next_cursor_field"],
+                        text,
+                        _type_name(self._cursor_type),
+                        extra={"endpoint": self.endpoint},
+                    )
+                continue
+            if best is None or value > best:
+                best, best_text = value, text
+        return best_text
+
+    def _cursor_value(self, text: str) -> Any:
+        """``text`` as its WSDL type says (a naive time taken as UTC); None if it is not one."""
+        if not text:
+            return None
+        try:
+            value = self._cursor_type.pythonvalue(text)
+        except (ValueError, ArithmeticError, TypeError):
+            return None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
 
     def _message(self, item: etree._Element) -> Message:
         body = xml.serialize(copy.deepcopy(item))
@@ -609,6 +899,11 @@ class AccountingSoapAdapter(Adapter):
             raise TransientError(
                 f"{where} ({what}): cannot connect: {exc}. "
                 "Hint: check the service is up and 'address'"
+            ) from exc
+        except AnswerTooLarge as exc:
+            raise FatalError(
+                f"{where} ({what}): {exc}. Hint: ask for smaller pages (e.g. maxResults in "
+                "receive_arguments), or raise max_answer_bytes if such answers are expected"
             ) from exc
         except (zeep.exceptions.Error, TypeError, ValueError) as exc:
             raise RejectedError(f"{where} ({what}): arguments do not fit the WSDL: {exc}") from exc

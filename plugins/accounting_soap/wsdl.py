@@ -56,6 +56,22 @@ def embedded_schema(wsdl: etree._ElementTree) -> etree.XMLSchema:
             ]
         )
     original = schemas[0]
+    # libxml2 would load an import or include itself, from anywhere it names.
+    refers = [
+        f"xs:{etree.QName(e).localname}"
+        for e in original.iter(
+            f"{{{XSD_NS}}}import", f"{{{XSD_NS}}}include", f"{{{XSD_NS}}}redefine"
+        )
+        if e.get("schemaLocation")
+    ]
+    if refers:
+        raise ConfigError(
+            [
+                f"the schema embedded in the WSDL has {', '.join(sorted(set(refers)))} with a "
+                "schemaLocation; it is checked by zeep alone. Hint: inline the types for an "
+                "exact check"
+            ]
+        )
     # nsmap holds every namespace in scope, including those declared on the root.
     standalone = etree.Element(original.tag, attrib=dict(original.attrib), nsmap=original.nsmap)
     for child in original:

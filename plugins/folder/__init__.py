@@ -17,6 +17,13 @@ Features:
   (``RejectedError``), never half-read: a missing row would disable a person.
 - a file is read only once it has not changed for ``settle_seconds``, so a
   producer still writing it is not cut short.
+- safe in a folder others can write (``files.py``): the folder and its side
+  folders are opened once and used through their descriptors, files are opened
+  without following links and without blocking, and only plain files with one
+  name are read, capped at ``bus.max_message_bytes``; a link, a pipe, a hard
+  link or a name over 200 bytes is parked with its reason. Output names that do
+  not fit the file system are dead letters, not retries. Errors about a sync
+  file name lines and columns, never its content.
 
 Connection settings: ``path`` (relative to the config file's folder).
 
@@ -30,13 +37,13 @@ named ``disabled`` (the sync's reserved flag) is read as true/false.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import difflib
+import errno
 import hashlib
 import io
 import os
-import time
+import stat
 import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +51,7 @@ from typing import Any, ClassVar
 from lienthong import xml
 from lienthong.adapter import (
     INVALID_HEADER,
+    Acceptance,
     Adapter,
     Capability,
     Change,
@@ -59,11 +67,19 @@ from lienthong.mapping import MappingLibrary
 from lienthong.message import Message
 from lienthong.sync import DISABLED
 
+from .files import NAME_MAX, Directory, bounded, kind_of
+
 DIRECTIONS = ("in", "out", "sync")
 SYNC_FORMATS = ("csv", "xml")
 _TRUE = ("true", "yes", "1", "x")
 _FALSE = ("false", "no", "0", "")
 _SHOWN_LINES = 5
+#: Longest inbound file name, in bytes: it is copied into other names (the output
+#: template, ``NAME.reason.txt``) that must still fit the file system's 255.
+MAX_NAME_BYTES = 200
+REASON_SUFFIX = ".reason.txt"
+# A name the file system refuses is a problem of this message, not a passing one.
+_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
 
 
 def _clean(value: str | None) -> str | None:
@@ -160,7 +176,9 @@ class FolderAdapter(Adapter):
                     f"{', '.join(DIRECTIONS)}, not {direction!r}"
                 ]
             )
-        self.path = self._folder(self.settings["path"])
+        self.stop()
+        self.path = self._path(self.settings["path"])
+        self.folder = Directory.open(self.path, what=f"endpoint '{self.endpoint}'")
         if direction == "sync":
             self._start_sync()
             return
@@ -172,122 +190,128 @@ class FolderAdapter(Adapter):
                 f"{direction!r}. Hint: set 'direction: sync' (a folder a sync reads must not "
                 "be polled, or the bus would take its files)"
             )
-        self.processed = self._folder(self.settings["processed_dir"] or self.path / ".processed")
-        self.errors = self._folder(self.settings["error_dir"] or self.path / ".error")
+        pattern = self.settings["pattern"]
+        if "/" in pattern:
+            raise self._config(
+                f"pattern {pattern!r} names a sub-folder; it matches file names in 'path' "
+                "only. Hint: point 'path' at the sub-folder"
+            )
+        if direction == "in":
+            self.processed = self._side("processed_dir", ".processed")
+            self.errors = self._side("error_dir", ".error")
+
+    def stop(self) -> None:
+        for name in ("folder", "processed", "errors"):
+            directory = self.__dict__.pop(name, None)
+            if directory is not None:
+                directory.close()
 
     def _config(self, text: str) -> ConfigError:
         return ConfigError([f"endpoint '{self.endpoint}': {text}"])
 
-    def _folder(self, value: str | Path) -> Path:
+    def _path(self, value: str | Path) -> Path:
         folder = Path(value)
-        if not folder.is_absolute():
-            folder = self.services.base_dir / folder
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                [
-                    f"endpoint '{self.endpoint}': folder '{folder}' cannot be created: "
-                    f"{exc.strerror}. Hint: check the path and its permissions"
-                ]
-            ) from exc
-        return folder
+        return folder if folder.is_absolute() else self.services.base_dir / folder
+
+    def _side(self, option: str, default: str) -> Directory:
+        """A side folder, opened once: inside the shared folder, never through a link."""
+        what = f"endpoint '{self.endpoint}'"
+        if self.settings[option]:
+            return Directory.open(self._path(self.settings[option]), what=what)
+        return self.folder.subfolder(default, what=what)
 
     # --- receive ---
-
-    def _ready_files(self) -> list[Path]:
-        settle = self.settings["settle_seconds"]
-        now = time.time()
-        files = []
-        for entry in sorted(self.path.glob(self.settings["pattern"])):
-            if entry.name.startswith(".") or not (entry.is_file() or entry.is_symlink()):
-                continue
-            try:
-                if settle and now - entry.stat().st_mtime < settle:
-                    continue
-            except FileNotFoundError:
-                continue  # another worker took it
-            files.append(entry)
-            if len(files) >= self.settings["batch"]:
-                break
-        return files
 
     def receive(self, inbox: Inbox) -> int:
         if self.settings["direction"] != "in":
             return 0
-        batch: list[tuple[Path, Message]] = []
-        for file in self._ready_files():
+        batch: list[tuple[str, Message]] = []
+        entries = self.folder.matching(
+            self.settings["pattern"],
+            settle=self.settings["settle_seconds"],
+            limit=self.settings["batch"],
+        )
+        for name, _ in entries:
             try:
-                message = self._message(file)
+                message = self._message(name)
             except FileNotFoundError:
                 continue  # another worker took it
-            batch.append((file, message))
+            batch.append((name, message))
         if not batch:
             return 0
         acceptances = inbox.accept([m for _, m in batch])
-        for (file, _), acceptance in zip(batch, acceptances, strict=True):
+        for (name, _), acceptance in zip(batch, acceptances, strict=True):
             if acceptance.parked:
-                self._move(file, self.errors)
-                reason = self.errors / f"{file.name}.reason.txt"
-                reason.write_text(
-                    f"message {acceptance.message_id}\n{acceptance.parked}\n"
-                    "Replay it with 'lienthong dlq replay' once the cause is fixed.\n",
-                    encoding="utf-8",
-                )
+                self._park(name, acceptance)
             else:
-                self._move(file, self.processed)
+                self.folder.move(name, self.processed)
         return len(batch)
 
-    def _message(self, file: Path) -> Message:
+    def _park(self, name: str, acceptance: Acceptance) -> None:
+        """Move a parked file to the error folder, with its reason beside it."""
+        moved = self.folder.move(name, self.errors)
+        if moved is None:
+            return
+        reason = bounded(moved, len(REASON_SUFFIX)) + REASON_SUFFIX
+        self.errors.write(
+            reason,
+            (
+                f"message {acceptance.message_id}\n{acceptance.parked}\n"
+                "Replay it with 'lienthong dlq replay' once the cause is fixed.\n"
+            ).encode(),
+            temporary=f".{acceptance.message_id}.reason.tmp",
+            fsync=False,
+        )
+
+    def _message(self, name: str) -> Message:
         """The message for one file; a file the bus must not read is handed over marked invalid.
 
         An invalid one carries no body: the bus parks it with the reason (a dead
         letter to see and count), and the file itself is kept in the error folder.
         """
-        name = file.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        stat = file.lstat()
-        problem = None
-        if file.is_symlink():
-            problem = (
-                f"'{name}' is a symbolic link; the folder reads only plain files, so a "
-                "link cannot feed it files from elsewhere. Hint: copy the file in instead"
-            )
-        elif name != file.name:
-            problem = (
-                f"the file name {name!r} is not valid UTF-8. Hint: rename the file "
-                "(the original is kept in the error folder)"
-            )
-        elif stat.st_size > self.services.max_message_bytes:
-            problem = (
-                f"'{name}' is {stat.st_size:,} bytes, over the limit of "
-                f"{self.services.max_message_bytes:,} bytes; it was not read. Hint: raise "
-                "bus.max_message_bytes if such files are expected, then drop it again"
-            )
-        if problem:
-            return Message(
-                body=b"",
-                kind=self.settings["kind"],
-                source=self.endpoint,
-                headers={"filename": name, INVALID_HEADER: problem},
-                source_key=f"{name}:{stat.st_size}:{stat.st_mtime_ns}",
-            )
-        body = file.read_bytes()
-        digest = hashlib.sha256(body).hexdigest()[:32]
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        problem = self._name_problem(name, shown)
+        if problem is None:
+            read = self.folder.read(name, self.services.max_message_bytes)
+            if read.data is not None:
+                digest = hashlib.sha256(read.data).hexdigest()[:32]
+                return Message(
+                    body=read.data,
+                    kind=self.settings["kind"],
+                    source=self.endpoint,
+                    headers={"filename": name},
+                    source_key=f"{name}:{digest}",
+                )
+            problem, info = read.problem, read.info
+        else:
+            found = self.folder.lstat(name)
+            if found is None:
+                raise FileNotFoundError(name)
+            info = found
         return Message(
-            body=body,
+            body=b"",
             kind=self.settings["kind"],
             source=self.endpoint,
-            headers={"filename": name},
-            source_key=f"{name}:{digest}",
+            headers={"filename": shown, INVALID_HEADER: problem or "not read"},
+            source_key=f"{bounded(shown, 48)}:{info.st_size}:{info.st_mtime_ns}",
         )
 
-    def _move(self, file: Path, folder: Path) -> None:
-        target = folder / file.name
-        if target.exists():
-            target = folder / f"{file.stem}.{int(time.time() * 1000)}{file.suffix}"
-        # Another worker may have moved it after the store had it: nothing is lost.
-        with contextlib.suppress(FileNotFoundError):
-            file.replace(target)
+    @staticmethod
+    def _name_problem(name: str, shown: str) -> str | None:
+        if shown != name:
+            return (
+                f"the file name {shown!r} is not valid UTF-8. Hint: rename the file "
+                "(the original is kept in the error folder)"
+            )
+        size = len(os.fsencode(name))
+        if size > MAX_NAME_BYTES:
+            return (
+                f"the file name is {size} bytes long, over the {MAX_NAME_BYTES} the folder "
+                "accepts (names are copied into other names, which must fit the file "
+                f"system's {NAME_MAX}). Hint: shorten the name (the file is kept in the "
+                "error folder)"
+            )
+        return None
 
     # --- send ---
 
@@ -297,6 +321,27 @@ class FolderAdapter(Adapter):
                 f"endpoint '{self.endpoint}' is an input folder. Hint: set 'direction: out' "
                 "on the endpoint a route writes to"
             )
+        name = self._output_name(message, key)
+        existing = self.folder.lstat(name)
+        if existing is not None:
+            self._check_existing(name, existing, message)
+            return  # written by an earlier attempt whose outcome was not recorded
+        try:
+            self.folder.write(
+                name,
+                message.body,
+                temporary=f".{hashlib.sha256(key.encode()).hexdigest()[:32]}.tmp",
+                fsync=self.settings["fsync"],
+            )
+        except OSError as exc:
+            if exc.errno in _NAME_ERRNOS:
+                raise RejectedError(
+                    f"endpoint '{self.endpoint}': the file system refuses the name {name!r}: "
+                    f"{exc.strerror}. Hint: change the filename template"
+                ) from exc
+            raise
+
+    def _output_name(self, message: Message, key: str) -> str:
         values = {**message.headers, "key": key, "message_id": message.id, "kind": message.kind}
         try:
             name = self.settings["filename"].format_map(values)
@@ -305,23 +350,32 @@ class FolderAdapter(Adapter):
                 f"endpoint '{self.endpoint}': filename template needs header {exc}, which "
                 "this message lacks. Hint: use {key} or a header every message has"
             ) from exc
-        if not name or "/" in name or "\\" in name or name.startswith("."):
+        if not name or any(c in name for c in "/\\\0") or name.startswith("."):
             raise RejectedError(f"endpoint '{self.endpoint}': unsafe file name {name!r}")
-        final = self.path / name
-        if final.exists():
-            if final.read_bytes() == message.body:
-                return  # written by an earlier attempt whose outcome was not recorded
+        size, limit = len(os.fsencode(name)), self.folder.name_max()
+        if size > limit:
             raise RejectedError(
-                f"endpoint '{self.endpoint}': '{final}' already exists with other content. "
-                "Hint: make the filename template unique per message, e.g. with {key}"
+                f"endpoint '{self.endpoint}': the file name made from "
+                f"{self.settings['filename']!r} is {size} bytes, over the {limit} a name can "
+                "have here; nothing was written. Hint: shorten the filename template, or "
+                "use {key}"
             )
-        temporary = self.path / f".{name}.{key}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(message.body)
-            if self.settings["fsync"]:
-                handle.flush()
-                os.fsync(handle.fileno())
-        temporary.replace(final)
+        return name
+
+    def _check_existing(self, name: str, info: os.stat_result, message: Message) -> None:
+        """Accept an output file already there only if it is this message, as a plain file."""
+        if not stat.S_ISREG(info.st_mode):
+            raise RejectedError(
+                f"endpoint '{self.endpoint}': '{self.path / name}' already exists and is "
+                f"{kind_of(info.st_mode)}, not a file the bus wrote; nothing was written. "
+                "Hint: remove it (someone who can write the folder made it), then replay"
+            )
+        read = self.folder.read(name, len(message.body))
+        if read.data != message.body:
+            raise RejectedError(
+                f"endpoint '{self.endpoint}': '{self.path / name}' already exists with other "
+                "content. Hint: make the filename template unique per message, e.g. with {key}"
+            )
 
     # --- sync source ---
 
@@ -391,21 +445,14 @@ class FolderAdapter(Adapter):
                 f"direction is {self.settings['direction']!r}, so a sync cannot read it. "
                 "Hint: set 'direction: sync' and sync_pattern"
             )
-        file = self._newest()
-        size = file.stat().st_size
-        limit = self.services.max_message_bytes
-        if size > limit:
+        name = self._newest()
+        read = self.folder.read(name, self.services.max_message_bytes)
+        file = self.path / name
+        if read.data is None:
             raise RejectedError(
-                f"endpoint '{self.endpoint}': '{file}' is {size:,} bytes, over the limit of "
-                f"{limit:,} bytes; nothing was read. Hint: raise bus.max_message_bytes if "
-                "staff lists are this big"
+                f"endpoint '{self.endpoint}': nothing was read from '{file}': {read.problem}"
             )
-        data = file.read_bytes()
-        if len(data) > limit:  # replaced by a bigger file since the stat
-            raise RejectedError(
-                f"endpoint '{self.endpoint}': '{file}' is over the limit of {limit:,} bytes; "
-                "nothing was read. Hint: raise bus.max_message_bytes if staff lists are this big"
-            )
+        data = read.data
         cursor = f"{file.name}:{hashlib.sha256(data).hexdigest()}"
         if since == cursor:
             return SyncBatch(records=[], complete=False, cursor=cursor)
@@ -422,21 +469,11 @@ class FolderAdapter(Adapter):
             "and the system to update its 'target'"
         )
 
-    def _newest(self) -> Path:
+    def _newest(self) -> str:
+        """The newest entry matching sync_pattern, by its own time (a link is not followed)."""
         pattern = self.settings["sync_pattern"]
         settle = self.settings["settle_seconds"]
-        now = time.time()
-        found: list[tuple[float, str, Path]] = []
-        for entry in self.path.glob(pattern):
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            try:
-                mtime = entry.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if settle and now - mtime < settle:
-                continue  # still being written: the previous file stands
-            found.append((mtime, entry.name, entry))
+        found = self.folder.matching(pattern, settle=settle)
         if not found:
             raise TransientError(
                 f"endpoint '{self.endpoint}': no file matching '{pattern}' in '{self.path}'"
@@ -444,7 +481,7 @@ class FolderAdapter(Adapter):
                 + ". Hint: check that the personnel system drops "
                 "its export there; the sync runs again at its next tick"
             )
-        return max(found)[2]
+        return max(found, key=lambda item: (item[1].st_mtime, item[0]))[0]
 
     def _reject(self, file: Path, text: str) -> RejectedError:
         return RejectedError(
@@ -456,10 +493,9 @@ class FolderAdapter(Adapter):
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
-            bad = data[exc.start : exc.start + 2]
             raise self._reject(
                 file,
-                f"is not UTF-8 (line {line}, bytes {bad!r}). Hint: export it as "
+                f"is not UTF-8 (line {line}, byte {exc.start + 1:,}). Hint: export it as "
                 "'CSV UTF-8' (Excel: Save As > CSV UTF-8)",
             ) from exc
         reader = csv.reader(
@@ -488,7 +524,8 @@ class FolderAdapter(Adapter):
                     if i != key_at
                 }
                 key = _clean(row[key_at]) or ""
-                records.append(Record(key, self._flagged(file, key, fields)))
+                where = f"the record on line {reader.line_num}"
+                records.append(Record(key, self._flagged(file, where, fields)))
         except csv.Error as exc:
             raise self._reject(
                 file,
@@ -512,48 +549,48 @@ class FolderAdapter(Adapter):
             raise self._reject(
                 file, f"column {columns.index('') + 1} of the header row has no name"
             )
-        twice = sorted({c for c in columns if columns.count(c) > 1})
+        twice = _repeated(columns)
         if twice:
-            raise self._reject(file, f"names column(s) {twice} more than once in its header")
+            raise self._reject(file, f"repeats a column name in its header ({twice})")
         key = self.settings["sync_key"]
         if key not in columns:
             close = difflib.get_close_matches(key, columns, n=1)
-            hint = f"Did you mean '{close[0]}'? " if close else ""
+            typo = f"; column {columns.index(close[0]) + 1} has a close name" if close else ""
             raise self._reject(
                 file,
-                f"has no key column '{key}' (sync_key); its columns: {', '.join(columns)}. "
-                f"{hint}Hint: check sync_key and sync_delimiter "
+                f"has no column named '{key}' (sync_key) among the {len(columns)} of its "
+                f"header row{typo}. Hint: check sync_key and sync_delimiter "
                 f"('{self.settings['sync_delimiter']}')",
             )
         missing = [c for c in self.renames if c not in columns]
         if missing:
             raise self._reject(
                 file,
-                f"lacks column(s) {missing} named in sync_fields; its columns: "
-                f"{', '.join(columns)}. Hint: the export's header changed, or fix sync_fields",
+                f"lacks column(s) {missing} named in sync_fields. Hint: the export's header "
+                "changed, or fix sync_fields",
             )
         return columns
 
     def _field_names(self, file: Path, columns: list[str], key_at: int) -> list[str]:
         names = [self.renames.get(c) or c for c in columns]
-        fields = [n for i, n in enumerate(names) if i != key_at]
-        twice = sorted({n for n in fields if fields.count(n) > 1})
+        twice = _repeated([n if i != key_at else "" for i, n in enumerate(names)])
         if twice:
             raise self._reject(
                 file,
-                f"would give field(s) {twice} twice: sync_fields renames a column to the "
-                "name of another. Hint: rename that other column too, or choose another name",
+                f"would give two columns the same field name ({twice}): sync_fields renames "
+                "a column to the name of another. Hint: rename that other column too, or "
+                "choose another name",
             )
         return names
 
-    def _flagged(self, file: Path, key: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def _flagged(self, file: Path, where: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Read the reserved field ``disabled`` as a boolean, as the sync engine expects."""
         if DISABLED in fields:
             raw = (fields[DISABLED] or "").lower()
             if raw not in _TRUE + _FALSE:
                 raise self._reject(
                     file,
-                    f"has record '{key}' whose field '{DISABLED}' is {fields[DISABLED]!r}. "
+                    f"has {where} whose field '{DISABLED}' is neither true nor false. "
                     f"Hint: use one of {', '.join(repr(v) for v in _TRUE + _FALSE)}",
                 )
             fields[DISABLED] = raw in _TRUE
@@ -575,22 +612,28 @@ class FolderAdapter(Adapter):
         for position, element in enumerate(root.iterchildren("*"), start=1):
             if element.tag != "record" or element.get("key") is None:
                 raise RejectedError(
-                    f"{where}: child {position} is <{element.tag}> "
-                    f"{dict(element.attrib)!r}, not a <record key=...>. {hint}"
+                    f"{where}: child {position} is <{element.tag}>, not a <record key=...>. {hint}"
                 )
             key = _clean(element.get("key")) or ""
             fields: dict[str, Any] = {}
-            for item in element.iterchildren("*"):
+            for number, item in enumerate(element.iterchildren("*"), start=1):
                 name = _clean(item.get("name"))
                 if item.tag != "field" or not name or name in fields:
-                    problem = "repeats field" if name in fields else "has a bad child"
+                    problem = "repeats a field" if name in fields else "is not a <field name=...>"
                     raise RejectedError(
-                        f"{where}: record '{key}' {problem} <{item.tag}> "
-                        f"{dict(item.attrib)!r}. {hint}"
+                        f"{where}: child {number} of record {position} {problem}. {hint}"
                     )
                 fields[name] = _clean("".join(item.itertext()))
-            records.append(Record(key, self._flagged(file, key, fields)))
+            records.append(Record(key, self._flagged(file, f"record {position}", fields)))
         return records
+
+
+def _repeated(names: list[str]) -> str:
+    """Where the first name that appears twice is, by column number ('' names are ignored)."""
+    for i, name in enumerate(names):
+        if name and name in names[i + 1 :]:
+            return f"columns {i + 1} and {names.index(name, i + 1) + 1}"
+    return ""
 
 
 @hookimpl

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -272,3 +273,50 @@ def test_the_command_logs_json_with_the_flag_or_the_variable(tmp_path: Path, swi
         assert len(found) == 1, (event, lines)
         assert found[0]["message_id"] and found[0]["correlation_id"], found
     assert "received 2, delivered 1" in done.stdout
+
+
+FORGED = "2026-01-01T00:00:00.000Z ERROR lienthong.bus: endpoint axis: all documents deleted"
+_LINE_START = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+
+
+def _assert_one_event_per_line(text: str) -> None:
+    """Every line is a record of the bus's own or an indented continuation."""
+    for line in text.split("\n"):
+        assert not line or re.match(_LINE_START, line) or line.startswith("  "), repr(line)
+    assert "\n" + FORGED not in text
+
+
+def test_a_file_name_with_a_newline_cannot_forge_a_text_log_line(
+    folder_bus, captured, tmp_path: Path
+) -> None:
+    buffer = captured(json=False)
+    bus = folder_bus(max_message_bytes=64)
+    name = f"hồ sơ\n{FORGED}\r\x1b[2K\u2028.xml"
+    (tmp_path / "in" / name).write_bytes(b"<a>" + b"x" * 100 + b"</a>")
+    assert bus.run(once=True).dead == 1
+    text = buffer.getvalue()
+    (line,) = [x for x in text.split("\n") if "dead-lettered" in x]
+    assert "hồ sơ\\n2026-01-01T00:00:00.000Z ERROR" in line, "shown, escaped"
+    assert "\\r\\x1b[2K\\u2028.xml" in line
+    _assert_one_event_per_line(text)
+
+
+def test_text_lines_escape_controls_in_messages_fields_and_tracebacks() -> None:
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "file %s", ("a\n" + FORGED + "\x85\u202e",), None
+    )
+    record.endpoint = "in\n" + FORGED
+    record.filename_shown = "tab\there\x7f"
+    try:
+        raise OSError("cannot move 'a.xml\n" + FORGED + "'")
+    except OSError:
+        record.exc_info = sys.exc_info()
+    text = logs.TextFormatter().format(record)
+    first, *rest = text.split("\n")
+    assert first.count("2026-01-01T00:00:00.000Z ERROR") == 2
+    assert "file a\\n2026-01-01" in first and "\\x85\\u202e" in first
+    assert 'endpoint="in\\n2026-01-01' in first
+    assert 'filename_shown="tab\\there\\x7f"' in first
+    assert rest and all(line.startswith("  ") for line in rest), rest
+    assert any(line.strip() == "Traceback (most recent call last):" for line in rest)
+    _assert_one_event_per_line(text)

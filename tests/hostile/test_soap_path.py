@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lienthong.bus import Bus
-from lienthong.errors import LienthongError, TransientError
+from lienthong.errors import FatalError, LienthongError, TransientError
 from lienthong.message import Message
 from lienthong.plugins import memory
 from lienthong.plugins.accounting_soap.sandbox import AccountingSandbox
@@ -234,3 +234,94 @@ def test_a_proxy_error_page_with_a_doctype_is_transient_not_an_attack(
     )
     with pytest.raises(TransientError, match="HTTP 503 without a SOAP answer .*declares a DTD"):
         bus.adapters["acct-poll"].receive(bus)
+
+
+class _EndlessAnswer(BaseHTTPRequestHandler):
+    """A service (or a man in the middle) that answers with a SOAP envelope that never ends."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's naming)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = (
+            b"<acc:vouchers>" + b"<acc:voucher><acc:number>PT-1</acc:number></acc:voucher>" * 1000
+        )
+        try:
+            for part in (_HEAD, *[chunk] * 1_000_000):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        except OSError:
+            pass  # the client hung up: what it should do
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Quiet."""
+
+
+@pytest.fixture
+def endless_answer() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EndlessAnswer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/AccountingService"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_endless_answer_is_cut_at_the_cap_not_read_forever(
+    lienthong_bus, sandbox: AccountingSandbox, endless_answer: str
+) -> None:
+    bus = lienthong_bus(
+        endpoints={
+            "acct-poll": {
+                "adapter": "accounting_soap",
+                "wsdl": sandbox.wsdl_url,
+                "address": endless_answer,
+                "username": USER,
+                "password": PASSWORD,
+                "receive_operation": "ListVoucherChanges",
+            },
+        },
+    )
+    outcome: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            bus.adapters["acct-poll"].receive(bus)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the answer was still being read after 30 s"
+    [error] = outcome
+    assert isinstance(error, FatalError)
+    assert f"went past {DEFAULT_MAX_BYTES:,} bytes, over the limit" in str(error)
+    assert "the rest was not read" in str(error) and "max_answer_bytes" in str(error)
+    assert Cursors(bus.store.engine).get(CURSOR) is None
+
+
+def test_an_answer_declared_over_the_cap_is_not_read(
+    lienthong_bus, sandbox: AccountingSandbox
+) -> None:
+    bus = lienthong_bus(
+        endpoints={
+            "acct-poll": {
+                "adapter": "accounting_soap",
+                "wsdl": sandbox.wsdl_url,
+                "username": USER,
+                "password": PASSWORD,
+                "receive_operation": "ListVoucherChanges",
+                "max_answer_bytes": 100_000,
+            },
+        },
+    )
+    sandbox.faults.raw_answer = _HEAD + b"<acc:vouchers/>" + b" " * 200_000 + _TAIL
+    with pytest.raises(FatalError, match=r"declares 200,\d+ bytes, over the limit of 100,000"):
+        bus.adapters["acct-poll"].receive(bus)
+    sandbox.faults.raw_answer = None
+    assert bus.adapters["acct-poll"].receive(bus) == 1, "an answer within the cap is read"
