@@ -14,6 +14,7 @@ PRODUCTION = REPO / "config/production.example.yaml"
 SECRETS = [
     "LIENTHONG_STORE",
     "LIENTHONG_BROKER",
+    "LIENTHONG_AUDIT_KEY",
     "AXIS_SECRET_SYT",
     "AXIS_SECRET_SGD",
     "ACCT_SYT_PASSWORD",
@@ -27,6 +28,7 @@ ENVIRON = {
     **{name: f"value-of-{name}" for name in SECRETS},
     "LIENTHONG_STORE": "postgresql+psycopg://lienthong@db/lienthong",
     "LIENTHONG_BROKER": "amqp://lienthong:pw@mq:5672/lienthong",
+    "LIENTHONG_AUDIT_KEY": "k" * 40,
 }
 
 
