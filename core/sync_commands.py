@@ -194,6 +194,59 @@ def _find_job(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
     return spec
 
 
+def run_job(
+    obj: SyncContext,
+    spec: JobSpec,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    since: str | None = None,
+    wait_s: float = 0.0,
+    progress: Callable[[int, int, Change], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    trigger: str = "manual",
+) -> Report:
+    """Run sync job ``spec`` now, under the lease its scheduled runs take (the CLI, the console).
+
+    Raises ``LeaseHeld`` when another run holds the job past ``wait_s`` (``on_wait``
+    hears who, before waiting), and ``GuardRefused``, ``ConfigError`` or another
+    ``LienthongError`` after recording the job run's outcome.
+    """
+    assert spec.sync is not None
+    holder = default_holder()
+    engine = obj.engine
+    lease = Lease(engine, job_lease_name(spec.name), holder, spec.lease_ttl_s)
+    if not lease.acquire():
+        if wait_s <= 0:
+            raise LeaseHeld(lease.name, lease.current(), 0)
+        current = lease.current()
+        if on_wait is not None:
+            on_wait(current.holder if current else "another process")
+    with lease.hold(wait_s=wait_s):
+        run_id = claim_run(engine, spec.name, holder, trigger=trigger)
+        assert run_id is not None
+        try:
+            source = obj.adapter(spec.sync.source_endpoint)
+            target = obj.adapter(spec.sync.target_endpoint)
+            report = run(
+                spec.sync,
+                source,
+                target,
+                engine,
+                dry_run=dry_run,
+                force=force,
+                since=since,
+                progress=progress,
+                holder=holder,
+            )
+        except LienthongError as exc:
+            outcome = "refused" if isinstance(exc, GuardRefused) else "error"
+            finish_run(engine, run_id, outcome, str(exc))
+            raise
+        finish_run(engine, run_id, report.outcome, f"sync run {report.run_id}")
+    return report
+
+
 @sync_group.command("run")
 @click.argument("job")
 @click.option("--dry-run", is_flag=True, help="Plan and store the report; change nothing.")
@@ -223,47 +276,31 @@ def sync_run_command(
 ) -> None:
     """Run sync JOB now (exit 0 ok, 1 items failed, 2 refused, 3 lease held, 4 config, 5 retry)."""
     spec = _find_job(_jobs(obj), job)
-    assert spec.sync is not None
-    holder = default_holder()
-    engine = _engine(obj)
-    lease = Lease(engine, job_lease_name(job), holder, spec.lease_ttl_s)
-    if not lease.acquire():
-        if wait_s <= 0:
-            _fail(str(LeaseHeld(lease.name, lease.current(), 0)), EXIT_LEASE_HELD)
-        current = lease.current()
-        who = current.holder if current else "another process"
+    _engine(obj)  # a config error exits 4 here, before any lease is taken
+
+    def waiting(who: str) -> None:
         click.echo(f"job '{job}' is running ({who}); waiting up to {wait_s:g} s", err=True)
+
     try:
-        with lease.hold(wait_s=wait_s):
-            run_id = claim_run(engine, job, holder, trigger="manual")
-            assert run_id is not None
-            try:
-                source = obj.adapter(spec.sync.source_endpoint)
-                target = obj.adapter(spec.sync.target_endpoint)
-                with _Progress(f"sync {job}") as progress:
-                    report = run(
-                        spec.sync,
-                        source,
-                        target,
-                        engine,
-                        dry_run=dry_run,
-                        force=force,
-                        since=since,
-                        progress=progress,
-                        holder=holder,
-                    )
-            except GuardRefused as exc:
-                finish_run(engine, run_id, "refused", str(exc))
-                _fail(str(exc), EXIT_REFUSED)
-            except ConfigError as exc:
-                finish_run(engine, run_id, "error", str(exc))
-                _fail(str(exc), EXIT_CONFIG)
-            except LienthongError as exc:
-                finish_run(engine, run_id, "error", str(exc))
-                _fail(str(exc), EXIT_ITEMS_FAILED)
-            finish_run(engine, run_id, report.outcome, f"sync run {report.run_id}")
+        with _Progress(f"sync {job}") as progress:
+            report = run_job(
+                obj,
+                spec,
+                dry_run=dry_run,
+                force=force,
+                since=since,
+                wait_s=wait_s,
+                progress=progress,
+                on_wait=waiting,
+            )
     except LeaseHeld as exc:
         _fail(str(exc), EXIT_LEASE_HELD)
+    except GuardRefused as exc:
+        _fail(str(exc), EXIT_REFUSED)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except LienthongError as exc:
+        _fail(str(exc), EXIT_ITEMS_FAILED)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
