@@ -114,6 +114,15 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+_COUNT_ORDER = ("create", "update", "disable", "unchanged", "rejected", "applied", "failed")
+
+
+def ordered(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """A run's counts in the order a plan reads (creates, updates, disables, ...)."""
+    rank = {name: i for i, name in enumerate(_COUNT_ORDER)}
+    return sorted(counts.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
 def dead_letters_url(**args: Any) -> str:
     """The dead letters page with a filter (``endpoint`` is a filter here, not url_for's)."""
     query = urlencode({k: v for k, v in args.items() if v not in (None, "")})
@@ -149,6 +158,7 @@ def create_app(services: Console) -> Flask:
         when=i18n.when,
         duration=i18n.duration,
         number=lambda value: i18n.number(value, language()),
+        ordered=ordered,
     )
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
