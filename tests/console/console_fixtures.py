@@ -107,8 +107,8 @@ class Directory:
         }
 
 
-@pytest.fixture
-def directory(tree: Tree) -> Directory:
+def make_directory(tree: Tree) -> Directory:
+    """Seed ``tree`` with synced accounts, console users with passwords, and role groups."""
     tree.seed()
     base = tree.base
     people = f"ou=console{next(_ous)},{base}"
@@ -124,6 +124,11 @@ def directory(tree: Tree) -> Directory:
         add(tree.conn, f"cn=lienthong-{group},{base}", objectClass="groupOfNames",
             cn=f"lienthong-{group}", member=dns)
     return Directory(tree, base, people)
+
+
+@pytest.fixture
+def directory(tree: Tree) -> Directory:
+    return make_directory(tree)
 
 
 class ConsoleProject:
