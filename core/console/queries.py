@@ -19,7 +19,7 @@ from .. import audit as audit_chain
 from ..config import Config
 from ..message import Message
 from ..scheduler import JobOverview, jobs_overview
-from ..store import Store, audit, dead_letters, deliveries, messages, utcnow
+from ..store import Store, attempts, audit, dead_letters, deliveries, messages, utcnow
 from ..sync import sync_items, sync_runs
 from .i18n import TIMEZONE
 
@@ -264,7 +264,80 @@ class Queries:
         return self.store.message(message_id)
 
     def trace(self, message_id: str) -> dict[str, Any] | None:
-        return self.store.trace(message_id)
+        """Every hop of a message, given its id or a unique beginning of it."""
+        found = self.full_id(message_id)
+        if found is None:
+            return None
+        with self.engine.connect() as conn:
+            m = conn.execute(select(messages).where(messages.c.id == found)).one()
+            correlated = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(
+                        messages.c.id,
+                        messages.c.kind,
+                        messages.c.source,
+                        messages.c.accepted_at,
+                        messages.c.state,
+                    )
+                    .where(messages.c.correlation_id == m.correlation_id, messages.c.id != m.id)
+                    .order_by(messages.c.accepted_at)
+                    .limit(200)
+                )
+            ]
+            hops = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(audit).where(audit.c.message_id == m.id).order_by(audit.c.id)
+                )
+            ]
+            sent = [
+                dict(r._mapping, attempt_log=[])
+                for r in conn.execute(
+                    select(
+                        deliveries.c.id,
+                        deliveries.c.route,
+                        deliveries.c.endpoint,
+                        deliveries.c.state,
+                        deliveries.c.attempts,
+                        deliveries.c.last_error,
+                    ).where(deliveries.c.message_id == m.id)
+                )
+            ]
+            by_id = {d["id"]: d for d in sent}
+            if by_id:
+                for a in conn.execute(
+                    select(attempts)
+                    .where(attempts.c.delivery_id.in_(list(by_id)))
+                    .order_by(attempts.c.number)
+                ):
+                    by_id[a.delivery_id]["attempt_log"].append(dict(a._mapping))
+        return {
+            **{k: v for k, v in m._mapping.items() if k != "body"},
+            "headers": json.loads(m.headers or "{}"),
+            "hops": hops,
+            "deliveries": sent,
+            "correlated": correlated,
+        }
+
+    def full_id(self, prefix: str) -> str | None:
+        """The one message id starting with ``prefix``, found on the primary key's index.
+
+        A range, not LIKE: SQLite's LIKE ignores case and so cannot use the index,
+        and would read every message of a large store.
+        """
+        if not prefix:
+            return None
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self.engine.connect() as conn:
+            ids = list(
+                conn.execute(
+                    select(messages.c.id)
+                    .where(messages.c.id >= prefix, messages.c.id < upper)
+                    .limit(2)
+                ).scalars()
+            )
+        return ids[0] if len(ids) == 1 else None
 
     def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]:
         return self.store.messages_by_correlation(correlation_id)
