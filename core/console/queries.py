@@ -321,23 +321,33 @@ class Queries:
         }
 
     def full_id(self, prefix: str) -> str | None:
-        """The one message id starting with ``prefix``, found on the primary key's index.
-
-        A range, not LIKE: SQLite's LIKE ignores case and so cannot use the index,
-        and would read every message of a large store.
-        """
+        """The one message id that is ``prefix`` or starts with it (a whole id is quickest)."""
         if not prefix:
             return None
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         with self.engine.connect() as conn:
+            exact = conn.execute(
+                select(messages.c.id).where(messages.c.id == prefix)
+            ).scalar_one_or_none()
+            if exact is not None:
+                return str(exact)
             ids = list(
                 conn.execute(
-                    select(messages.c.id)
-                    .where(messages.c.id >= prefix, messages.c.id < upper)
-                    .limit(2)
+                    select(messages.c.id).where(self._starts(messages.c.id, prefix)).limit(2)
                 ).scalars()
             )
         return ids[0] if len(ids) == 1 else None
+
+    def _starts(self, column: Any, prefix: str) -> Any:
+        """``column`` starts with ``prefix``, in the form each database answers from its index.
+
+        SQLite compares text byte by byte, so a range uses the index (its LIKE
+        ignores case and cannot); PostgreSQL's collation may order punctuation
+        otherwise, so there it is LIKE.
+        """
+        if self.engine.dialect.name == "sqlite":
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            return and_(column >= prefix, column < upper)
+        return column.startswith(prefix, autoescape=True)
 
     def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]:
         return self.store.messages_by_correlation(correlation_id)
@@ -348,15 +358,11 @@ class Queries:
         """The edXML documents most recently active: correlation id, messages, last activity."""
         from lienthong.plugins.document_axis.correlation import DOCUMENT_ID_HEADER, PREFIX
 
-        # A range on the indexed correlation id, not LIKE: it uses the index everywhere.
         last = func.max(messages.c.accepted_at).label("last")
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(messages.c.correlation_id, func.count().label("count"), last)
-                .where(
-                    messages.c.correlation_id >= PREFIX,
-                    messages.c.correlation_id < PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1),
-                )
+                .where(self._starts(messages.c.correlation_id, PREFIX))
                 .group_by(messages.c.correlation_id)
                 .order_by(last.desc())
                 .limit(limit)

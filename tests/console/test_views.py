@@ -414,3 +414,33 @@ def test_json_bodies_are_pretty_printed_and_anything_else_shown_as_text():
     assert shown_body(b"<broken")["kind"] == "text"
     big = shown_body(b"<a>" + b"x" * 300_000 + b"</a>")
     assert big["cut"] and len(big["text"]) == 200_000
+
+
+@pytest.mark.server
+def test_on_postgresql_the_pages_read_and_a_replay_is_audited(tmp_path, users_file, pg_url):
+    from lienthong.store import Store, make_engine
+
+    Store(make_engine(pg_url)).upgrade()
+    project = ConsoleProject(tmp_path, users_file, bus={"store": pg_url})
+    try:
+        samples = REFERENCE / "edxml" / "messages" / "edoc_new.edxml"
+        if samples.exists():
+            (project.root / "edxml" / "doc.xml").write_bytes(samples.read_bytes())
+        dead = project.park()
+        message = project.bus().store.dead_letter(dead)["message_id"]
+        project.fix_cause()
+        client = project.client()
+        log_in(client, "vanhanh")
+        for page in ["/", "/dead-letters?reason=already", f"/dead-letters/{dead}", "/documents",
+                     f"/trace/{message[:12]}", "/syncs"]:
+            assert client.get(page).status_code == 200, page
+        if samples.exists():
+            assert "edxml-" in text(client.get("/documents"))
+        done = post(client, "/dead-letters/act", {"action": "replay", "scope": "selected",
+                                                  "ids": str(dead), "confirmed": "yes"})
+        assert "Đã gửi lại 1, thất bại 0" in text(done)
+        project.run_until(project.delivered)
+        assert 'data-state="delivered"' in text(client.get(f"/trace/{message}"))
+        assert audit.verify(project.bus().store.engine, audit_table).ok
+    finally:
+        project.close()
