@@ -553,15 +553,8 @@ def run(
         )
         raise
     except BaseException as exc:
-        if isinstance(exc, TransientError) or source.is_transient(exc) or target.is_transient(exc):
-            recorder.finish(
-                "interrupted",
-                {},
-                message=f"reading failed, nothing was changed: "
-                f"{type(exc).__name__}: {exc}. Hint: run it again later",
-            )
+        if _reading_failed(recorder, exc, source, target):
             return _must_load(engine, recorder.run_id)
-        recorder.finish("error", {}, message=f"{type(exc).__name__}: {exc}")
         raise
 
     counts = the_plan.counts()
@@ -591,6 +584,24 @@ def run(
     outcome = "failed" if counts["failed"] or the_plan.rejected else "ok"
     recorder.finish(outcome, counts, cursor_after=cursor_after)
     return _must_load(engine, recorder.run_id)
+
+
+def _reading_failed(recorder: _Recorder, exc: BaseException, *adapters: Adapter) -> bool:
+    """Record a run whose reading failed (nothing was changed): True when it was transient.
+
+    A transient failure ends the run as interrupted, to run again later; any
+    other ends it as an error, which the caller re-raises.
+    """
+    if isinstance(exc, TransientError) or any(a.is_transient(exc) for a in adapters):
+        recorder.finish(
+            "interrupted",
+            {},
+            message=f"reading failed, nothing was changed: "
+            f"{type(exc).__name__}: {exc}. Hint: run it again later",
+        )
+        return True
+    recorder.finish("error", {}, message=f"{type(exc).__name__}: {exc}")
+    return False
 
 
 def _apply(
@@ -773,15 +784,8 @@ def approve(
         )
         raise
     except BaseException as exc:
-        if isinstance(exc, TransientError) or target.is_transient(exc):
-            recorder.finish(
-                "interrupted",
-                {},
-                message=f"reading '{spec.target_endpoint}' failed, nothing was changed: "
-                f"{type(exc).__name__}: {exc}. Hint: approve it again later",
-            )
+        if _reading_failed(recorder, exc, target):
             return _must_load(engine, recorder.run_id)
-        recorder.finish("error", {}, message=f"{type(exc).__name__}: {exc}")
         raise
     if found:
         refusal = PlanChanged(spec, plan_run, recorder.run_id, found)

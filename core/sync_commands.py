@@ -308,9 +308,9 @@ def sync_run_command(
     def waiting(who: str) -> None:
         click.echo(f"job '{job}' is running ({who}); waiting up to {wait_s:g} s", err=True)
 
-    try:
+    def start() -> Report:
         with _Progress(f"sync {job}") as progress:
-            report = run_job(
+            return run_job(
                 obj,
                 spec,
                 dry_run=dry_run,
@@ -320,19 +320,8 @@ def sync_run_command(
                 progress=progress,
                 on_wait=waiting,
             )
-    except LeaseHeld as exc:
-        _fail(str(exc), EXIT_LEASE_HELD)
-    except GuardRefused as exc:
-        _fail(str(exc), EXIT_REFUSED)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
-    except LienthongError as exc:
-        _fail(str(exc), EXIT_ITEMS_FAILED)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        _print_report(report, limit=20)
-    sys.exit(_OUTCOME_EXIT.get(report.outcome, EXIT_ITEMS_FAILED))
+
+    _run_and_exit(start, as_json)
 
 
 @sync_group.command("approve")
@@ -342,13 +331,19 @@ def sync_run_command(
 @click.pass_obj
 def sync_approve_command(obj: SyncContext, run_id: int, force: bool, as_json: bool) -> None:
     """Apply exactly the plan dry run RUN_ID stored; refused if the target changed since."""
-    engine = _engine(obj)
-    planned = load_report(engine, run_id)
+    planned = load_report(_engine(obj), run_id)
     if planned is None:
         _fail(f"no sync run {run_id}. Hint: 'lienthong sync runs' lists them", EXIT_CONFIG)
     spec = _find_job(_jobs(obj), planned.job)
+    _run_and_exit(
+        lambda: run_job(obj, spec, force=force, approve_run=run_id, trigger="approval"), as_json
+    )
+
+
+def _run_and_exit(start: Callable[[], Report], as_json: bool) -> NoReturn:
+    """Run, print the report and exit with its outcome's code; an error exits with its own."""
     try:
-        report = run_job(obj, spec, force=force, approve_run=run_id, trigger="approval")
+        report = start()
     except LeaseHeld as exc:
         _fail(str(exc), EXIT_LEASE_HELD)
     except GuardRefused as exc:

@@ -16,7 +16,6 @@ only ever used by the thread holding it.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,8 +33,6 @@ from ..sync import PlanChanged, Report
 from ..sync_commands import run_job
 from .auth import User
 from .queries import Queries
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,12 +74,8 @@ class Actions:
         return self._adapters[endpoint]
 
     def close(self) -> None:
+        """Stop the adapters a sync started and let go of the store (``Bus.close``)."""
         with self._lock:
-            for adapter in self._adapters.values():
-                try:
-                    adapter.stop()
-                except Exception:
-                    log.exception("endpoint %s did not stop cleanly", adapter.endpoint)
             self._adapters.clear()
             self.bus.close()
 
