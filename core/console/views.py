@@ -68,6 +68,11 @@ WORDS = (
     N_("interrupted"),
     N_("error"),
     N_("running"),
+    N_("accepted"),
+    N_("dead-lettered"),
+    N_("replayed"),
+    N_("retry"),
+    N_("attempt"),
     N_("unchanged"),
     N_("active"),
     N_("drift"),
@@ -331,7 +336,8 @@ def trace(message_id: str) -> Any:
             timeline.append(
                 {
                     "at": attempt["at"],
-                    "event": f"attempt {attempt['number']}",
+                    "event": "attempt",
+                    "number": attempt["number"],
                     "endpoint": delivery["endpoint"],
                     "detail": f"{attempt['outcome']}"
                     + (f": {attempt['error']}" if attempt["error"] else ""),

@@ -343,7 +343,8 @@ def test_the_trace_shows_hops_deliveries_mapping_and_correlated_messages(console
     assert client.get(f"/trace?id={message_id[:10]}").headers["Location"] == \
         f"/trace/{message_id[:10]}"
     page = html.unescape(text(client.get(f"/trace/{message_id[:10]}")))
-    assert "accepted" in page and "delivered" in page and "attempt 1" in page
+    assert re.search(r"<strong>tiếp nhận</strong>.*<strong>đã chuyển</strong>.*"
+                     r"<strong>lần thử 1</strong>", page, re.S)
     assert "onestop/application-to-receipt.xsl" in page
     assert client.get("/trace/nothing-like-this").status_code == 404
 
