@@ -54,6 +54,9 @@ BENCHMARKS = (
     Benchmark("soap", "bench_soap.py", (), ("--calls", "30", "--rounds", "1")),
     Benchmark("directory", "bench_directory.py", (), ("--accounts", "2000", "--repeat", "1")),
     Benchmark("mapping-diff", "bench_mapping_diff.py", (), ("--messages", "1000", "--rounds", "1")),
+    Benchmark(
+        "console", "bench_console.py", (), ("--messages", "5000", "--dead", "500", "--repeat", "3")
+    ),
 )
 
 

@@ -394,17 +394,19 @@ class Verdict:
 def verify(
     engine: Engine,
     table: Any,
-    keys: Sequence[bytes] = (),
+    keys: Sequence[bytes | None] = (),
     anchor: Anchor | None = None,
 ) -> Verdict:
     """Walk the chain in id order; name the first record altered, removed or inserted.
 
     ``keys`` are the audit keys that may have written it (the configured one
-    first); ``anchor`` is the head the trail must still reach. With a key, a
+    first; None for "no key configured" is skipped); ``anchor`` is the head the
+    trail must still reach. With a key, a
     trail whose records were not written with it is not intact, since only the
     key proves who wrote them.
     """
-    by_id = {key_id(k): k for k in keys}
+    known = [k for k in keys if k is not None]
+    by_id = {key_id(k): k for k in known}
     previous, count = GENESIS, 0
     key: bytes | None = None
     keyed_from: int | None = None
@@ -433,8 +435,8 @@ def verify(
                             f"record #{row['id']} starts a part of the trail kept with a key "
                             f"this check does not have (key id {named}; "
                             + (
-                                f"the configured key's is {key_id(keys[0])}"
-                                if keys
+                                f"the configured key's is {key_id(known[0])}"
+                                if known
                                 else "no key is configured"
                             )
                             + "). Hint: give that key with --key-file; if no one holds it, the "
@@ -478,7 +480,7 @@ def verify(
             keyed_from,
             anchor,
         )
-    if keys and count and keyed_from is None:
+    if known and count and keyed_from is None:
         return Verdict(
             count,
             None,

@@ -143,6 +143,7 @@ class Bus:
             self.store, self.breakers, broker=None if settings.embedded else settings.broker
         )
         self.metrics_server: MetricsServer | None = None
+        self.console_server: Any = None  # lienthong.console.server.ConsoleServer
         # Monotonic acceptance times of deliveries this process sends from memory (for the lag).
         self._accepted_at: dict[str, float] = {}
         self._lease = timedelta(seconds=settings.claim_seconds)
@@ -186,6 +187,12 @@ class Bus:
                 self.metrics, settings.metrics_host, settings.metrics_port
             )
             self.metrics_server.start()
+        if settings.console_port is not None and self.console_server is None:
+            from .console.server import ConsoleServer
+
+            self.console_server = ConsoleServer(
+                self.config, self.host, listen=settings.console_host, port=settings.console_port
+            ).start()
         for adapter in self.adapters.values():
             adapter.start()
         self._started = True
@@ -249,6 +256,9 @@ class Bus:
         if self.metrics_server:
             self.metrics_server.stop()
             self.metrics_server = None
+        if self.console_server:
+            self.console_server.stop()
+            self.console_server = None
         if self.transport:
             self.transport.close()
         self.store.engine.dispose()

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import __version__, logs
 from . import config as config_module
+from .console.i18n import duration
 from .demo import demo
 from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable, TransientError
 from .host import PluginHost
@@ -215,7 +216,7 @@ def status(state: State, as_json: bool) -> None:
             adapter,
             str(data["pending_by_endpoint"].get(name, 0)),
             str(data["retrying_by_endpoint"].get(name, 0)),
-            _duration(lag) if lag is not None else "-",
+            duration(lag) if lag is not None else "-",
             f"{circuit['detail']} ({circuit['updated_at']:%H:%M:%S})" if circuit else "closed",
         )
     console.print(table)
@@ -231,17 +232,6 @@ def status(state: State, as_json: bool) -> None:
             else "not run yet"
         )
         console.print(f"job {job['name']} ({job['what']}): {last}")
-
-
-def _duration(seconds: float) -> str:
-    """A lag as a person reads it: 0.4 s, 12 s, 5 min, 3 h."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # --- dead letters ----------------------------------------------------------------
@@ -697,6 +687,68 @@ def db_upgrade(state: State) -> None:
     engine = make_engine(state.config.bus.store.reveal())
     Store(engine).upgrade()
     click.echo(f"store schema at {migrations.current(engine)}")
+
+
+# --- the web console -------------------------------------------------------------------
+
+
+@cli.group("console", invoke_without_command=True)
+@click.option("--host", default=None, help="Address to listen on (default bus.console_host).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to listen on (default bus.console_port, else 8470; 0: any free port).",
+)
+@click.pass_context
+def console_command(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the web console (Vietnamese, with an English switch) until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .console.server import ConsoleServer
+    from .console.settings import DEFAULT_PORT
+
+    state: State = ctx.obj
+    cfg = state.config
+    if port is None:
+        port = cfg.bus.console_port if cfg.bus.console_port is not None else DEFAULT_PORT
+    server = ConsoleServer(cfg, state.host, listen=host or cfg.bus.console_host, port=port)
+    if not server.console.login_methods:
+        click.echo(
+            "warning: nobody can log in: add a 'console' section with users_file or ldap "
+            "(docs/console.md)",
+            err=True,
+        )
+    click.echo(f"console at {server.url} (Ctrl-C stops it)")
+    server.serve()
+
+
+@console_command.command("adduser")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True)
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    envvar="LIENTHONG_CONSOLE_PASSWORD",
+    help="Asked for when not given (or $LIENTHONG_CONSOLE_PASSWORD).",
+)
+@pass_state
+def console_adduser(state: State, name: str, role: str, password: str) -> None:
+    """Add or change a local console account in console.users_file (an argon2 hash)."""
+    from .console.auth import add_local_account
+
+    path = state.config.console.users_file
+    if path is None:
+        raise ConfigError(
+            ["console.users_file is not set. Hint: add 'console: {users_file: console-users}'"]
+        )
+    try:
+        add_local_account(path, name, role, password)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"{name} ({role}) written to {path}")
 
 
 register_sync_commands(cli)

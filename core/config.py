@@ -22,6 +22,8 @@ import yaml
 from . import access
 from .access import AccessPolicy
 from .adapter import Secret, resolve_options, resolve_secret
+from .console import settings as console_settings
+from .console.settings import ConsoleSettings
 from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
 from .router import EndpointFrom, Route, Target, compile_xpath
@@ -69,6 +71,9 @@ class BusSettings:
     @property
     def anchor_path(self) -> Path:
         return self.audit_anchor or self.var_dir / "audit.anchor"
+    # The web console (lienthong.console) served by 'lienthong run'; None: not served.
+    console_port: int | None = None
+    console_host: str = "127.0.0.1"
 
     @property
     def embedded(self) -> bool:
@@ -95,6 +100,7 @@ class Config:
     jobs: dict[str, JobSpec]
     raw: dict[str, Any]
     access: AccessPolicy = field(default_factory=AccessPolicy)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 # --- YAML with line numbers -------------------------------------------------
@@ -304,11 +310,13 @@ _BUS_KEYS = [
     "audit_key",
     "audit_anchor",
     "audit_anchor_seconds",
+    "console_port",
+    "console_host",
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
 _TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind"]
-_SECTIONS = ["bus", "endpoints", "routes", "jobs", "access"]
+_SECTIONS = ["bus", "endpoints", "routes", "jobs", "access", "console"]
 
 
 def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
@@ -350,21 +358,25 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
                 c.problem(("bus", name), f"expected a positive number, got {value!r}")
             else:
                 setattr(bus, name, kind(value))
-    if raw.get("metrics_port") is not None:
-        port = raw["metrics_port"]
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            c.problem(
-                ("bus", "metrics_port"),
-                f"expected a TCP port 0-65535 (0: any free port), got {port!r}. Hint: 9464",
-            )
-        else:
-            bus.metrics_port = port
-    if "metrics_host" in raw:
-        host = raw["metrics_host"]
-        if not isinstance(host, str) or not host.strip():
-            c.problem(("bus", "metrics_host"), f"expected an address to listen on, got {host!r}")
-        else:
-            bus.metrics_host = host.strip()
+    for server, example in (("metrics", 9464), ("console", 8470)):
+        if raw.get(f"{server}_port") is not None:
+            port = raw[f"{server}_port"]
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+                c.problem(
+                    ("bus", f"{server}_port"),
+                    f"expected a TCP port 0-65535 (0: any free port), got {port!r}. "
+                    f"Hint: {example}",
+                )
+            else:
+                setattr(bus, f"{server}_port", port)
+        if f"{server}_host" in raw:
+            host = raw[f"{server}_host"]
+            if not isinstance(host, str) or not host.strip():
+                c.problem(
+                    ("bus", f"{server}_host"), f"expected an address to listen on, got {host!r}"
+                )
+            else:
+                setattr(bus, f"{server}_host", host.strip())
     retry = raw.get("retry", {}) or {}
     if not isinstance(retry, Mapping):
         c.problem(("bus", "retry"), "expected a mapping")
@@ -598,6 +610,10 @@ def from_dict(
     jobs = _jobs(c, data.get("jobs"), declared)
     policy, access_problems = access.from_config(data.get("access"), declared, c.where)
     c.problems.extend(access_problems)
+    console, console_problems = console_settings.from_config(
+        data.get("console"), base_dir, c.where, c.environ
+    )
+    c.problems.extend(console_problems)
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(path, base_dir, bus, endpoints, routes, jobs, dict(data), policy)
+    return Config(path, base_dir, bus, endpoints, routes, jobs, dict(data), policy, console)

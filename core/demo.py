@@ -18,8 +18,10 @@ demo did not make is never wiped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -566,6 +568,9 @@ class Demo:
         self.host = PluginHost()
         self.config_path = config_path
         self.cfg = config_module.load(config_path, host=self.host)
+        # The demo serves the console itself, with a sandbox login; not through its bus.
+        self.console_port = self.cfg.bus.console_port
+        self.cfg.bus.console_port = None
         # Without its own bus, the demo only runs the sandboxes and the other
         # agencies' side: 'lienthong run' workers elsewhere are the bus.
         self.start_bus = start_bus
@@ -847,6 +852,37 @@ class Demo:
             self.echo(line)
 
 
+def _serve_console(instance: Demo) -> Any:
+    """The web console over the demo's store, with a sandbox login made for this run only.
+
+    The account lives in the demo's var folder (wiped by the next run), so the
+    config's own console accounts are never touched. A taken port is reported
+    and the demo goes on without the console.
+    """
+    from .console.auth import add_local_account
+    from .console.server import ConsoleServer
+    from .console.settings import DEFAULT_PORT
+
+    users = instance.var_dir / "console-users"
+    password = secrets.token_urlsafe(9)
+    add_local_account(users, "demo", "admin", password)
+    cfg = dataclasses.replace(
+        instance.cfg, console=dataclasses.replace(instance.cfg.console, users_file=users)
+    )
+    port = instance.console_port if instance.console_port is not None else DEFAULT_PORT
+    try:
+        server = ConsoleServer(cfg, instance.host, listen=cfg.bus.console_host, port=port)
+    except ConfigError as exc:
+        click.echo(f"The console did not start: {exc}")
+        return None
+    server.start()
+    click.echo(
+        f"Console (SANDBOX data): {server.url} - log in as demo / {password} "
+        "(admin; a new password each run)"
+    )
+    return server
+
+
 def _config_path(ctx: click.Context) -> Path:
     given = getattr(ctx.obj, "config_path", None) if ctx.obj is not None else None
     return Path(given) if given else DEFAULT_FLOWS
@@ -894,12 +930,17 @@ def demo(ctx: click.Context, once: bool, cycles: int | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: bus.stop())
         click.echo("")
+        console = _serve_console(instance)
         click.echo(
             "The bus keeps running on the sandboxes (axis at "
             f"{instance.sandboxes.axis.url}); press Ctrl-C to stop."
         )
         # bus.run() stops on SIGINT/SIGTERM after its current batch, so nothing is cut short.
-        bus.run()
+        try:
+            bus.run()
+        finally:
+            if console is not None:
+                console.stop()
         click.echo("")
         click.echo("stopped: the batch in hand was finished; the rest waits in var/demo/.")
         instance.print_summary()

@@ -553,15 +553,8 @@ def run(
         )
         raise
     except BaseException as exc:
-        if isinstance(exc, TransientError) or source.is_transient(exc) or target.is_transient(exc):
-            recorder.finish(
-                "interrupted",
-                {},
-                message=f"reading failed, nothing was changed: "
-                f"{type(exc).__name__}: {exc}. Hint: run it again later",
-            )
+        if _reading_failed(recorder, exc, source, target):
             return _must_load(engine, recorder.run_id)
-        recorder.finish("error", {}, message=f"{type(exc).__name__}: {exc}")
         raise
 
     counts = the_plan.counts()
@@ -580,8 +573,52 @@ def run(
         recorder.finish(outcome, counts, cursor_after=stored, message=message)
         return _must_load(engine, recorder.run_id)
 
-    changes = the_plan.changes
     counts.update(applied=0, failed=0)
+    if not _apply(spec, target, the_plan.changes, recorder, counts, stored, progress):
+        return _must_load(engine, recorder.run_id)
+
+    cursor_after = stored
+    if batch.cursor is not None:
+        cursors.set(spec.cursor_name, batch.cursor)
+        cursor_after = batch.cursor
+    outcome = "failed" if counts["failed"] or the_plan.rejected else "ok"
+    recorder.finish(outcome, counts, cursor_after=cursor_after)
+    return _must_load(engine, recorder.run_id)
+
+
+def _reading_failed(recorder: _Recorder, exc: BaseException, *adapters: Adapter) -> bool:
+    """Record a run whose reading failed (nothing was changed): True when it was transient.
+
+    A transient failure ends the run as interrupted, to run again later; any
+    other ends it as an error, which the caller re-raises.
+    """
+    if isinstance(exc, TransientError) or any(a.is_transient(exc) for a in adapters):
+        recorder.finish(
+            "interrupted",
+            {},
+            message=f"reading failed, nothing was changed: "
+            f"{type(exc).__name__}: {exc}. Hint: run it again later",
+        )
+        return True
+    recorder.finish("error", {}, message=f"{type(exc).__name__}: {exc}")
+    return False
+
+
+def _apply(
+    spec: SyncSpec,
+    target: Adapter,
+    changes: Sequence[Change],
+    recorder: _Recorder,
+    counts: dict[str, int],
+    cursor: str | None,
+    progress: Progress | None,
+) -> bool:
+    """Hand each change to ``target.sync_apply`` and record it.
+
+    Returns False when a transient error stopped the run (recorded as
+    interrupted, the cursor left where it was); re-raises any other error after
+    recording it.
+    """
     for done, change in enumerate(changes, start=1):
         try:
             target.sync_apply(spec.entity, change)
@@ -607,7 +644,7 @@ def run(
             recorder.finish(
                 outcome,
                 counts,
-                cursor_after=stored,
+                cursor_after=cursor,
                 message=(
                     f"stopped at change {done} of {len(changes)} ({change.action} "
                     f"'{change.key}'): {exc}. The cursor was not moved; the next run "
@@ -615,20 +652,155 @@ def run(
                 ),
             )
             if transient:
-                return _must_load(engine, recorder.run_id)
+                return False
             raise
         else:
             counts["applied"] += 1
             recorder.item(Item(change.key, change.action, "applied", change.fields, change.before))
         if progress is not None:
             progress(done, len(changes), change)
+    return True
 
-    cursor_after = stored
-    if batch.cursor is not None:
-        cursors.set(spec.cursor_name, batch.cursor)
-        cursor_after = batch.cursor
-    outcome = "failed" if counts["failed"] or the_plan.rejected else "ok"
-    recorder.finish(outcome, counts, cursor_after=cursor_after)
+
+# --- approving a stored plan ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One way the target differs from what a stored plan saw: ``planned`` then, ``now`` now."""
+
+    key: str
+    action: str
+    field: str
+    planned: Any
+    now: Any
+
+
+class PlanChanged(RejectedError):
+    """The target changed since the dry run: applying its plan now would not do what was shown."""
+
+    def __init__(self, spec: SyncSpec, plan_run: int, run_id: int, drift: list[Drift]) -> None:
+        self.plan_run = plan_run
+        self.run_id = run_id
+        self.drift = drift
+        first = drift[0]
+        super().__init__(
+            f"sync '{spec.name}': '{spec.target_endpoint}' changed since dry run {plan_run}: "
+            f"{len(drift)} difference(s), the first {first.action} '{first.key}' "
+            f"{first.field}: {first.planned!r} then, {first.now!r} now; nothing was applied. "
+            f"Hint: make a new dry run (lienthong sync run {spec.name} --dry-run) and approve "
+            "that plan"
+        )
+
+
+#: What a stored plan's ``before`` says about a record that was (not) there.
+ABSENT = "(absent)"
+PRESENT = "(present)"
+
+
+def _plain(value: Any) -> Any:
+    """A value as the stored report keeps it (JSON), so live and stored values compare."""
+    return json.loads(_json(value))
+
+
+def drift(changes: Sequence[Change], target: Iterable[Record]) -> list[Drift]:
+    """How ``target`` now differs from what each planned change expected to find."""
+    current = {r.key: r.fields for r in target}
+    found: list[Drift] = []
+    for change in changes:
+        have = current.get(change.key)
+        if change.action == "create":
+            if have is not None:
+                found.append(Drift(change.key, "create", "", ABSENT, PRESENT))
+            continue
+        if have is None:
+            found.append(Drift(change.key, change.action, "", PRESENT, ABSENT))
+            continue
+        for name, before in (change.before or {}).items():
+            now = _is_disabled(have) if name == DISABLED else have.get(name)
+            if name == DISABLED:
+                before = bool(before)
+            if _plain(now) != _plain(before):
+                found.append(Drift(change.key, change.action, name, before, _plain(now)))
+        already_off = DISABLED not in (change.before or {}) and _is_disabled(have)
+        if change.action == "disable" and already_off:
+            found.append(Drift(change.key, "disable", DISABLED, False, True))
+    return found
+
+
+def approve(
+    spec: SyncSpec,
+    plan_run: int,
+    target: Adapter,
+    engine: Engine,
+    *,
+    force: bool = False,
+    approved_by: str | None = None,
+    holder: str | None = None,
+) -> Report:
+    """Apply exactly the plan stored by dry run ``plan_run``, as a new run; return its report.
+
+    Refused with :class:`PlanChanged` (stored as a refused run) when the target
+    no longer holds what the plan saw, and with :class:`GuardRefused` past the
+    disable guard unless ``force``. The source is not read again and the cursor
+    does not move: a later run re-plans and finds these changes made.
+    """
+    planned = load_report(engine, plan_run)
+    if planned is None:
+        raise RejectedError(f"no sync run {plan_run}. Hint: 'lienthong sync runs' lists them")
+    if planned.job != spec.name:
+        raise RejectedError(
+            f"sync run {plan_run} belongs to job '{planned.job}', not '{spec.name}'"
+        )
+    if not planned.dry_run or planned.outcome not in ("ok", "failed", "refused"):
+        kind = "dry run" if planned.dry_run else "apply"
+        raise RejectedError(
+            f"sync run {plan_run} ({kind}, {planned.outcome}) is not a finished dry run, so it "
+            f"holds no plan to approve. Hint: lienthong sync run {spec.name} --dry-run"
+        )
+    changes = [
+        Change(i.action, i.key, dict(i.fields), i.before)
+        for i in planned.items
+        if i.status == "planned"
+    ]
+    stored = Cursors(engine).get(spec.cursor_name)
+    recorder = _Recorder(engine, spec, dry_run=False, force=force, cursor=stored, holder=holder)
+    who = f", approved by {approved_by}" if approved_by else ""
+    try:
+        target_batch = target.sync_read(spec.entity, None)
+        records = list(target_batch.records)
+        found = drift(changes, records)
+        if not force and not found:
+            the_plan = Plan(
+                creates=[c for c in changes if c.action == "create"],
+                updates=[c for c in changes if c.action == "update"],
+                disables=[c for c in changes if c.action == "disable"],
+                active_targets=sum(1 for r in records if not _is_disabled(r.fields)),
+            )
+            check_guard(the_plan, spec)
+    except GuardRefused as exc:
+        recorder.finish(
+            "refused", {"disable": exc.disables, "active": exc.active}, message=str(exc)
+        )
+        raise
+    except BaseException as exc:
+        if _reading_failed(recorder, exc, target):
+            return _must_load(engine, recorder.run_id)
+        raise
+    if found:
+        refusal = PlanChanged(spec, plan_run, recorder.run_id, found)
+        recorder.finish("refused", {"drift": len(found)}, cursor_after=stored, message=str(refusal))
+        raise refusal
+    counts = Counter(c.action for c in changes)
+    totals = {"create": counts["create"], "update": counts["update"], "disable": counts["disable"]}
+    totals.update(applied=0, failed=0)
+    if _apply(spec, target, changes, recorder, totals, stored, None):
+        recorder.finish(
+            "failed" if totals["failed"] else "ok",
+            totals,
+            cursor_after=stored,
+            message=f"applied the plan of dry run {plan_run}{who}",
+        )
     return _must_load(engine, recorder.run_id)
 
 

@@ -4,6 +4,8 @@
     every configured job: what it does, its schedule, last run, outcome, next run.
 ``lienthong sync run JOB [--dry-run] [--since CURSOR] [--force] [--wait S] [--json]``
     run a sync job now, under the same lease as its scheduled runs.
+``lienthong sync approve RUN_ID [--force] [--json]``
+    apply exactly the plan a dry run stored; refused (exit 2) if the target changed since.
 ``lienthong sync report RUN_ID [--all] [--json]``
     a stored run: counts, outcome, and each change with its field differences.
 ``lienthong sync runs [JOB] [--limit N]``
@@ -35,7 +37,16 @@ from .adapter import Adapter, Change
 from .errors import ConfigError, LienthongError
 from .lease import Lease, LeaseHeld, default_holder
 from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
-from .sync import GuardRefused, Report, differences, load_report, recent_runs, run
+from .sync import (
+    GuardRefused,
+    PlanChanged,
+    Report,
+    approve,
+    differences,
+    load_report,
+    recent_runs,
+    run,
+)
 
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
@@ -194,6 +205,75 @@ def _find_job(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
     return spec
 
 
+def run_job(
+    obj: SyncContext,
+    spec: JobSpec,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    since: str | None = None,
+    wait_s: float = 0.0,
+    progress: Callable[[int, int, Change], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    trigger: str = "manual",
+    approve_run: int | None = None,
+    approved_by: str | None = None,
+) -> Report:
+    """Run sync job ``spec`` now, under the lease its scheduled runs take (the CLI, the console).
+
+    With ``approve_run`` it applies that dry run's stored plan instead of
+    planning anew (:func:`lienthong.sync.approve`). Raises ``LeaseHeld`` when
+    another run holds the job past ``wait_s`` (``on_wait`` hears who, before
+    waiting), and ``GuardRefused``, ``ConfigError`` or another
+    ``LienthongError`` after recording the job run's outcome.
+    """
+    assert spec.sync is not None
+    holder = default_holder()
+    engine = obj.engine
+    lease = Lease(engine, job_lease_name(spec.name), holder, spec.lease_ttl_s)
+    if not lease.acquire():
+        if wait_s <= 0:
+            raise LeaseHeld(lease.name, lease.current(), 0)
+        current = lease.current()
+        if on_wait is not None:
+            on_wait(current.holder if current else "another process")
+    with lease.hold(wait_s=wait_s):
+        run_id = claim_run(engine, spec.name, holder, trigger=trigger)
+        assert run_id is not None
+        try:
+            if approve_run is not None:
+                target = obj.adapter(spec.sync.target_endpoint)
+                report = approve(
+                    spec.sync,
+                    approve_run,
+                    target,
+                    engine,
+                    force=force,
+                    approved_by=approved_by,
+                    holder=holder,
+                )
+            else:
+                source = obj.adapter(spec.sync.source_endpoint)
+                target = obj.adapter(spec.sync.target_endpoint)
+                report = run(
+                    spec.sync,
+                    source,
+                    target,
+                    engine,
+                    dry_run=dry_run,
+                    force=force,
+                    since=since,
+                    progress=progress,
+                    holder=holder,
+                )
+        except LienthongError as exc:
+            outcome = "refused" if isinstance(exc, GuardRefused) else "error"
+            finish_run(engine, run_id, outcome, str(exc))
+            raise
+        finish_run(engine, run_id, report.outcome, f"sync run {report.run_id}")
+    return report
+
+
 @sync_group.command("run")
 @click.argument("job")
 @click.option("--dry-run", is_flag=True, help="Plan and store the report; change nothing.")
@@ -223,47 +303,59 @@ def sync_run_command(
 ) -> None:
     """Run sync JOB now (exit 0 ok, 1 items failed, 2 refused, 3 lease held, 4 config, 5 retry)."""
     spec = _find_job(_jobs(obj), job)
-    assert spec.sync is not None
-    holder = default_holder()
-    engine = _engine(obj)
-    lease = Lease(engine, job_lease_name(job), holder, spec.lease_ttl_s)
-    if not lease.acquire():
-        if wait_s <= 0:
-            _fail(str(LeaseHeld(lease.name, lease.current(), 0)), EXIT_LEASE_HELD)
-        current = lease.current()
-        who = current.holder if current else "another process"
+    _engine(obj)  # a config error exits 4 here, before any lease is taken
+
+    def waiting(who: str) -> None:
         click.echo(f"job '{job}' is running ({who}); waiting up to {wait_s:g} s", err=True)
+
+    def start() -> Report:
+        with _Progress(f"sync {job}") as progress:
+            return run_job(
+                obj,
+                spec,
+                dry_run=dry_run,
+                force=force,
+                since=since,
+                wait_s=wait_s,
+                progress=progress,
+                on_wait=waiting,
+            )
+
+    _run_and_exit(start, as_json)
+
+
+@sync_group.command("approve")
+@click.argument("run_id", type=int)
+@click.option("--force", is_flag=True, help="Apply even past the disable guard.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def sync_approve_command(obj: SyncContext, run_id: int, force: bool, as_json: bool) -> None:
+    """Apply exactly the plan dry run RUN_ID stored; refused if the target changed since."""
+    planned = load_report(_engine(obj), run_id)
+    if planned is None:
+        _fail(f"no sync run {run_id}. Hint: 'lienthong sync runs' lists them", EXIT_CONFIG)
+    spec = _find_job(_jobs(obj), planned.job)
+    _run_and_exit(
+        lambda: run_job(obj, spec, force=force, approve_run=run_id, trigger="approval"), as_json
+    )
+
+
+def _run_and_exit(start: Callable[[], Report], as_json: bool) -> NoReturn:
+    """Run, print the report and exit with its outcome's code; an error exits with its own."""
     try:
-        with lease.hold(wait_s=wait_s):
-            run_id = claim_run(engine, job, holder, trigger="manual")
-            assert run_id is not None
-            try:
-                source = obj.adapter(spec.sync.source_endpoint)
-                target = obj.adapter(spec.sync.target_endpoint)
-                with _Progress(f"sync {job}") as progress:
-                    report = run(
-                        spec.sync,
-                        source,
-                        target,
-                        engine,
-                        dry_run=dry_run,
-                        force=force,
-                        since=since,
-                        progress=progress,
-                        holder=holder,
-                    )
-            except GuardRefused as exc:
-                finish_run(engine, run_id, "refused", str(exc))
-                _fail(str(exc), EXIT_REFUSED)
-            except ConfigError as exc:
-                finish_run(engine, run_id, "error", str(exc))
-                _fail(str(exc), EXIT_CONFIG)
-            except LienthongError as exc:
-                finish_run(engine, run_id, "error", str(exc))
-                _fail(str(exc), EXIT_ITEMS_FAILED)
-            finish_run(engine, run_id, report.outcome, f"sync run {report.run_id}")
+        report = start()
     except LeaseHeld as exc:
         _fail(str(exc), EXIT_LEASE_HELD)
+    except GuardRefused as exc:
+        _fail(str(exc), EXIT_REFUSED)
+    except PlanChanged as exc:
+        for d in exc.drift:
+            click.echo(f"  {d.action:<8} {d.key} {d.field}: {_shown(d.planned)} -> {_shown(d.now)}")
+        _fail(str(exc), EXIT_REFUSED)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except LienthongError as exc:
+        _fail(str(exc), EXIT_ITEMS_FAILED)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
