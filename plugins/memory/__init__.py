@@ -61,7 +61,7 @@ class MemoryAdapter(Adapter):
     summary = "In-process endpoint for tests and benchmarks (not durable)."
     options = (
         Option("channel", "the channel fed to and delivered into", default=None, example="in"),
-        Option("batch", "messages handed over per poll", default=500, type=int),
+        Option("batch", "messages handed over per poll", default=500, type=int, minimum=1),
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.RECEIVE, Capability.SEND})
 
