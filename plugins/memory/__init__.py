@@ -79,6 +79,8 @@ class MemoryAdapter(Adapter):
             )
         for message in batch:
             message.source = self.endpoint
+            # Put back after a failed accept, the same message comes again: same key.
+            message.source_key = message.source_key or message.id
         if batch:
             try:
                 inbox.accept(batch)
