@@ -5,6 +5,8 @@ installs lienthong gets:
 
 - ``lienthong_bus``: a factory for a bus on the embedded default (SQLite in a
   temporary folder, no broker), built from a config dict and closed afterwards;
+  each ``run`` has a time limit, so a broken adapter fails its test instead of
+  hanging the run;
 - ``lienthong_host``: a plugin host to which ``lienthong_host.add(plugin, name)``
   registers a plugin for one test only;
 - :class:`AdapterContract` (from :mod:`lienthong.contract`): subclass it in a
@@ -15,7 +17,10 @@ installs lienthong gets:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,19 @@ EMBEDDED_BUS: dict[str, Any] = {
     "routes": [],
 }
 
+#: Seconds a ``lienthong_bus`` run may take (ini option ``lienthong_time_limit``).
+TIME_LIMIT = 60.0
+#: After the limit the bus is asked to stop; a run still stuck this much later is interrupted.
+_GRACE = 5.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "lienthong_time_limit",
+        "seconds a lienthong_bus run may take before its test fails",
+        default=str(TIME_LIMIT),
+    )
+
 
 @pytest.fixture
 def lienthong_host() -> Iterator[PluginHost]:
@@ -56,12 +74,20 @@ def lienthong_host() -> Iterator[PluginHost]:
 
 
 @pytest.fixture
-def lienthong_bus(tmp_path: Path, lienthong_host: PluginHost) -> Iterator[Callable[..., Any]]:
-    """Build embedded-default buses: ``lienthong_bus(endpoints=..., routes=..., bus=...)``."""
+def lienthong_bus(
+    tmp_path: Path, lienthong_host: PluginHost, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Any]]:
+    """Build embedded-default buses: ``lienthong_bus(endpoints=..., routes=..., bus=...)``.
+
+    ``bus.run()`` fails the test when it takes longer than ``time_limit`` seconds
+    (default: the ini option ``lienthong_time_limit``, else 60).
+    """
     from . import config
     from .bus import Bus
 
     buses: list[Bus] = []
+    overrun: list[str] = []
+    default_limit = float(request.config.getini("lienthong_time_limit") or TIME_LIMIT)
 
     def build(
         *,
@@ -70,6 +96,7 @@ def lienthong_bus(tmp_path: Path, lienthong_host: PluginHost) -> Iterator[Callab
         bus: Mapping[str, Any] | None = None,
         mappings: Path | None = None,
         jobs: Mapping[str, Any] | None = None,
+        time_limit: float | None = None,
     ) -> Bus:
         data = copy.deepcopy(EMBEDDED_BUS)
         data["bus"].update(bus or {})
@@ -83,8 +110,67 @@ def lienthong_bus(tmp_path: Path, lienthong_host: PluginHost) -> Iterator[Callab
         instance = Bus(cfg, lienthong_host, worker="test")
         instance.start()
         buses.append(instance)
+        _limit_runs(instance, default_limit if time_limit is None else time_limit, overrun)
         return instance
 
     yield build
     for instance in buses:
         instance.close()
+    if overrun:
+        pytest.fail(overrun[0], pytrace=False)
+
+
+def _limit_runs(bus: Any, limit: float, overrun: list[str]) -> None:
+    """Wrap ``bus.run`` so that a run past ``limit`` seconds is stopped and fails the test."""
+    run = bus.run
+
+    def run_within_limit(*, once: bool = False) -> Any:
+        text = (
+            f"lienthong_bus: bus.run(once={once}) was still running after {limit:g} s, so the "
+            "test was stopped. A receive() that hands over the same items again and again "
+            "(it never moves its cursor or acknowledges them) keeps a run busy forever; so "
+            "does a receive() or send() that never returns. Hint: run the adapter through "
+            "lienthong.testing.AdapterContract; if the test really needs longer, pass "
+            "lienthong_bus(time_limit=...) or set the ini option lienthong_time_limit"
+        )
+        stopped = threading.Event()
+
+        def stop() -> None:
+            stopped.set()
+            bus.stop()
+
+        timer = threading.Timer(limit, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            with _interrupt_after(limit + min(_GRACE, limit), text):
+                result = run(once=once)
+        finally:
+            timer.cancel()
+        if stopped.is_set():
+            if threading.current_thread() is not threading.main_thread():
+                overrun.append(text)  # raised here, it would not reach the test: teardown fails
+            pytest.fail(text, pytrace=False)
+        return result
+
+    bus.run = run_within_limit
+
+
+@contextlib.contextmanager
+def _interrupt_after(seconds: float, text: str) -> Iterator[None]:
+    """Interrupt the main thread after ``seconds``: a run stuck where ``stop()`` cannot reach."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise pytest.fail.Exception(text, pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
