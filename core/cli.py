@@ -634,7 +634,9 @@ def _yaml_value(value: Any) -> str:
     """``value`` as it is written in a config file."""
     if isinstance(value, str):
         return value
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1000)
+    text = yaml.safe_dump(
+        value, default_flow_style=True, allow_unicode=True, width=1000, sort_keys=False
+    )
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
