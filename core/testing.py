@@ -124,9 +124,10 @@ def _limit_runs(bus: Any, limit: float, overrun: list[str]) -> None:
     """Wrap ``bus.run`` so that a run past ``limit`` seconds is stopped and fails the test."""
     run = bus.run
 
-    def run_within_limit(*, once: bool = False) -> Any:
+    def run_within_limit(*args: Any, **kwargs: Any) -> Any:
+        shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
         text = (
-            f"lienthong_bus: bus.run(once={once}) was still running after {limit:g} s, so the "
+            f"lienthong_bus: bus.run({shown}) was still running after {limit:g} s, so the "
             "test was stopped. A receive() that hands over the same items again and again "
             "(it never moves its cursor or acknowledges them) keeps a run busy forever; so "
             "does a receive() or send() that never returns. Hint: run the adapter through "
@@ -144,7 +145,7 @@ def _limit_runs(bus: Any, limit: float, overrun: list[str]) -> None:
         timer.start()
         try:
             with _interrupt_after(limit + min(_GRACE, limit), text):
-                result = run(once=once)
+                result = run(*args, **kwargs)
         finally:
             timer.cancel()
         if stopped.is_set():
