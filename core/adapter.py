@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from .errors import ConfigProblem
+from .errors import ConfigError, ConfigProblem, FatalError
 from .message import Message
 
 if TYPE_CHECKING:
@@ -38,7 +39,14 @@ _REQUIRED: Any = object()
 
 @dataclass(frozen=True)
 class Option:
-    """One setting of an adapter, as ``config check`` and the docs show it."""
+    """One setting of an adapter, as ``config check``, ``adapters --options`` and the docs show it.
+
+    ``choices``, ``minimum``/``maximum``, ``pattern`` and ``validator`` are checked by
+    ``config check`` before any adapter starts, so a wrong value is reported with its
+    file and line instead of failing later in ``start()``. A ``validator`` is called
+    with the value (already of ``type``) and raises ``ValueError`` saying what to write
+    instead; the first line of its docstring is what the docs show for it.
+    """
 
     name: str
     description: str
@@ -46,10 +54,55 @@ class Option:
     example: Any = None
     secret: bool = False
     type: type = str
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    validator: Callable[[Any], None] | None = None
 
     @property
     def required(self) -> bool:
         return self.default is _REQUIRED
+
+    def check(self, value: Any) -> Any:
+        """``value`` as this option's type, or ``ValueError`` saying what is wrong and what fits."""
+        value = _coerce(self, value)
+        self._check_rules(value)
+        return value
+
+    def _check_rules(self, value: Any) -> None:
+        if self.choices and value not in self.choices:
+            shown = ", ".join(repr(c) for c in self.choices)
+            close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"expected one of {shown}, got {value!r}.{hint}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"must be at least {self.minimum:g}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}, got {value!r}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
+            example = f" e.g. {self.example!r}" if self.example is not None else ""
+            raise ValueError(f"{value!r} does not match the pattern {self.pattern}.{example}")
+        if self.validator is not None:
+            self.validator(value)
+
+    def rules(self) -> str:
+        """The checks on this option in words ("one of: in, out"; "1 to 65535"), for docs."""
+        parts = []
+        if self.choices:
+            parts.append("one of: " + ", ".join(str(c) for c in self.choices))
+        if self.minimum is not None and self.maximum is not None:
+            parts.append(f"{self.minimum:g} to {self.maximum:g}")
+        elif self.minimum is not None:
+            parts.append(f"at least {self.minimum:g}")
+        elif self.maximum is not None:
+            parts.append(f"at most {self.maximum:g}")
+        if self.pattern is not None:
+            parts.append(f"matches {self.pattern}")
+        if self.validator is not None:
+            doc = (self.validator.__doc__ or self.validator.__name__).strip()
+            parts.append(doc.splitlines()[0].rstrip("."))
+        return "; ".join(parts)
 
 
 class Secret:
@@ -131,17 +184,31 @@ class Change:
 
 
 class Cursors(Protocol):
-    """Named positions kept in the store, so a poll resumes where it stopped after a restart."""
+    """Named positions kept in the store (``services.cursors``), so a poll resumes after a restart.
 
-    def get(self, name: str) -> str | None: ...
+    A receiving adapter whose source has no "taken" mark of its own (a feed of
+    changes since a number or a time) keeps its position here, under a name that
+    starts with its endpoint's name. The rule: ``set`` only after ``inbox.accept``
+    returned. Moved earlier, a crash in between would skip items that the store
+    never had; moved after, the crash re-reads them, and their source keys make
+    the store drop the repeats. :class:`IncrementalAdapter` does this for you.
+    """
 
-    def set(self, name: str, value: str) -> None: ...
+    def get(self, name: str) -> str | None:
+        """The position stored under ``name``, or None before the first ``set``."""
+        ...
+
+    def set(self, name: str, value: str) -> None:
+        """Store ``value`` under ``name``, durably, in its own transaction."""
+        ...
 
 
 class Inbox(Protocol):
     """Handed to :meth:`Adapter.receive`: stores messages durably before the source is acked."""
 
-    def accept(self, messages: Sequence[Message]) -> list[Acceptance]: ...
+    def accept(self, messages: Sequence[Message]) -> list[Acceptance]:
+        """Store ``messages`` (one :class:`Acceptance` each); raises if nothing was stored."""
+        ...
 
 
 @dataclass
@@ -210,7 +277,82 @@ class Adapter:
         return isinstance(exc, self.transient_errors)
 
 
+#: The option an :class:`IncrementalAdapter` reads its page size from; add it to ``options``.
+PAGE_SIZE = Option("page_size", "most items read per poll", default=100, type=int, minimum=1)
+
+
+class IncrementalAdapter(Adapter):
+    """An adapter for a source read in the order of a replication key, one bounded page per poll.
+
+    Many systems offer "what changed since X": a change number, a modification
+    time. Declare ``replication_key``, the header in which each message carries
+    its position (increasing: a change number, or ``time|id`` when times repeat),
+    and implement :meth:`read`. :meth:`receive` then does the cursor work the
+    same way for every such adapter: it reads from the stored position, hands
+    the page to the inbox and stores the last message's position only after
+    ``inbox.accept`` returned. The page size is the ``page_size`` setting
+    (:data:`PAGE_SIZE`).
+    """
+
+    replication_key: ClassVar[str] = ""
+
+    @property
+    def cursor_name(self) -> str:
+        """Where this endpoint's position is kept in ``services.cursors``."""
+        return f"{self.endpoint}:{self.replication_key}"
+
+    def read(self, since: str | None, limit: int) -> Sequence[Message]:
+        """At most ``limit`` messages positioned after ``since`` (None: from the start), in order.
+
+        Each message carries its position in ``headers[replication_key]`` and its
+        ``source_key``; ``source`` is filled in for you when left empty.
+        """
+        raise NotImplementedError(f"adapter '{self.name}' must implement read(since, limit)")
+
+    def receive(self, inbox: Inbox) -> int:
+        """Read one page from the stored position, hand it over, then store the new position."""
+        cursors = self.services.cursors
+        where = f"endpoint '{self.endpoint}'"
+        if cursors is None:
+            raise ConfigError(
+                [f"{where}: the bus gave no cursor store. Hint: run it inside the bus"]
+            )
+        since = cursors.get(self.cursor_name)
+        limit = int(self.settings.get("page_size", PAGE_SIZE.default))
+        messages = list(self.read(since, limit))
+        if not messages:
+            return 0
+        if len(messages) > limit:
+            raise FatalError(
+                f"{where}: read() returned {len(messages)} messages for a page of {limit}. "
+                "Hint: read() must stop at its limit"
+            )
+        positions = [m.headers.get(self.replication_key) for m in messages]
+        if not all(positions):
+            raise FatalError(
+                f"{where}: a message from read() has no position in its "
+                f"'{self.replication_key}' header. Hint: set it on every message"
+            )
+        last = str(positions[-1])
+        if last == since:
+            raise FatalError(
+                f"{where}: a whole page of {len(messages)} items sits at position {last!r}, so "
+                "the position cannot move on. Hint: raise page_size, or make the replication "
+                "key unique (e.g. time|id)"
+            )
+        for message in messages:
+            message.source = message.source or self.endpoint
+        inbox.accept(messages)
+        # Only now is the page in the store: a crash before this line reads it again.
+        cursors.set(self.cursor_name, last)
+        return len(messages)
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+
+
 def _coerce(option: Option, value: Any) -> Any:
+    wanted = _TYPE_WORDS.get(option.type, option.type.__name__)
     if option.type is bool and isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in ("true", "yes", "1", "on"):
@@ -219,12 +361,17 @@ def _coerce(option: Option, value: Any) -> Any:
             return False
         raise ValueError(f"expected true or false, got {value!r}")
     if option.type in (int, float) and isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected {wanted}, got {value!r}")
     if isinstance(value, option.type):
         return value
+    if option.type is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected {wanted}, got {value!r}")
     if option.type in (int, float, str) and isinstance(value, (int, float, str)):
-        return option.type(value)
-    raise ValueError(f"expected {option.type.__name__}, got {type(value).__name__} {value!r}")
+        try:
+            return option.type(value)
+        except ValueError:
+            raise ValueError(f"expected {wanted}, got {value!r}") from None
+    raise ValueError(f"expected {wanted}, got {type(value).__name__} {value!r}")
 
 
 def resolve_secret(value: Any, environ: Mapping[str, str] | None = None) -> Secret:
@@ -255,7 +402,8 @@ def resolve_options(
     """Check ``raw`` settings against the adapter's declared options.
 
     Returns the settings with defaults filled and secrets wrapped, and every
-    problem found (unknown keys with a suggestion, missing or mistyped values).
+    problem found: unknown keys with a suggestion, missing values, and values of
+    the wrong type or outside their choices, range, pattern or validator.
     """
     declared = {o.name: o for o in adapter.options}
     settings: dict[str, Any] = {}
@@ -282,10 +430,13 @@ def resolve_options(
             continue
         value = raw[option.name]
         try:
-            settings[option.name] = (
-                resolve_secret(value, environ) if option.secret else _coerce(option, value)
-            )
+            if option.secret:
+                settings[option.name] = resolve_secret(value, environ)
+                continue
+            settings[option.name] = _coerce(option, value)
+            # Kept even when a rule fails: the problem is reported, and code that
+            # builds an adapter regardless still sees what the file said.
+            option._check_rules(settings[option.name])
         except ValueError as exc:
-            shown = "(secret)" if option.secret else repr(value)
-            problems.append(ConfigProblem(where, f"{exc} (value {shown})"))
+            problems.append(ConfigProblem(where, str(exc)))
     return settings, problems

@@ -11,16 +11,19 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from . import __version__, logs
 from . import config as config_module
+from .adapter import Adapter, Option
 from .console.i18n import duration
 from .demo import demo
 from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable, TransientError
@@ -546,10 +549,25 @@ def config_check(state: State) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--options",
+    "options_of",
+    metavar="NAME",
+    default=None,
+    help="List the options of adapter NAME ('all': of every adapter) instead of the adapters.",
+)
+@click.option(
+    "--markdown", is_flag=True, help="With --options: the tables the docs are generated from."
+)
 @pass_state
-def adapters(state: State, as_json: bool) -> None:
+def adapters(state: State, as_json: bool, options_of: str | None, markdown: bool) -> None:
     """The adapters that loaded: name, version, capabilities, where each came from."""
+    if options_of is not None:
+        _adapter_options(state, options_of, as_json=as_json, markdown=markdown)
+        return
+    if markdown:
+        raise click.UsageError("--markdown goes with --options NAME")
     rows: list[dict[str, Any]] = [
         {
             "name": name,
@@ -574,6 +592,117 @@ def adapters(state: State, as_json: bool) -> None:
             r["summary"],
         )
     console.print(table)
+
+
+def _adapter_options(state: State, name: str, *, as_json: bool, markdown: bool) -> None:
+    """``adapters --options NAME``: each option's type, default, rules and description."""
+    try:
+        classes = (
+            [info.cls for _, info in sorted(state.host.adapters.items())]
+            if name == "all"
+            else [state.host.adapter(name)]
+        )
+    except ConfigError as exc:
+        raise click.BadParameter(exc.problems[0].message, param_hint="--options") from exc
+    if as_json:
+        data = [
+            {
+                "name": cls.name,
+                "summary": cls.summary,
+                "options": [_option_data(o) for o in cls.options],
+            }
+            for cls in classes
+        ]
+        _print_json(data if name == "all" else data[0])
+    elif markdown:
+        if name == "all":
+            click.echo(
+                "\n\n".join(
+                    f"## {cls.name}\n\n{cls.summary}\n\n{options_markdown(cls)}" for cls in classes
+                )
+            )
+        else:
+            click.echo(options_markdown(classes[0]))
+    else:
+        for cls in classes:
+            table = Table("option", "type", "default", "rules", "description", title=cls.name)
+            for option in cls.options:
+                table.add_row(
+                    option.name,
+                    option.type.__name__,
+                    _default_text(option),
+                    option.rules(),
+                    option.description + _extras(option),
+                )
+            console.print(table)
+
+
+def _option_data(option: Option) -> dict[str, Any]:
+    return {
+        "name": option.name,
+        "type": option.type.__name__,
+        "required": option.required,
+        "default": None if option.required else option.default,
+        "secret": option.secret,
+        "choices": list(option.choices),
+        "minimum": option.minimum,
+        "maximum": option.maximum,
+        "pattern": option.pattern,
+        "rules": option.rules(),
+        "example": option.example,
+        "description": option.description,
+    }
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` as it is written in a config file."""
+    if isinstance(value, str):
+        return value
+    text = yaml.safe_dump(
+        value, default_flow_style=True, allow_unicode=True, width=1000, sort_keys=False
+    )
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def _default_text(option: Option) -> str:
+    if option.required:
+        return "required"
+    if option.default is None:
+        return "none"
+    return _yaml_value(option.default) or "''"
+
+
+def _extras(option: Option, code: Callable[[str], str] = str) -> str:
+    """What the description of an option leaves out: how a secret is given, an example."""
+    text = ""
+    if option.secret:
+        text += f"; a secret: {code('{env: NAME}')} or {code('{file: PATH}')}"
+    if option.example is not None:
+        text += f"; e.g. {code(_yaml_value(option.example))}"
+    return text
+
+
+def options_markdown(cls: type[Adapter]) -> str:
+    """The Markdown table of an adapter's options, as docs/options.md shows it."""
+
+    def text(value: str) -> str:
+        return value.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+    def code(value: str) -> str:
+        return f"`{value.replace('|', chr(92) + '|')}`" if value else ""
+
+    lines = ["| option | type | default | rules | description |", "|---|---|---|---|---|"]
+    for o in cls.options:
+        default = _default_text(o)
+        row = [
+            code(o.name),
+            o.type.__name__,
+            default if o.required or o.default is None else code(default),
+            text(o.rules()),
+            text(o.description) + _extras(o, code),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 @cli.group()

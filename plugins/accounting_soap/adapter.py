@@ -429,7 +429,11 @@ class AccountingSoapAdapter(Adapter):
         Option("client_cert", "PEM client certificate for mutual TLS", default=""),
         Option("client_key", "PEM key of client_cert, when not in the same file", default=""),
         Option(
-            "timeout", "seconds to wait for the WSDL and for each call", default=30.0, type=float
+            "timeout",
+            "seconds to wait for the WSDL and for each call",
+            default=30.0,
+            type=float,
+            minimum=0.1,
         ),
         Option(
             "max_answer_bytes",

@@ -112,7 +112,12 @@ class AxisAdapter(Adapter):
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = "National document axis (edXML over the VXP REST API, HMAC-signed)"
     options: ClassVar[tuple[Option, ...]] = (
-        Option("url", "the axis endpoint URL", example="https://axis.example.gov.vn/vxp"),
+        Option(
+            "url",
+            "the axis endpoint URL",
+            example="https://axis.example.gov.vn/vxp",
+            pattern=r"https?://\S+",
+        ),
         Option("system_id", "the id the axis knows this system by", example="lienthong-h41"),
         Option(
             "secret",
@@ -125,7 +130,9 @@ class AxisAdapter(Adapter):
             "the agency code this endpoint receives and sends for",
             example="000.00.00.H41",
         ),
-        Option("timeout", "seconds to wait for each axis call", default=10.0, type=float),
+        Option(
+            "timeout", "seconds to wait for each axis call", default=10.0, type=float, minimum=0.1
+        ),
         Option(
             "hash_file",
             "unpadded (each SHA-256 byte without its leading zero, as the vendor SDK writes "
@@ -148,6 +155,7 @@ class AxisAdapter(Adapter):
             "signature_policy",
             "require, verify-if-present or off, for received documents and statuses",
             default="verify-if-present",
+            choices=POLICIES,
         ),
         Option(
             "signature_required_for",
@@ -191,6 +199,7 @@ class AxisAdapter(Adapter):
             "largest decoded attachment accepted",
             default=10 * 1024 * 1024,
             type=int,
+            minimum=1,
         ),
         Option(
             "signing_key",
@@ -208,7 +217,13 @@ class AxisAdapter(Adapter):
             "rsa-sha256 (default), rsa-sha512 or rsa-sha1",
             default="rsa-sha256",
         ),
-        Option("batch_size", "most items fetched per message type and poll", default=50, type=int),
+        Option(
+            "batch_size",
+            "most items fetched per message type and poll",
+            default=50,
+            type=int,
+            minimum=1,
+        ),
         Option("sandbox", "allow a sandbox axis (tests and demos only)", default=False, type=bool),
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset(

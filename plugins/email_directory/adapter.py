@@ -85,7 +85,12 @@ class DirectoryAdapter(Adapter):
     version = "1"
     summary = "LDAP directory of agencies and accounts: sync, lookups, mail delivery"
     options = (
-        Option("url", "LDAP server URL, ldap:// or ldaps://", example="ldaps://ldap.tinh.gov.vn/"),
+        Option(
+            "url",
+            "LDAP server URL, ldap:// or ldaps://",
+            example="ldaps://ldap.tinh.gov.vn/",
+            pattern=r"ldaps?://\S*",
+        ),
         Option("start_tls", "upgrade an ldap:// connection with StartTLS", False, type=bool),
         Option("ca_file", "CA certificate file that signed the server's certificate", ""),
         Option(
@@ -108,8 +113,8 @@ class DirectoryAdapter(Adapter):
             "",
             example="ou=people,dc=tinh,dc=gov,dc=vn",
         ),
-        Option("page_size", "entries per page of a paged search", 500, type=int),
-        Option("timeout", "seconds to wait for the server", 10.0, type=float),
+        Option("page_size", "entries per page of a paged search", 500, type=int, minimum=1),
+        Option("timeout", "seconds to wait for the server", 10.0, type=float, minimum=0.1),
         Option(
             "agency_map",
             "object classes and attributes of an agency",
@@ -134,7 +139,7 @@ class DirectoryAdapter(Adapter):
             "",
             example="mail.tinh.gov.vn",
         ),
-        Option("smtp_port", "mail server port", 25, type=int),
+        Option("smtp_port", "mail server port", 25, type=int, minimum=1, maximum=65535),
         Option("smtp_starttls", "upgrade the SMTP connection with STARTTLS", False, type=bool),
         Option("smtp_ca_file", "CA certificate file that signed the mail server's certificate", ""),
         Option("smtp_user", "SMTP login (empty: no login)", ""),

@@ -108,6 +108,7 @@ class FolderAdapter(Adapter):
             "the newest sync_pattern file to a sync (never polled, never moved)",
             default="in",
             example="out",
+            choices=DIRECTIONS,
         ),
         Option("pattern", "which files to read", default="*.xml"),
         Option("kind", "kind given to messages read here", default="xml"),
@@ -122,9 +123,13 @@ class FolderAdapter(Adapter):
             "name of written files; {key}, {message_id}, {kind} and any header",
             default="{key}.xml",
         ),
-        Option("batch", "files handed to the bus per poll", default=200, type=int),
+        Option("batch", "files handed to the bus per poll", default=200, type=int, minimum=1),
         Option(
-            "settle_seconds", "a file must be this old before it is read", default=0.0, type=float
+            "settle_seconds",
+            "a file must be this old before it is read",
+            default=0.0,
+            type=float,
+            minimum=0,
         ),
         Option("fsync", "flush written files to disk before the rename", default=True, type=bool),
         Option(
@@ -138,6 +143,7 @@ class FolderAdapter(Adapter):
             "sync: 'csv' or 'xml' (default: from the suffix of sync_pattern)",
             default=None,
             example="csv",
+            choices=SYNC_FORMATS,
         ),
         Option(
             "sync_key",

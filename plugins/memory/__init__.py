@@ -61,7 +61,7 @@ class MemoryAdapter(Adapter):
     summary = "In-process endpoint for tests and benchmarks (not durable)."
     options = (
         Option("channel", "the channel fed to and delivered into", default=None, example="in"),
-        Option("batch", "messages handed over per poll", default=500, type=int),
+        Option("batch", "messages handed over per poll", default=500, type=int, minimum=1),
     )
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.RECEIVE, Capability.SEND})
 
@@ -79,6 +79,8 @@ class MemoryAdapter(Adapter):
             )
         for message in batch:
             message.source = self.endpoint
+            # Put back after a failed accept, the same message comes again: same key.
+            message.source_key = message.source_key or message.id
         if batch:
             try:
                 inbox.accept(batch)

@@ -2,8 +2,10 @@
 
 The guide's blocks marked ```LANG file=NAME are written to a fresh folder
 (blocks naming the same file are joined in order) and used the way a newcomer
-would: pytest on the test module, then the package's entry point, the
-``lienthong`` commands and a real run, with the outputs the guide shows.
+would: pytest on the test modules, then the package's entry points, the
+``lienthong`` commands and a real run, with the outputs the guide shows. The
+JSON adapter written from the guide is then broken on purpose, one rule at a
+time, and the contract suite must fail naming that rule.
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from lienthong.testing import AdapterContract
+
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "writing-an-adapter.md"
 BLOCK = re.compile(r"^```(\w+) file=(\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 CONSOLE = re.compile(r"^```console\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-CONTRACT_TESTS = {
-    "test_declares_itself",
-    "test_rejects_unknown_option_with_a_suggestion",
-    "test_rejects_missing_required_options",
-    "test_starts_and_stops",
-    "test_receives_a_message_once",
-    "test_sends_a_message_once",
+#: Every check of the contract suite, and those the sqlite_table adapter cannot take part
+#: in: it uses no network and logs in nowhere, and its table takes any body.
+CONTRACT_TESTS = {name for name in dir(AdapterContract) if name.startswith("test_")}
+NOT_FOR_SQLITE = {
+    "test_a_refused_connection_is_transient",
+    "test_a_timeout_is_transient",
+    "test_refused_credentials_are_fatal",
+    "test_keeps_secrets_out_of_errors",
+    "test_rejects_a_body_the_system_cannot_take",
 }
 
 
@@ -81,42 +87,126 @@ def test_the_guide_writes_the_files_it_says() -> None:
         "pyproject.toml",
         "pretend_legacy.py",
         "lienthong.yaml",
+        "lienthong_onestop.py",
+        "test_onestop.py",
+        "onestop.yaml",
     }
-    module = files["lienthong_sqlite_table.py"]
-    assert module.startswith('"""SQLite table adapter:')
-    for part in ("Features:", "Connection settings:", "Options:"):
-        assert part in module.split('"""')[1], f"the docstring template needs {part!r}"
+    for name, start in (
+        ("lienthong_sqlite_table.py", '"""SQLite table adapter:'),
+        ("lienthong_onestop.py", '"""One-stop adapter:'),
+    ):
+        module = files[name]
+        assert module.startswith(start)
+        for part in ("Features:", "Connection settings:", "Options:"):
+            assert part in module.split('"""')[1], f"{name}: the docstring template needs {part!r}"
 
 
-def test_the_guides_adapter_passes_the_contract_suite(tmp_path: Path) -> None:
-    project = write_project(tmp_path / "project", only=(".py",))
-    report = tmp_path / "report.xml"
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(project), "-q", "-p", "lienthong"]
-        + ["-p", "no:cacheprovider", f"--junitxml={report}"],
+def run_pytest(project: Path, report: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "lienthong", "-p", "no:cacheprovider"]
+        + ["-p", "no:randomly", f"--junitxml={report}", *args],
         cwd=project,
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    outcomes: dict[tuple[str, str], str] = {}
+
+
+def outcomes_in(report: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """(class, test) -> (passed, skipped or failure; the failure's text)."""
+    found = {}
     for case in ET.parse(report).iter("testcase"):
-        kind = next((child.tag for child in case), "passed")
-        outcomes[(case.get("classname", "").rsplit(".", 1)[-1], case.get("name", ""))] = kind
-    for contract in ("TestSqliteTableInContract", "TestSqliteTableOutContract"):
+        child = next(iter(case), None)
+        kind = "passed" if child is None else child.tag
+        text = "" if child is None else (child.get("message") or "") + (child.text or "")
+        found[(case.get("classname", "").rsplit(".", 1)[-1], case.get("name", ""))] = (kind, text)
+    return found
+
+
+def test_the_guides_adapters_pass_the_contract_suite(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "project", only=(".py",))
+    report = tmp_path / "report.xml"
+    result = run_pytest(project, report, str(project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcomes = {key: kind for key, (kind, _) in outcomes_in(report).items()}
+    for contract, not_run in (
+        ("TestSqliteTableContract", NOT_FOR_SQLITE),
+        ("TestOnestopContract", set()),
+    ):
         ran = {name: kind for (cls, name), kind in outcomes.items() if cls == contract}
         assert set(ran) == CONTRACT_TESTS, f"{contract} did not run the whole suite: {ran}"
-        skipped = {name for name, kind in ran.items() if kind == "skipped"}
-        direction = "sends" if "In" in contract else "receives"
-        assert skipped == {f"test_{direction}_a_message_once"}, ran
+        assert {name for name, kind in ran.items() if kind == "skipped"} == not_run, ran
         assert all(kind in ("passed", "skipped") for kind in ran.values()), ran
     [summary] = promised("pytest -q")[-1:]
     passed, skipped = map(int, re.findall(r"(\d+) (?:passed|skipped)", summary))
     assert list(outcomes.values()).count("passed") == passed, (summary, outcomes)
     assert list(outcomes.values()).count("skipped") == skipped, (summary, outcomes)
     assert re.search(rf"\b{passed} passed, {skipped} skipped\b", result.stdout), result.stdout
+
+
+#: Each deliberately broken variant of the guide's JSON adapter: the text replaced in
+#: lienthong_onestop.py, what replaces it, the check that must fail, the rule it names.
+BROKEN_ONESTOP = {
+    "cursor before accept": (
+        "    # --- receive: IncrementalAdapter.receive calls read() and keeps the position ---\n",
+        """    def receive(self, inbox):
+        cursors = self.services.cursors
+        messages = list(self.read(cursors.get(self.cursor_name), self.settings["page_size"]))
+        for message in messages:
+            message.source = self.endpoint
+        if messages:
+            cursors.set(self.cursor_name, messages[-1].headers["seq"])
+            inbox.accept(messages)
+        return len(messages)
+
+""",
+        "test_acks_only_after_the_inbox_accepted",
+        "ack-after-accept",
+    ),
+    "no source key": (
+        "source_key=f\"{item.get('MaHoSo')}@{item['seq']}\",",
+        "source_key=None,",
+        "test_receives_a_message_once",
+        "source-key",
+    ),
+    "second send repeats the effect": (
+        'headers={"Idempotency-Key": key}',
+        "headers={}",
+        "test_sends_a_message_once",
+        "sends-once",
+    ),
+    "timeout raised as a plain exception": (
+        "transient_errors = (requests.ConnectionError, requests.Timeout)",
+        "transient_errors = (requests.ConnectionError,)",
+        "test_a_timeout_is_transient",
+        "transient-errors",
+    ),
+    "secret in an error": (
+        "the system refused the token (HTTP {response.status_code}). ",
+        "the system refused the token {self.settings['token'].reveal()}. ",
+        "test_keeps_secrets_out_of_errors",
+        "secrets-stay-secret",
+    ),
+}
+
+
+def test_each_broken_variant_of_the_guides_json_adapter_fails_naming_its_rule(
+    tmp_path: Path,
+) -> None:
+    good = guide_files()["lienthong_onestop.py"]
+    failures = {}
+    for variant, (old, new, check, rule) in BROKEN_ONESTOP.items():
+        assert good.count(old) == 1, f"{variant}: the guide no longer has {old!r}"
+        project = tmp_path / variant.replace(" ", "-")
+        write_project(project, only=("onestop.py",))
+        (project / "lienthong_onestop.py").write_text(good.replace(old, new), encoding="utf-8")
+        report = project / "report.xml"
+        run_pytest(project, report, f"test_onestop.py::TestOnestopContract::{check}")
+        kind, text = outcomes_in(report).get(("TestOnestopContract", check), ("not run", ""))
+        if kind != "failure" or f"[{rule}]" not in text:
+            failures[variant] = (check, rule, kind, text[:400])
+    assert not failures, failures
 
 
 def install_like_pip(project: Path, site: Path) -> tuple[str, str]:
@@ -141,11 +231,13 @@ def install_like_pip(project: Path, site: Path) -> tuple[str, str]:
     return name, version
 
 
-def lienthong(project: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def lienthong(
+    project: Path, site: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from lienthong.cli import main; main()", *args],
         cwd=project,
-        env=clean_env(PYTHONPATH=str(site)),
+        env=clean_env(PYTHONPATH=str(site), **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -161,10 +253,11 @@ def test_the_guides_package_loads_checks_its_config_and_carries_a_message(
 
     listed = lienthong(project, site, "adapters", "--json")
     assert listed.returncode == 0, listed.stderr
-    [row] = [r for r in json.loads(listed.stdout) if r["name"] == "sqlite_table"]
-    assert row["origin"] == f"entry point ({name} {version})"
-    assert row["plugin"] == "sqlite_table"
-    assert row["capabilities"] == ["receive", "send"]
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    for adapter in ("sqlite_table", "onestop"):
+        assert rows[adapter]["origin"] == f"entry point ({name} {version})"
+        assert rows[adapter]["plugin"] == adapter
+        assert rows[adapter]["capabilities"] == ["receive", "send"]
 
     legacy = subprocess.run(
         [sys.executable, "pretend_legacy.py"],
@@ -196,3 +289,22 @@ def test_the_guides_package_loads_checks_its_config_and_carries_a_message(
     typo = lienthong(project, site, "-c", "lienthong.yaml", "config", "check")
     assert typo.returncode == 1, typo.stdout + typo.stderr
     assert typo.stdout.splitlines() == promised("lienthong -c lienthong.yaml config check", 1)
+
+
+def test_config_check_judges_the_json_adapters_options_with_file_line_and_a_suggestion(
+    tmp_path: Path,
+) -> None:
+    project = write_project(tmp_path / "project")
+    site = tmp_path / "site"
+    install_like_pip(project, site)
+    token = {"ONESTOP_TOKEN": "motcua-token-2468"}
+    check = lienthong(project, site, "-c", "onestop.yaml", "config", "check", **token)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "ok (2 endpoints, 1 routes" in check.stdout
+    config = project / "onestop.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert text.count("direction: both\n") == 1
+    config.write_text(text.replace("direction: both\n", "direction: bothh\n"), encoding="utf-8")
+    typo = lienthong(project, site, "-c", "onestop.yaml", "config", "check", **token)
+    assert typo.returncode == 1, typo.stdout + typo.stderr
+    assert typo.stdout.splitlines() == promised("lienthong -c onestop.yaml config check")

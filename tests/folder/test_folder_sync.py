@@ -419,7 +419,6 @@ def test_a_mapping_that_outputs_no_records_shape_is_refused(
             {"direction": "in", "sync_pattern": "*.csv"},
             "sync_pattern only apply to a sync source.*direction: sync",
         ),
-        ({"direction": "both"}, "direction must be one of in, out, sync, not 'both'"),
     ],
 )
 def test_bad_sync_settings_refuse_to_start(tmp_path: Path, raw: dict, error: str) -> None:
