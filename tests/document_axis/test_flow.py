@@ -403,6 +403,8 @@ def test_prepare_message_correlates_documents_and_statuses(samples):
         "edxml_document_id": document_id,
         "edxml_kind": "document",
         "edxml_from": samples.A,
+        "edxml_business": "new",
+        "edxml_to": samples.B,
     }
     status = Message(body=samples.status("03", samples.B, samples.A, document_id))
     plugin.lienthong_prepare_message(message=status)
