@@ -133,6 +133,7 @@ class Bus:
         self.metrics = Metrics(
             self.store, self.breakers, broker=None if settings.embedded else settings.broker
         )
+        self.host.prepare_metrics(registry=self.metrics.registry, engine=self.store.engine)
         self.metrics_server: MetricsServer | None = None
         # Monotonic acceptance times of deliveries this process sends from memory (for the lag).
         self._accepted_at: dict[str, float] = {}

@@ -107,6 +107,17 @@ def lienthong_after_dead_letter(message: Message, endpoint: str | None, reason: 
     """
 
 
+@hookspec
+def lienthong_prepare_metrics(registry: Any, engine: Any) -> None:
+    """Add a plugin's own metrics to the bus's Prometheus ``registry``.
+
+    ``registry`` is the bus's ``prometheus_client.CollectorRegistry`` (served on
+    ``/metrics``) and ``engine`` the store's SQLAlchemy engine, for a collector
+    that reads the plugin's tables when scraped. Called once per bus, when it
+    is built. Return value ignored.
+    """
+
+
 # --- lifecycle -------------------------------------------------------------
 
 

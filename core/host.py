@@ -173,6 +173,9 @@ class PluginHost:
         if self._prepare_message_impls:
             self.pm.hook.lienthong_prepare_message(message=message)
 
+    def prepare_metrics(self, **kwargs: Any) -> None:
+        self.pm.hook.lienthong_prepare_metrics(**kwargs)
+
     def after_accept(self, **kwargs: Any) -> None:
         self._notify("lienthong_after_accept", kwargs)
 

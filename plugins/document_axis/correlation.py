@@ -31,8 +31,15 @@ BUSINESS_HEADER = "edxml_business"
 CONCERNS_HEADER = "edxml_concerns"
 #: A document's recipients (``To/OrganId``), comma-separated.
 TO_HEADER = "edxml_to"
+#: What to do with any edXML message, fit for a file name: a document's business
+#: (``new``, ``revoke``, ...) or ``status-NN`` for a status.
+ACTION_HEADER = "edxml_action"
 #: Separates the DocumentIds in ``edxml_concerns``: a DocumentId holds commas, never this.
 CONCERNS_SEPARATOR = " | "
+
+
+def _safe(code: str) -> bool:
+    return code.isascii() and code.isalnum() and len(code) <= 4
 
 
 def correlation_id(document_id: str) -> str:
@@ -64,15 +71,20 @@ class Facts:
 
         A document's ``edxml_business`` says what it does and ``edxml_concerns``
         which earlier documents (their DocumentIds, joined by ``" | "``) it revokes,
-        updates or replaces, so a route, a folder's file name or a document system
-        can act on it without reading the edXML.
+        updates or replaces; ``edxml_action`` (the business, or ``status-NN``) fits
+        a file name, so a route, a drop folder or a document system can act on
+        any message without reading the edXML.
         """
         found = {DOCUMENT_ID_HEADER: self.document_id, KIND_HEADER: self.kind}
         if self.sender:
             found[FROM_HEADER] = self.sender
         if self.kind == "status":
             found[STATUS_HEADER] = self.status_code
+            found[ACTION_HEADER] = (
+                f"status-{self.status_code}" if _safe(self.status_code) else "status"
+            )
         else:
+            found[ACTION_HEADER] = self.business
             found[BUSINESS_HEADER] = self.business
             found[TO_HEADER] = ",".join(self.recipients)
             if self.concerns:

@@ -905,32 +905,75 @@ def _indent_like(element: etree._Element) -> None:
         parent.text = pad
 
 
+#: ``OtherInfo/Priority`` (độ khẩn), as QCVN 102:2016 numbers it.
+PRIORITIES: dict[str, str] = {
+    "0": "normal (thường)",
+    "1": "urgent (khẩn)",
+    "2": "very urgent (thượng khẩn)",
+    "3": "flash (hỏa tốc)",
+    "4": "flash, by the hour (hỏa tốc hẹn giờ)",
+}
+
+
 def summary(obj: Document | Status) -> dict[str, Any]:
-    """A plain dict of what an operator wants to see first (used by ``edxml show``)."""
+    """Every field a clerk acts on, as a plain dict (``edxml show`` prints it)."""
     if isinstance(obj, Status):
         return {
             "kind": "status",
-            "document_id": obj.document_id,
-            "sender": obj.sender.organ_id,
-            "sender_name": obj.sender.organ_name,
             "status_code": obj.status_code,
             "status_meaning": obj.meaning,
             "description": obj.description,
             "timestamp": obj.timestamp,
+            "sender": obj.sender.organ_id,
+            "sender_name": obj.sender.organ_name,
+            "document_id": obj.document_id,
+            "response_for": _plain(obj.response_for),
+            "staff": _plain(obj.staff),
         }
+    business = obj.business
+    other = obj.other_info
     return {
         "kind": "document",
         "document_id": obj.document_id,
+        "business_type": (
+            f"{business.doc_type} ({business.doc_type_name})" if business else "0 (new)"
+        ),
+        "business": None
+        if business is None
+        else {
+            "doc_type": business.doc_type,
+            "name": business.doc_type_name,
+            "reason": business.reason,
+            "document_id": business.document_id,
+            "paper": business.paper,
+            "document_info": business.document_info,
+            "document_receiver": business.document_receiver,
+            "receivers": [_plain(r) for r in business.receivers or []],
+            "replacements": [_plain(r) for r in business.replacements or []],
+            "staff": _plain(business.staff),
+        },
         "sender": obj.sender.organ_id,
         "sender_name": obj.sender.organ_name,
         "recipients": obj.recipient_ids,
         "code_number": obj.code_number,
         "code_notation": obj.code_notation,
-        "subject": obj.subject,
+        "place": obj.place,
         "promulgation_date": obj.promulgation_date,
-        "business_type": (
-            f"{obj.business.doc_type} ({obj.business.doc_type_name})" if obj.business else None
-        ),
+        "document_type": obj.document_type,
+        "type_name": obj.type_name,
+        "subject": obj.subject,
+        "content": obj.content,
+        "signer": _plain(obj.signer),
+        "due_date": obj.due_date,
+        "steering_type": obj.steering_type,
+        "to_places": obj.to_places,
+        "response_for": _plain(obj.response_for),
+        "other_info": None
+        if other is None
+        else {
+            **_plain(other),
+            "priority_meaning": PRIORITIES.get(other.priority or "") if other.priority else None,
+        },
         "attachments": [
             {"name": a.name, "content_type": a.content_type, "size": len(a.data)}
             for a in obj.attachments
@@ -939,3 +982,10 @@ def summary(obj: Document | Status) -> dict[str, Any]:
             {"organ_id": t.organ_id, "timestamp": t.timestamp} for t in obj.trace_headers
         ],
     }
+
+
+def _plain(value: Any) -> dict[str, Any] | None:
+    """A model dataclass as a dict, or None."""
+    from dataclasses import asdict
+
+    return None if value is None else asdict(value)

@@ -1,4 +1,4 @@
-"""Registers the axis adapter and the ``edxml`` commands, and correlates edXML messages."""
+"""Registers the axis adapter, the ``edxml`` commands and a metric; correlates edXML messages."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from .correlation import facts
 
 if TYPE_CHECKING:
     import click
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.engine import Engine
 
     from lienthong.adapter import Adapter
     from lienthong.message import Message
@@ -48,3 +50,11 @@ def lienthong_prepare_message(message: Message) -> None:
         return
     message.correlation_id = found.correlation_id
     message.headers.update(found.headers())
+
+
+@hookimpl
+def lienthong_prepare_metrics(registry: CollectorRegistry, engine: Engine) -> None:
+    """Serve the soonest expiry of the signing certificates met, read from the store."""
+    from .certificates import ExpiryCollector
+
+    registry.register(ExpiryCollector(engine))
