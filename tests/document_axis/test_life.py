@@ -396,3 +396,26 @@ def test_each_recipients_life_and_the_documents_overdue(agencies, samples, tmp_p
     )
     later = datetime.now(UTC) + timedelta(days=3)
     assert [o.document_id for o in overdue(a.store.engine, 2, later)] == [first_id]
+
+
+# --- the refusal's words (pure logic) ---------------------------------------------------
+
+
+def test_each_kind_of_problem_has_its_reason_in_vietnamese():
+    from lienthong.plugins.document_axis import refusal
+
+    problems = [
+        "signature missing: a 'Quyết định' requires ...",
+        "signature invalid: the message was changed ...",
+        "signature untrusted: no valid chain ...",
+        "signature not bound: signer ...",
+        "sender mismatch: the document's From ...",
+        "recipient unknown: the document is addressed to ...",
+        "line 3: /edXML/edXMLEnvelope: schema: ...",
+    ]
+    assert refusal.reasons(problems) == [text for _, text in refusal.REASONS] + [
+        refusal.INVALID_REASON
+    ]
+    assert refusal.reasons(["line 1: /: not well-formed XML"]) == [refusal.INVALID_REASON]
+    long = refusal.description(["x" * 1000])
+    assert long.endswith("...") and len(long) < 600
