@@ -173,7 +173,11 @@ def test_signed_document_to_two_agencies_and_their_statuses_back(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"document {document_id}"
-    body_lines = lines[2:]
+    body_lines = lines[2 : lines.index("life:")]
+    # Each recipient's statuses, in order, with times.
+    life = lines[lines.index("life:") + 1 :]
+    assert [ln.split()[0] for ln in life] == [samples.B, samples.C]
+    assert all(ln.split()[1::4] == ["01", "03", "06"] for ln in life)
     assert "document" in body_lines[0] and f"from {samples.A} via dms-out" in body_lines[0]
     assert "sent" in body_lines[1] and "document to axis" in body_lines[1]
     statuses = [ln for ln in body_lines if ln.split()[2] == "status"]
@@ -404,6 +408,7 @@ def test_prepare_message_correlates_documents_and_statuses(samples):
         "edxml_kind": "document",
         "edxml_from": samples.A,
         "edxml_business": "new",
+        "edxml_action": "new",
         "edxml_to": samples.B,
     }
     status = Message(body=samples.status("03", samples.B, samples.A, document_id))
