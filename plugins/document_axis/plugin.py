@@ -58,3 +58,29 @@ def lienthong_prepare_metrics(registry: CollectorRegistry, engine: Engine) -> No
     from .certificates import ExpiryCollector
 
     registry.register(ExpiryCollector(engine))
+
+
+@hookimpl
+def lienthong_describe_message(kind: str, headers: dict[str, str]) -> str | None:
+    """A status's code, meaning and sender, or a document's business, for ``lienthong trace``."""
+    from .correlation import (
+        BUSINESS_HEADER,
+        CONCERNS_HEADER,
+        FROM_HEADER,
+        KIND_HEADER,
+        STATUS_HEADER,
+    )
+    from .edxml import STATUS_MEANINGS
+
+    what = headers.get(KIND_HEADER)
+    sender = headers.get(FROM_HEADER) or headers.get("from") or "?"
+    if what == "status":
+        code = headers.get(STATUS_HEADER, "")
+        meaning = STATUS_MEANINGS.get(code, "unknown status code").split(":")[0]
+        return f"status {code} ({meaning}) from {sender}"
+    if what == "document":
+        business = headers.get(BUSINESS_HEADER, "new")
+        if business == "new":
+            return f"document from {sender}"
+        return f"{business} from {sender} of {headers.get(CONCERNS_HEADER, '?')}"
+    return None

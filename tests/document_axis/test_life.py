@@ -397,6 +397,52 @@ def test_each_recipients_life_and_the_documents_overdue(agencies, samples, tmp_p
     later = datetime.now(UTC) + timedelta(days=3)
     assert [o.document_id for o in overdue(a.store.engine, 2, later)] == [first_id]
 
+    # 'lienthong trace' of the document shows each status of its life, with who sent it.
+    [document] = [
+        m
+        for m in a.store.messages_by_correlation(correlation_id(first_id))
+        if m["source"] == "dms-out"
+    ]
+    config = a.config.base_dir / "a.yaml"
+    traced = CliRunner().invoke(
+        cli_module.build(), ["--config", str(config), "trace", document["id"]]
+    )
+    assert traced.exit_code == 0, traced.output
+    assert f": document from {samples.A}" in traced.output.splitlines()[0]
+    related = [ln for ln in traced.output.splitlines() if ln.startswith("  related")]
+    labels = [ln.split(": ", 1)[1] for ln in related]
+    assert labels == [
+        f"status {code} ({meaning}) from {sender}"
+        for code, meaning, sender in [
+            ("01", "arrived", samples.B),
+            ("03", "accepted and entered in the incoming register", samples.B),
+            ("04", "assigned for handling by leadership", samples.B),
+            ("05", "being processed", samples.B),
+            ("06", "processing completed", samples.B),
+            ("01", "arrived", samples.C),
+            ("03", "accepted and entered in the incoming register", samples.C),
+        ]
+    ]
+
+
+def test_a_plugin_describes_what_it_knows_and_leaves_the_rest(lienthong_host):
+    """``lienthong_describe_message``: the first label wins; ``None`` passes to the next."""
+    from lienthong.hookspecs import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def lienthong_describe_message(self, kind, headers):
+            return "a custom record" if kind == "custom" else None
+
+    lienthong_host.add(Plugin(), "test-describe")
+    lienthong_host.refresh()
+    assert lienthong_host.describe_message(kind="custom", headers={}) == "a custom record"
+    status = {"edxml_kind": "status", "edxml_status": "13", "edxml_from": "000.00.00.H15"}
+    assert lienthong_host.describe_message(kind="edxml.status", headers=status) == (
+        "status 13 (the sender asks to recall the document, with a reason) from 000.00.00.H15"
+    )
+    assert lienthong_host.describe_message(kind="xml", headers={}) == ""
+
 
 # --- the refusal's words (pure logic) ---------------------------------------------------
 
