@@ -9,6 +9,13 @@ Features:
       passing the delivery key as the signed ``idempotency-key`` parameter;
     - sync: reads the axis agency list as ``agency`` records (code, name,
       mailbox, parent), a complete snapshot for a sync into the email directory;
+    - refusals: a document refused at intake for a reason its sender can fix
+      brings its sender a status 02 with the reason in Vietnamese
+      (``on_refuse``, :mod:`.refusal`), once per document;
+    - a register of the documents sent and taken in (:mod:`.register`: their
+      business and the documents they concern, for ``edxml history`` and
+      ``edxml overdue``) and of the signing certificates verified
+      (:mod:`.certificates`: ``edxml certs`` and the expiry gauge);
     - correlation: a document and every status answering it share one
       correlation id, derived from the edXML ``DocumentId``;
     - errors by what happens next: network trouble, timeouts and 5xx are
@@ -31,7 +38,8 @@ Options:
     (document types that need a signature under ``verify-if-present``),
     trust_anchors, intermediate_certs, crl_files (files, relative to the config
     file's folder), signer_agencies (subject pattern → agency codes): see
-    docs/signatures.md; max_attachment_bytes (10 MiB),
+    docs/signatures.md; organ_name, on_refuse (``status-02`` | ``silent``);
+    max_attachment_bytes (10 MiB),
     batch_size (50 per message type and poll), sandbox (false: refuse to start
     against a sandbox axis unless set).
 
@@ -85,7 +93,7 @@ from lienthong.message import Message
 from lienthong.store import utcnow
 from lienthong.xml import XmlRejected
 
-from . import edxml
+from . import certificates, edxml, refusal, register
 from .client import HASH_FILE_FORMS, AxisAuthError, AxisClient, ReceivedItem, Wire
 from .correlation import (
     BUSINESS_HEADER,
@@ -98,7 +106,6 @@ from .edxml import Document, text_of
 from .edxml import build as edxml_build
 from .inspection import Inspection, inspect
 from .provenance import DEFAULT_REQUIRED_TYPES, Provenance
-from .refusal import ON_REFUSE
 from .validation import parse_problem
 
 log = logging.getLogger(__name__)
@@ -146,7 +153,7 @@ class AxisAdapter(Adapter):
         Option(
             "organ_id",
             "the agency code this endpoint receives and sends for",
-            example="000.00.00.H41",
+            example="000.00.00.H15",
         ),
         Option("timeout", "seconds to wait for each axis call", default=10.0, type=float),
         Option(
@@ -207,7 +214,7 @@ class AxisAdapter(Adapter):
             "certificate subject pattern (RFC 4514) -> the agency codes its holders sign for",
             default={},
             type=dict,
-            example={"O=UBND tỉnh Nghệ An,C=VN": ["000.00.00.H41"]},
+            example={"O=UBND tỉnh Đắk Lắk,C=VN": ["000.00.00.H15"]},
         ),
         Option(
             "max_attachment_bytes",
@@ -384,11 +391,11 @@ class AxisAdapter(Adapter):
                     f"{s.get('signature_policy')!r} is not one of require, verify-if-present, off",
                 )
             )
-        if s.get("on_refuse", "status-02") not in ON_REFUSE:
+        if s.get("on_refuse", "status-02") not in refusal.ON_REFUSE:
             problems.append(
                 ConfigProblem(
                     f"{where}.on_refuse",
-                    f"{s.get('on_refuse')!r} is not one of {', '.join(ON_REFUSE)}",
+                    f"{s.get('on_refuse')!r} is not one of {', '.join(refusal.ON_REFUSE)}",
                 )
             )
         if s.get("hash_file") not in HASH_FILE_FORMS:
@@ -405,7 +412,7 @@ class AxisAdapter(Adapter):
             problems.append(
                 ConfigProblem(
                     f"{where}.organ_id",
-                    f"{organ!r} is not an agency code. Hint: e.g. 000.00.00.H41 (at most 4 groups)",
+                    f"{organ!r} is not an agency code. Hint: e.g. 000.00.00.H15 (at most 4 groups)",
                 )
             )
         if problems:
@@ -468,8 +475,6 @@ class AxisAdapter(Adapter):
         engine = self.services.engine
         if engine is None:
             return
-        from . import certificates, register
-
         now = self.services.clock()
         entries, seen = [], []
         for r, acceptance in zip(received, acceptances, strict=True):
@@ -499,9 +504,9 @@ class AxisAdapter(Adapter):
                 f"endpoint '{self.endpoint}': the axis register could not be written: {exc}"
             ) from exc
 
-    def _entry(self, message: Message, document: Document, direction: str, sender: str) -> Any:
-        from . import register
-
+    def _entry(
+        self, message: Message, document: Document, direction: str, sender: str
+    ) -> register.Entry:
         headers = message.headers
         return register.Entry(
             message_id=message.id,
@@ -522,8 +527,6 @@ class AxisAdapter(Adapter):
 
     def _refuse(self, received: _Received, acceptance: Acceptance) -> None:
         """Send the sender a status 02 for a document refused at intake (``on_refuse``)."""
-        from . import refusal
-
         inspection = received.inspection
         message = received.message
         if (
@@ -697,8 +700,6 @@ class AxisAdapter(Adapter):
 
     def _register_sent(self, message: Message, tree: etree._ElementTree) -> None:
         """Register a document sent, for ``edxml overdue`` and its history's links."""
-        from . import register
-
         try:
             document = edxml.read_root(tree.getroot())
         except RejectedError:

@@ -30,13 +30,15 @@ metadata = MetaData()
 documents = Table(
     "axis_documents",
     metadata,
-    Column("message_id", String(64), primary_key=True),
+    # One row per document (by its sender and DocumentId) and way through an endpoint:
+    # the same document fetched again, or sent twice by its sender, is one entry.
     Column("endpoint", String(100), primary_key=True),
-    Column("direction", String(3), nullable=False),  # in | out
+    Column("direction", String(3), primary_key=True),  # in | out
+    Column("sender", String(64), primary_key=True),
+    Column("document_id", String(300), primary_key=True),
+    Column("message_id", String(64), nullable=False),  # the first message that carried it
     Column("organ_id", String(64), nullable=False),  # this endpoint's agency
-    Column("document_id", String(300), nullable=False),
     Column("correlation_id", String(64), nullable=False, index=True),
-    Column("sender", String(64), nullable=False),
     Column("recipients", Text, nullable=False),  # comma-separated
     Column("business", String(16), nullable=False),
     Column("concerns", Text, nullable=False),  # DocumentIds joined by CONCERNS_SEPARATOR

@@ -34,7 +34,7 @@ Features:
 Run it for a demo::
 
     python -m lienthong.plugins.document_axis.sandbox --port 8088 \\
-        --system dms-a:secret-a:000.00.00.H41 --agency 000.00.00.H41 --agency 000.00.00.G22
+        --system dms-a:secret-a:000.00.00.H15 --agency 000.00.00.H15 --agency 000.00.00.G22
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ SCHEMA_PATH = Path(lienthong.mappings.__file__).parent / "schemas" / "edxml.xsd"
 
 _Q = f"{{{NS}}}"
 # Agency codes: up to four dot-separated groups of letters and digits, e.g.
-# 000.00.00.H41 (current) or 01.02.G22 (older, still seen in trace headers).
+# 000.00.00.H15 (current) or 01.02.G22 (older, still seen in trace headers).
 _ORGAN_ID = re.compile(r"[0-9A-Za-z]{1,10}(\.[0-9A-Za-z]{1,10}){1,3}")
 _DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
 _TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
@@ -229,7 +229,7 @@ class _Rules:
             self.add(
                 element,
                 f"OrganId {value!r} is not an agency code: expected up to 4 dot-separated "
-                "groups of letters and digits, e.g. '000.00.00.H41'.",
+                "groups of letters and digits, e.g. '000.00.00.H15'.",
             )
 
     def date(self, element: etree._Element | None, *, past: bool, required: bool = False) -> None:

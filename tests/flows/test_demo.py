@@ -73,6 +73,11 @@ def one_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Summar
             "text": "\n".join(summary.lines()),
             "var": run.var_dir,
             "statuses": _statuses_on_axis(run),
+            "refusals": [
+                d.content
+                for d in run.sandboxes.axis.docs.values()
+                if d.message_type == "status" and b"<edXML:StatusCode>02<" in d.content
+            ],
         }
     yield summary, state
 
@@ -304,11 +309,11 @@ def test_loopback_only(tmp_path: Path) -> None:
 
 def test_an_envelope_names_its_recipients_over_the_source_headers() -> None:
     body = (
-        b'<mail xmlns="urn:lienthong:mail"><to_agency> 000.00.15.H41 </to_agency>'
-        b"<to>a@tinh.gov.vn</to><subject>x</subject></mail>"
+        b'<mail xmlns="urn:lienthong:mail"><to_agency> 000.00.15.H15 </to_agency>'
+        b"<to>a@daklak.gov.vn</to><subject>x</subject></mail>"
     )
-    message = Message(body=body, headers={"to": "000.00.15.H41,000.00.16.H41"})
-    assert mail.envelope_recipients(message) == (["000.00.15.H41"], ["a@tinh.gov.vn"])
+    message = Message(body=body, headers={"to": "000.00.15.H15,000.00.16.H15"})
+    assert mail.envelope_recipients(message) == (["000.00.15.H15"], ["a@daklak.gov.vn"])
     bare = Message(body=b'<mail xmlns="urn:lienthong:mail"><subject>x</subject></mail>')
     assert mail.envelope_recipients(bare) is None
     assert mail.envelope_recipients(Message(body=b"<report/>")) is None
@@ -357,6 +362,13 @@ def test_the_unsigned_document_brings_its_sender_a_02_with_the_reason(one_cycle)
     assert reason.startswith("Từ chối tiếp nhận văn bản điện tử: văn bản chưa được ký số")
     [(refused, to, said)] = summary.refusals
     assert (refused, to, said) == (document, UBND, reason)
+    # Signed with the refusing endpoint's own key, as everything it sends.
+    from lienthong.plugins.document_axis.signature import verify
+    from lienthong.plugins.document_axis.trust import Trust
+
+    [body] = state["refusals"]
+    info = verify(body, trust=Trust([state["pki"].ca.root.certificate]))
+    assert info.subject == "CN=Văn thư điện tử,O=Sở Giáo dục và Đào tạo,L=Đắk Lắk,C=VN"
     assert f"  02 to {UBND} for {document}: Từ chối tiếp nhận" in state["text"]
 
 

@@ -25,13 +25,13 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "axis_documents",
-        sa.Column("message_id", sa.String(64), primary_key=True),
         sa.Column("endpoint", sa.String(100), primary_key=True),
-        sa.Column("direction", sa.String(3), nullable=False),
+        sa.Column("direction", sa.String(3), primary_key=True),
+        sa.Column("sender", sa.String(64), primary_key=True),
+        sa.Column("document_id", sa.String(300), primary_key=True),
+        sa.Column("message_id", sa.String(64), nullable=False),
         sa.Column("organ_id", sa.String(64), nullable=False),
-        sa.Column("document_id", sa.String(300), nullable=False),
         sa.Column("correlation_id", sa.String(64), nullable=False, index=True),
-        sa.Column("sender", sa.String(64), nullable=False),
         sa.Column("recipients", sa.Text, nullable=False),
         sa.Column("business", sa.String(16), nullable=False),
         sa.Column("concerns", sa.Text, nullable=False),
