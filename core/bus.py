@@ -142,6 +142,7 @@ class Bus:
         self.metrics = Metrics(
             self.store, self.breakers, broker=None if settings.embedded else settings.broker
         )
+        self.host.prepare_metrics(registry=self.metrics.registry, engine=self.store.engine)
         self.metrics_server: MetricsServer | None = None
         self.console_server: Any = None  # lienthong.console.server.ConsoleServer
         # Monotonic acceptance times of deliveries this process sends from memory (for the lag).

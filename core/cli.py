@@ -397,9 +397,10 @@ def trace(state: State, message_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(data)
         return
+    label = state.host.describe_message(kind=data["kind"], headers=data["headers"])
     click.echo(
         f"message {data['id']} ({data['kind']} from {data['source']}), "
-        f"correlation {data['correlation_id']}, {data['state']}"
+        f"correlation {data['correlation_id']}, {data['state']}" + (f": {label}" if label else "")
     )
     for hop in data["hops"]:
         click.echo(
@@ -416,7 +417,11 @@ def trace(state: State, message_id: str, as_json: bool) -> None:
                 f"    attempt {a['number']} {a['at']:%H:%M:%S} {a['outcome']} {a['error'] or ''}"
             )
     for r in data["correlated"]:
-        click.echo(f"  related {r['id']} ({r['kind']} from {r['source']}) {r['accepted_at']}")
+        label = state.host.describe_message(kind=r["kind"], headers=r["headers"])
+        click.echo(
+            f"  related {r['id']} ({r['kind']} from {r['source']}) {r['accepted_at']}"
+            + (f": {label}" if label else "")
+        )
 
 
 # --- mappings ----------------------------------------------------------------------

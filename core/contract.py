@@ -347,15 +347,14 @@ class AdapterContract:
             engine.dispose()
 
     def services(self, tmp_path: Path) -> Services:
-        """What the core would hand in: a real cursor store (the bus's tables, on SQLite)."""
+        """What the core would hand in: a real cursor store (the bus's schema, with every
+        migration a plugin's tables need, on SQLite)."""
         if getattr(self, "_services", None) is None:
-            from sqlalchemy import create_engine
-
             from .store import Cursors as StoreCursors
-            from .store import metadata
+            from .store import Store, make_engine
 
-            self._engine = create_engine(f"sqlite:///{tmp_path / 'contract-store.db'}")
-            metadata.create_all(self._engine)
+            self._engine = make_engine(f"sqlite:///{tmp_path / 'contract-store.db'}")
+            Store(self._engine).upgrade()
             self.timeline = Timeline()
             self._seen: dict[tuple[str, str], str] = {}
             self._services = Services(

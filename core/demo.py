@@ -55,23 +55,33 @@ ACC = "urn:lienthong:sandbox:accounting:v1"
 
 # --- the province the demo plays -----------------------------------------------
 
-UBND = "000.00.00.H41"  # UBND tỉnh: sends decisions
+# Đắk Lắk: its people's committee's code is the one public code that talks to the
+# national portal gives it; its departments' numbers here are the demo's.
+UBND = "000.00.00.H15"  # UBND tỉnh Đắk Lắk: sends decisions
 VPCP = "000.00.00.G22"  # Văn phòng Chính phủ: sends official letters
-STC = "000.00.01.H41"  # Sở Tài chính: receives the financial reports
-SYT = "000.00.15.H41"  # Sở Y tế: one of ours
-SGD = "000.00.16.H41"  # Sở Giáo dục và Đào tạo: one of ours
+STC = "000.00.01.H15"  # Sở Tài chính: receives the financial reports
+SYT = "000.00.15.H15"  # Sở Y tế: one of ours
+SGD = "000.00.16.H15"  # Sở Giáo dục và Đào tạo: one of ours
+NGHEAN = "000.00.00.H41"  # UBND tỉnh Nghệ An: a correspondent province
 
 #: The axis agency list: code, name, mailbox, parent code.
 AGENCIES = (
     (VPCP, "Văn phòng Chính phủ", "vanthu@chinhphu.vn", ""),
-    (UBND, "UBND tỉnh Nghệ An", "ubnd@nghean.gov.vn", ""),
-    (STC, "Sở Tài chính", "stc@nghean.gov.vn", UBND),
-    (SYT, "Sở Y tế", "syt@nghean.gov.vn", UBND),
-    (SGD, "Sở Giáo dục và Đào tạo", "sgddt@nghean.gov.vn", UBND),
+    (UBND, "UBND tỉnh Đắk Lắk", "ubnd@daklak.gov.vn", ""),
+    (STC, "Sở Tài chính", "stc@daklak.gov.vn", UBND),
+    (SYT, "Sở Y tế", "syt@daklak.gov.vn", UBND),
+    (SGD, "Sở Giáo dục và Đào tạo", "sgddt@daklak.gov.vn", UBND),
+    (NGHEAN, "UBND tỉnh Nghệ An", "ubnd@nghean.gov.vn", ""),
 )
 NAMES = {code: name for code, name, _, _ in AGENCIES}
+#: Where each sender's promulgation place is.
+PLACES = {VPCP: "Hà Nội", NGHEAN: "Nghệ An"}
 #: The Department of Finance's document system, answering the reports it receives.
 FINANCE_SYSTEM = ("stc-qlvb", "sandbox-secret-stc")
+#: UBND tỉnh's document system, which asks to recall a document it sent.
+UBND_SYSTEM = ("ubnd-qlvb", "sandbox-secret-ubnd")
+#: The mail domain of the province's agencies and people.
+MAIL_DOMAIN = "daklak.gov.vn"
 
 #: Sở Y tế's people already in the directory: one has left, one changed post.
 DIRECTORY_PEOPLE = (
@@ -136,6 +146,7 @@ class Incoming:
     subject: str
     content: str
     signed: bool = True
+    revokes: str = ""  # the number of an earlier document of the same sender it revokes
 
 
 #: Documents arriving, by cycle.
@@ -171,6 +182,26 @@ DOCUMENTS = {
             "Giao Sở Giáo dục và Đào tạo tổ chức kỳ thi học sinh giỏi cấp tỉnh.",
             signed=False,
         ),
+        # From the correspondent province.
+        Incoming(
+            NGHEAN,
+            (SYT,),
+            "356",
+            "UBND-VX",
+            "Công văn",
+            "V/v phối hợp phòng, chống dịch bệnh giữa hai tỉnh",
+            "Đề nghị Sở Y tế tỉnh Đắk Lắk phối hợp trao đổi thông tin dịch bệnh.",
+        ),
+        # UBND tỉnh will ask to recall it (13) in cycle 2 and revoke it in cycle 3.
+        Incoming(
+            UBND,
+            (SYT,),
+            "1201",
+            "UBND-VX",
+            "Công văn",
+            "V/v báo cáo tình hình dịch sốt xuất huyết",
+            "Đề nghị Sở Y tế báo cáo tình hình dịch sốt xuất huyết trên địa bàn tỉnh.",
+        ),
     ),
     2: (
         Incoming(
@@ -183,7 +214,21 @@ DOCUMENTS = {
             "Đề nghị Sở Giáo dục và Đào tạo chuẩn bị các điều kiện cho năm học mới.",
         ),
     ),
+    3: (
+        Incoming(
+            UBND,
+            (SYT,),
+            "1205",
+            "UBND-VX",
+            "Công văn",
+            "V/v thu hồi Công văn số 1201/UBND-VX",
+            "Thu hồi Công văn số 1201/UBND-VX do ban hành nhầm.",
+            revokes="1201",
+        ),
+    ),
 }
+#: UBND tỉnh asks to recall (13) its document of this number, in this cycle.
+RECALLS = {2: "1201"}
 
 
 # --- the sandboxes ---------------------------------------------------------------
@@ -311,6 +356,7 @@ class Sandboxes:
             for s in self.axis_endpoints.values()
         }
         systems[FINANCE_SYSTEM[0]] = (FINANCE_SYSTEM[1], STC)
+        systems[UBND_SYSTEM[0]] = (UBND_SYSTEM[1], UBND)
         self.axis = SandboxAxis(systems, port=axis_port)
         self.smtp_port = int(self.directory["smtp_port"])
         self.slapd: Any = None
@@ -369,7 +415,7 @@ class Sandboxes:
         for uid, full, given, family, title in DIRECTORY_PEOPLE:
             ldif.append(
                 f"dn: uid={uid},{people}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {full}\n"
-                f"givenName: {given}\nsn: {family}\nmail: {uid}@tinh.gov.vn\ntitle: {title}\n"
+                f"givenName: {given}\nsn: {family}\nmail: {uid}@{MAIL_DOMAIN}\ntitle: {title}\n"
                 f"departmentNumber: {SYT}\nemployeeType: active\n"
             )
         server.load_ldif_text("\n".join(ldif))
@@ -398,6 +444,15 @@ class Pki:
     signers: dict[str, Any]
 
 
+#: Each agency's clerk's certificate subject, as the config's ``signer_agencies`` binds it:
+#: the province's departments by name and place (names repeat across provinces).
+SIGNERS = {
+    code: f"CN=Văn thư điện tử,O={name}"
+    + (",L=Đắk Lắk" if code in (STC, SYT, SGD) else "")
+    + ",C=VN"
+    for code, name, _, _ in AGENCIES
+}
+
 #: Our agencies' key and certificate files, as their axis endpoints name them.
 OWN_KEYS = {SYT: "syt", SGD: "sgd"}
 
@@ -415,7 +470,7 @@ def make_pki(folder: Path) -> Pki:
         intermediate="CN=SANDBOX CA cấp 2,O=lienthong demo,C=VN",
     )
     ca.write(folder, crl_days=365)
-    signers = {code: ca.issue(f"CN=Văn thư điện tử,O={name},C=VN") for code, name in NAMES.items()}
+    signers = {code: ca.issue(SIGNERS[code]) for code in NAMES}
     for code, stem in OWN_KEYS.items():
         write_key(signers[code], folder / f"{stem}.key", folder / f"{stem}.pem")
     return Pki(folder, ca, signers)
@@ -432,10 +487,10 @@ def build_document(doc: Incoming, pki: Pki, today: str) -> bytes:
             organization_in_charge=NAMES[doc.sender],
         ),
         recipients=[edxml.Organization(organ_id=r, organ_name=NAMES[r]) for r in doc.recipients],
-        document_id=f"{doc.sender},{today},{doc.number}/{doc.notation}",
+        document_id=document_id(doc.sender, today, doc.number),
         code_number=doc.number,
         code_notation=doc.notation,
-        place="Hà Nội" if doc.sender == VPCP else "Nghệ An",
+        place=PLACES.get(doc.sender, "Đắk Lắk"),
         promulgation_date=today,
         document_type="1",
         type_detail="2" if doc.type_name == "Quyết định" else "0",
@@ -454,8 +509,40 @@ def build_document(doc: Incoming, pki: Pki, today: str) -> bytes:
             )
         ],
     )
+    if doc.revokes:
+        built.business = edxml.Business(
+            doc_type="1",
+            reason=doc.content,
+            paper="0",
+            document_id=document_id(doc.sender, today, doc.revokes),
+        )
     data = edxml.build(built)
     return signature.sign(data, pki.signers[doc.sender]) if doc.signed else data
+
+
+def document_id(sender: str, today: str, number: str) -> str:
+    """The DocumentId the demo gives a sender's document of that number, sent today."""
+    notation = next(
+        d.notation
+        for docs in DOCUMENTS.values()
+        for d in docs
+        if d.sender == sender and d.number == number
+    )
+    return f"{sender},{today},{number}/{notation}"
+
+
+def _status(organ: str, answered: str, document: str, code: str, text: str) -> Any:
+    """A status ``code`` from ``organ`` about ``document``, a document of ``answered``."""
+    from .plugins.document_axis import edxml
+
+    return edxml.Status(
+        sender=edxml.Organization(organ_id=organ, organ_name=NAMES.get(organ)),
+        response_for=edxml.ResponseFor(organ_id=answered, document_id=document),
+        staff=edxml.StaffInfo(department="Văn thư", staff="Văn thư điện tử"),
+        status_code=code,
+        description=text,
+        timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
+    )
 
 
 def staff_list(people: tuple[tuple[str, str, str, str, str], ...]) -> bytes:
@@ -470,7 +557,7 @@ def staff_list(people: tuple[tuple[str, str, str, str, str], ...]) -> bytes:
             ("HoVaTen", full),
             ("Ten", given),
             ("TaiKhoan", uid),
-            ("ThuDienTu", f"{uid}@tinh.gov.vn"),
+            ("ThuDienTu", f"{uid}@{MAIL_DOMAIN}"),
             ("ChucVu", post),
             ("TrangThai", state),
         ):
@@ -505,6 +592,14 @@ class Summary:
 
     documents: list[DocumentLine] = field(default_factory=list)
     statuses_sent: int = 0
+    #: Statuses our agencies sent through the axis, by code (01 by the bus, 02 refusals,
+    #: the others from their document systems), and those they received: (code, from, document).
+    statuses_out: dict[str, int] = field(default_factory=dict)
+    statuses_in: list[tuple[str, str, str]] = field(default_factory=list)
+    refusals: list[tuple[str, str, str]] = field(default_factory=list)  # (document, sender, reason)
+    business: list[tuple[str, str, str]] = field(
+        default_factory=list
+    )  # (business, document, concerns)
     estimates: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, state)
     reports: list[ReportLine] = field(default_factory=list)
     syncs: dict[str, dict[str, int]] = field(default_factory=dict)  # job → summed counts
@@ -519,6 +614,20 @@ class Summary:
             yield f"      {d.subject}"
             yield f"      {moved}"
         yield f"== status 01 sent back to senders: {self.statuses_sent}"
+        for business, document, concerns in self.business:
+            yield f"  {business} {document}: of {concerns}"
+        by_code = ", ".join(f"{code} ×{n}" for code, n in sorted(self.statuses_out.items()))
+        total = sum(self.statuses_out.values())
+        yield f"== statuses our agencies sent: {total} ({by_code or 'none'})"
+        for document, sender, reason in self.refusals:
+            reason = reason if len(reason) <= 160 else reason[:157] + "..."
+            yield f"  02 to {sender} for {document}: {reason}"
+        received = sorted({(c, f) for c, f, _ in self.statuses_in})
+        yield f"== statuses received: {len(self.statuses_in)}"
+        for code, sender in received:
+            documents = sorted({d for c, f, d in self.statuses_in if (c, f) == (code, sender)})
+            shown = ", ".join(documents) if len(documents) == 1 else f"{len(documents)} documents"
+            yield f"  {code} from {sender}: {shown}"
         yield f"== budget estimates posted: {sum(s == 'delivered' for _, s in self.estimates)}"
         for endpoint, state in self.estimates:
             yield f"  {endpoint}: {state}"
@@ -579,6 +688,12 @@ class Demo:
         self.bus: Bus | None = None
         self.pki: Pki | None = None
         self.cycles = 0
+        # Our clerks' work: the files they have read, the documents to finish next cycle.
+        self._handled: set[Path] = set()
+        self._accepted: dict[str, list[tuple[str, str]]] = {}
+        self._dropped = 0
+        # Reports the Department of Finance accepted, to finish next cycle.
+        self._reports: list[Any] = []
 
     # --- lifecycle ---
 
@@ -625,12 +740,18 @@ class Demo:
     # --- one cycle ---
 
     def cycle(self) -> None:
-        """Seed this cycle's events, sync, run the bus, let the finance department answer, run."""
+        """Seed this cycle's events, sync, run the bus, let the others answer, run again.
+
+        The Department of Finance answers the reports it got; our agencies'
+        clerks, in their document systems, answer what arrived (03, 04 now, 05
+        and 06 a cycle later; 15 to a recall request).
+        """
         assert self.bus is not None
         self.seed()
         self._run_jobs()
         self.drain()
         answered = self.finance_answers()
+        answered += self.clerks_answer()
         if answered:
             self.drain()
 
@@ -662,6 +783,98 @@ class Demo:
         for cycle, people in STAFF_LISTS:
             if cycle == n:
                 self._drop_staff(cycle, people)
+        if n in RECALLS:
+            self._ask_recall(document_id(UBND, today, RECALLS[n]))
+
+    def _ask_recall(self, recalled: str) -> None:
+        """UBND tỉnh's document system asks the recipients to recall a document (status 13)."""
+        from .adapter import Secret
+        from .plugins.document_axis import edxml, signature
+        from .plugins.document_axis.client import AxisClient
+
+        assert self.pki is not None
+        status = _status(UBND, UBND, recalled, "13", "Đề nghị thu hồi văn bản do ban hành nhầm")
+        client = AxisClient(self.sandboxes.axis.url, UBND_SYSTEM[0], Secret(UBND_SYSTEM[1]))
+        try:
+            client.send(
+                signature.sign(edxml.build(status), self.pki.signers[UBND]),
+                organ_id=UBND,
+                message_type="status",
+                key=f"recall-{recalled}",
+            )
+        finally:
+            client.session.close()
+
+    def clerks_answer(self) -> int:
+        """Our agencies' clerks answer in their document systems; returns the statuses dropped.
+
+        A document that arrived is accepted (03) and assigned (04) at once,
+        processed (05) and completed (06) a cycle later; a recall request (13)
+        is agreed to (15). Each status is a file in the document system's
+        outbox, which the bus sends through the agency's axis endpoint.
+        """
+        from .plugins.document_axis import edxml
+
+        dropped = 0
+        for organ, (inbox, outbox) in self._dms_folders.items():
+            finishing = self._accepted.pop(organ, [])
+            for sender, doc_id in finishing:
+                for code, text in (("05", "Đang xử lý"), ("06", "Đã xử lý xong")):
+                    dropped += self._drop_status(outbox, _status(organ, sender, doc_id, code, text))
+            for path in sorted(inbox.glob("*.xml")) if inbox.is_dir() else []:
+                if path in self._handled:
+                    continue
+                self._handled.add(path)
+                message = edxml.read(path.read_bytes())
+                doc_id = message.document_id or ""
+                if isinstance(message, edxml.Document):
+                    sender = message.sender.organ_id or ""
+                    for code, text in (
+                        ("03", "Đã tiếp nhận, vào sổ văn bản đến"),
+                        ("04", "Lãnh đạo đã phân công xử lý"),
+                    ):
+                        dropped += self._drop_status(
+                            outbox, _status(organ, sender, doc_id, code, text)
+                        )
+                    self._accepted.setdefault(organ, []).append((sender, doc_id))
+                elif message.status_code == "13":
+                    sender = message.response_for.organ_id or ""
+                    status = _status(organ, sender, doc_id, "15", "Đồng ý thu hồi văn bản")
+                    dropped += self._drop_status(outbox, status)
+        return dropped
+
+    def _drop_status(self, outbox: Path, status: Any) -> int:
+        from .plugins.document_axis import edxml
+
+        outbox.mkdir(parents=True, exist_ok=True)
+        self._dropped += 1
+        (outbox / f"trang-thai-{self._dropped:04d}.xml").write_bytes(edxml.build(status))
+        return 1
+
+    @property
+    def _dms_folders(self) -> dict[str, tuple[Path, Path]]:
+        """Each of our agencies' document system: (inbox, outbox), by agency code.
+
+        The inbox is the folder its axis endpoint's documents go to; the outbox
+        the folder whose statuses a route sends through that endpoint.
+        """
+        folders = {
+            name: self.cfg.base_dir / Path(ep.settings["path"])
+            for name, ep in self.cfg.endpoints.items()
+            if ep.adapter == "folder"
+        }
+        found: dict[str, tuple[Path, Path]] = {}
+        for name, organ in self.sandboxes.organs.items():
+            inbox = outbox = None
+            for route in self.cfg.routes:
+                targets = {t.endpoint for t in route.targets}
+                if name in route.sources and "edxml.document" in route.kinds:
+                    inbox = inbox or next((folders[t] for t in targets if t in folders), None)
+                if name in targets and route.sources & set(folders):
+                    outbox = outbox or folders[next(iter(route.sources & set(folders)))]
+            if inbox is not None and outbox is not None:
+                found[organ] = (inbox, outbox)
+        return found
 
     def _drop_staff(self, cycle: int, people: tuple[tuple[str, str, str, str, str], ...]) -> None:
         for ep in self.cfg.endpoints.values():
@@ -711,7 +924,8 @@ class Demo:
                 return
 
     def finance_answers(self) -> int:
-        """The Department of Finance's system answers each report: 01 arrived, 03 accepted.
+        """The Department of Finance's system answers each report: 01 arrived, 03 accepted,
+        and a cycle later 04 assigned, 05 processing, 06 completed.
 
         It signs its statuses, as our axis endpoints require (signature_policy: require).
         """
@@ -721,15 +935,38 @@ class Demo:
 
         client = AxisClient(self.sandboxes.axis.url, FINANCE_SYSTEM[0], Secret(FINANCE_SYSTEM[1]))
         answered = 0
+        earlier, self._reports = self._reports, []
         try:
+            received: list[tuple[Any, Any, tuple[tuple[str, str], ...]]] = []
             for item in client.received(message_type="edoc"):
                 report = edxml.read(client.fetch(item.doc_id))
                 assert isinstance(report, edxml.Document)
                 client.update_status(item.doc_id, "done")
-                for code, text in (
-                    ("01", "Đã đến - phần mềm quản lý văn bản đã nhận"),
-                    ("03", "Đã tiếp nhận và vào sổ văn bản đến"),
-                ):
+                received.append(
+                    (
+                        item,
+                        report,
+                        (
+                            ("01", "Đã đến - phần mềm quản lý văn bản đã nhận"),
+                            ("03", "Đã tiếp nhận và vào sổ văn bản đến"),
+                        ),
+                    )
+                )
+                self._reports.append((item, report))
+            for item, report in earlier:
+                received.append(
+                    (
+                        item,
+                        report,
+                        (
+                            ("04", "Lãnh đạo đã phân công xử lý"),
+                            ("05", "Đang xử lý"),
+                            ("06", "Đã xử lý xong"),
+                        ),
+                    )
+                )
+            for item, report, steps in received:
+                for code, text in steps:
                     status = edxml.Status(
                         sender=edxml.Organization(organ_id=STC, organ_name=NAMES[STC]),
                         response_for=edxml.ResponseFor(
@@ -795,15 +1032,57 @@ class Demo:
         for d in sent:
             by_message.setdefault(d.message_id, []).append(d)
         statuses_for: dict[str, list[str]] = {}
+        ours = set(self.sandboxes.organs.values())
         for m in rows:
             headers = json.loads(m.headers)
             if m.source in axis_names and m.kind == "edxml.status":
                 statuses_for.setdefault(headers.get("response_for", ""), []).append(
                     f"{headers.get('status_code', '?')} from {headers.get('from', '?')}"
                 )
+                result.statuses_in.append(
+                    (
+                        headers.get("status_code", "?"),
+                        headers.get("from", "?"),
+                        headers.get("response_for", "?"),
+                    )
+                )
+            elif headers.get("edxml_kind") == "status" and headers.get("edxml_from") in ours:
+                sent_ok = any(
+                    d.endpoint in axis_names and d.state == "delivered"
+                    for d in by_message.get(m.id, [])
+                )
+                if sent_ok:
+                    code = headers.get("edxml_status", "?")
+                    result.statuses_out[code] = result.statuses_out.get(code, 0) + 1
+            if (
+                m.source in axis_names
+                and m.kind == "edxml.document"
+                and headers.get("edxml_business", "new") != "new"
+            ):
+                result.business.append(
+                    (
+                        headers["edxml_business"],
+                        headers.get("edxml_document_id", "?"),
+                        headers.get("edxml_concerns", "?"),
+                    )
+                )
+        from .plugins.document_axis import refusal
+
+        with store.engine.connect() as conn:
+            refused = conn.execute(
+                select(refusal.refusals).order_by(refusal.refusals.c.sent_at)
+            ).all()
+        for r in refused:
+            result.refusals.append((r.document_id, r.sender, r.reason))
+        if refused:
+            result.statuses_out["02"] = len(refused)
         for m in rows:
             headers = json.loads(m.headers)
             outgoing = by_message.get(m.id, [])
+            if m.source in axis_names and m.kind == "edxml.document":
+                ones = sum(d.endpoint in axis_names and d.state == "delivered" for d in outgoing)
+                if ones:
+                    result.statuses_out["01"] = result.statuses_out.get("01", 0) + ones
             if m.source in axis_names and m.kind == "edxml.document":
                 states: dict[str, str] = {}
                 for d in outgoing:

@@ -107,6 +107,27 @@ def lienthong_after_dead_letter(message: Message, endpoint: str | None, reason: 
     """
 
 
+@hookspec(firstresult=True)
+def lienthong_describe_message(kind: str, headers: dict[str, str]) -> str | None:
+    """Say in a few words what a stored message is, for ``lienthong trace``.
+
+    ``kind`` and ``headers`` are the stored message's. Return a short label
+    (``"status 03 from 000.00.01.H15"``) or ``None`` to leave it to another
+    plugin; the first label wins. Called once per message shown.
+    """
+
+
+@hookspec
+def lienthong_prepare_metrics(registry: Any, engine: Any) -> None:
+    """Add a plugin's own metrics to the bus's Prometheus ``registry``.
+
+    ``registry`` is the bus's ``prometheus_client.CollectorRegistry`` (served on
+    ``/metrics``) and ``engine`` the store's SQLAlchemy engine, for a collector
+    that reads the plugin's tables when scraped. Called once per bus, when it
+    is built. Return value ignored.
+    """
+
+
 # --- lifecycle -------------------------------------------------------------
 
 

@@ -173,6 +173,13 @@ class PluginHost:
         if self._prepare_message_impls:
             self.pm.hook.lienthong_prepare_message(message=message)
 
+    def describe_message(self, kind: str, headers: dict[str, str]) -> str:
+        """A plugin's short label for a stored message, or ``""``."""
+        return self.pm.hook.lienthong_describe_message(kind=kind, headers=headers) or ""
+
+    def prepare_metrics(self, **kwargs: Any) -> None:
+        self.pm.hook.lienthong_prepare_metrics(**kwargs)
+
     def after_accept(self, **kwargs: Any) -> None:
         self._notify("lienthong_after_accept", kwargs)
 

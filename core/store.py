@@ -883,6 +883,7 @@ class Store:
                         messages.c.source,
                         messages.c.accepted_at,
                         messages.c.state,
+                        messages.c.headers,
                     )
                     .where(messages.c.correlation_id == m.correlation_id, messages.c.id != m.id)
                     .order_by(messages.c.accepted_at)
@@ -927,7 +928,7 @@ class Store:
             "headers": _headers(m.headers),
             "hops": hops,
             "deliveries": dlv,
-            "correlated": related,
+            "correlated": [{**r, "headers": _headers(r["headers"])} for r in related],
         }
 
     def _begin(self) -> Any:

@@ -8,6 +8,7 @@ libxml2's default limit, and refuses documents over a size limit before parsing.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from .errors import ConfigError, RejectedError
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 _local = threading.local()
+#: One pass over the bytes finds any of the declarations refused (three ``in`` tests took three).
+_DECLARATIONS = re.compile(rb"<!(?:DOCTYPE|doctype|ENTITY)")
 
 
 class XmlRejected(RejectedError):
@@ -49,7 +52,7 @@ def parse(
             f"{what} is {len(data):,} bytes, over the limit of {max_bytes:,} bytes. "
             "Hint: raise bus.max_message_bytes in the config if such documents are expected."
         )
-    if b"<!DOCTYPE" in data or b"<!doctype" in data or b"<!ENTITY" in data:
+    if _DECLARATIONS.search(data):
         # Checked on the bytes as well as the tree: an entity declaration is refused
         # before libxml2 builds anything from it.
         raise XmlRejected(

@@ -9,6 +9,13 @@ Features:
       passing the delivery key as the signed ``idempotency-key`` parameter;
     - sync: reads the axis agency list as ``agency`` records (code, name,
       mailbox, parent), a complete snapshot for a sync into the email directory;
+    - refusals: a document refused at intake for a reason its sender can fix
+      brings its sender a status 02 with the reason in Vietnamese
+      (``on_refuse``, :mod:`.refusal`), once per document;
+    - a register of the documents sent and taken in (:mod:`.register`: their
+      business and the documents they concern, for ``edxml history`` and
+      ``edxml overdue``) and of the signing certificates verified
+      (:mod:`.certificates`: ``edxml certs`` and the expiry gauge);
     - correlation: a document and every status answering it share one
       correlation id, derived from the edXML ``DocumentId``;
     - errors by what happens next: network trouble, timeouts and 5xx are
@@ -31,7 +38,8 @@ Options:
     (document types that need a signature under ``verify-if-present``),
     trust_anchors, intermediate_certs, crl_files (files, relative to the config
     file's folder), signer_agencies (subject pattern → agency codes): see
-    docs/signatures.md; max_attachment_bytes (10 MiB),
+    docs/signatures.md; organ_name, on_refuse (``status-02`` | ``silent``);
+    max_attachment_bytes (10 MiB),
     batch_size (50 per message type and poll), sandbox (false: refuse to start
     against a sandbox axis unless set).
 
@@ -61,8 +69,18 @@ from typing import Any, ClassVar
 
 import requests
 from lxml import etree
+from sqlalchemy.exc import SQLAlchemyError
 
-from lienthong.adapter import INVALID_HEADER, Adapter, Capability, Inbox, Option, Record, SyncBatch
+from lienthong.adapter import (
+    INVALID_HEADER,
+    Acceptance,
+    Adapter,
+    Capability,
+    Inbox,
+    Option,
+    Record,
+    SyncBatch,
+)
 from lienthong.errors import (
     ConfigError,
     ConfigProblem,
@@ -72,12 +90,23 @@ from lienthong.errors import (
     TransientError,
 )
 from lienthong.message import Message
+from lienthong.store import utcnow
 from lienthong.xml import XmlRejected
 
+from . import certificates, edxml, refusal, register
 from .client import HASH_FILE_FORMS, AxisAuthError, AxisClient, ReceivedItem, Wire
-from .correlation import facts
-from .edxml import text_of
+from .correlation import (
+    BUSINESS_HEADER,
+    CONCERNS_HEADER,
+    CONCERNS_SEPARATOR,
+    DOCUMENT_ID_HEADER,
+    facts,
+)
+from .edxml import Document, text_of
+from .edxml import build as edxml_build
+from .inspection import Inspection, inspect
 from .provenance import DEFAULT_REQUIRED_TYPES, Provenance
+from .validation import parse_problem
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +123,7 @@ POLICIES = ("require", "verify-if-present", "verify_if_present", "off")
 class _Received:
     item: ReceivedItem
     message: Message
+    inspection: Inspection | None
 
 
 def _text(tree: etree._ElementTree, path: str) -> str:
@@ -128,7 +158,7 @@ class AxisAdapter(Adapter):
         Option(
             "organ_id",
             "the agency code this endpoint receives and sends for",
-            example="000.00.00.H41",
+            example="000.00.00.H15",
         ),
         Option(
             "timeout", "seconds to wait for each axis call", default=10.0, type=float, minimum=0.1
@@ -192,7 +222,7 @@ class AxisAdapter(Adapter):
             "certificate subject pattern (RFC 4514) -> the agency codes its holders sign for",
             default={},
             type=dict,
-            example={"O=UBND tỉnh Nghệ An,C=VN": ["000.00.00.H41"]},
+            example={"O=UBND tỉnh Đắk Lắk,C=VN": ["000.00.00.H15"]},
         ),
         Option(
             "max_attachment_bytes",
@@ -216,6 +246,20 @@ class AxisAdapter(Adapter):
             "signing_algorithm",
             "rsa-sha256 (default), rsa-sha512 or rsa-sha1",
             default="rsa-sha256",
+        ),
+        Option(
+            "organ_name",
+            "the agency's name, written in the statuses this endpoint makes (its 02 refusals)",
+            default=None,
+            example="Sở Y tế tỉnh Đắk Lắk",
+        ),
+        Option(
+            "on_refuse",
+            "status-02: a document refused at intake for a reason its sender can fix (invalid, "
+            "unsigned where required, a bad or unbound signature, not addressed to this agency) "
+            "brings its sender a status 02 with the reason in Vietnamese; silent: nothing is sent",
+            default="status-02",
+            choices=refusal.ON_REFUSE,
         ),
         Option(
             "batch_size",
@@ -377,7 +421,7 @@ class AxisAdapter(Adapter):
             problems.append(
                 ConfigProblem(
                     f"{where}.organ_id",
-                    f"{organ!r} is not an agency code. Hint: e.g. 000.00.00.H41 (at most 4 groups)",
+                    f"{organ!r} is not an agency code. Hint: e.g. 000.00.00.H15 (at most 4 groups)",
                 )
             )
         if problems:
@@ -404,14 +448,149 @@ class AxisAdapter(Adapter):
                         "endpoint '%s': skipping axis item %s: %s", self.endpoint, item.doc_id, exc
                     )
                     continue
-                received.append(_Received(item, self.to_message(item, body)))
+                message, inspection = self._take(item, body)
+                received.append(_Received(item, message, inspection))
         if not received:
             return 0
         acceptances = inbox.accept([r.message for r in received])
+        self._remember(received, acceptances)
         for r, acceptance in zip(received, acceptances, strict=True):
-            status = "fail" if acceptance.parked else "done"
-            client.update_status(r.item.doc_id, status)
+            if acceptance.parked:
+                try:
+                    self._refuse(r, acceptance)
+                except TransientError as exc:
+                    # Left unacknowledged: the next poll takes it again and refuses it then.
+                    log.warning(
+                        "endpoint '%s': the status 02 for axis item %s was not sent (%s); the "
+                        "item stays on the axis until it is",
+                        self.endpoint,
+                        r.item.doc_id,
+                        exc,
+                    )
+                    continue
+                except RejectedError as exc:
+                    # The axis refused the 02 itself: sending it again cannot help.
+                    log.warning(
+                        "endpoint '%s': the axis refused the status 02 for item %s: %s",
+                        self.endpoint,
+                        r.item.doc_id,
+                        exc,
+                    )
+            client.update_status(r.item.doc_id, "fail" if acceptance.parked else "done")
         return len(received)
+
+    def _remember(self, received: list[_Received], acceptances: list[Acceptance]) -> None:
+        """Register the documents taken in and the signing certificates verified."""
+        engine = self.services.engine
+        if engine is None:
+            return
+        now = self.services.clock()
+        entries, seen = [], []
+        for r, acceptance in zip(received, acceptances, strict=True):
+            inspection = r.inspection
+            if inspection is None:
+                continue
+            document_id = r.message.headers.get(DOCUMENT_ID_HEADER, "")
+            info = inspection.verdict.signature
+            if info is not None:
+                seen.append(
+                    certificates.Seen.of(
+                        info,
+                        agency=inspection.verdict.sender,
+                        document_id=document_id,
+                        endpoint=self.endpoint,
+                        at=now,
+                    )
+                )
+            document = inspection.message
+            if not acceptance.parked and isinstance(document, Document) and document_id:
+                entries.append(self._entry(r.message, document, "in", inspection.verdict.sender))
+        try:
+            register.record(engine, entries)
+            certificates.record(engine, seen)
+        except SQLAlchemyError as exc:
+            raise TransientError(
+                f"endpoint '{self.endpoint}': the axis register could not be written: {exc}"
+            ) from exc
+
+    def _entry(
+        self, message: Message, document: Document, direction: str, sender: str
+    ) -> register.Entry:
+        headers = message.headers
+        return register.Entry(
+            message_id=message.id,
+            endpoint=self.endpoint,
+            direction=direction,
+            organ_id=str(self.settings["organ_id"]),
+            document_id=document.document_id or "",
+            correlation_id=message.correlation_id,
+            sender=sender,
+            recipients=tuple(document.recipient_ids),
+            business=headers.get(BUSINESS_HEADER, "new"),
+            concerns=tuple(
+                c for c in headers.get(CONCERNS_HEADER, "").split(CONCERNS_SEPARATOR) if c
+            ),
+            subject=document.subject or "",
+            at=utcnow(),
+        )
+
+    def _refuse(self, received: _Received, acceptance: Acceptance) -> None:
+        """Send the sender a status 02 for a document refused at intake (``on_refuse``)."""
+        inspection = received.inspection
+        message = received.message
+        if (
+            self.settings["on_refuse"] != "status-02"
+            or INVALID_HEADER not in message.headers  # parked later: ours to fix, not the sender's
+            or inspection is None
+            or not isinstance(inspection.message, Document)
+            or not inspection.message.document_id
+        ):
+            return
+        document = inspection.message
+        sender = inspection.verdict.sender
+        engine = self.services.engine
+        doc_id = received.item.doc_id
+        if engine is None:
+            if acceptance.duplicate:
+                return  # no store to tell whether it was refused already
+        elif refusal.already(engine, self.endpoint, doc_id, sender, document.document_id or ""):
+            return
+        status = refusal.status_02(
+            document,
+            organ_id=str(self.settings["organ_id"]),
+            organ_name=self.settings.get("organ_name"),
+            sender=sender,
+            problems=inspection.problems,
+            now=self.services.clock().astimezone(),
+        )
+        body = self._signed(edxml_build(status))
+        status_doc_id = self._client().send(
+            body,
+            organ_id=str(self.settings["organ_id"]),
+            message_type="status",
+            key=f"status-02-{doc_id}",
+        )
+        log.info(
+            "endpoint '%s': refused %s from %s with status 02 (axis docId %s)",
+            self.endpoint,
+            document.document_id,
+            sender,
+            status_doc_id,
+        )
+        if engine is not None:
+            refusal.record(
+                engine,
+                endpoint=self.endpoint,
+                axis_doc_id=doc_id,
+                message_id=acceptance.message_id,
+                organ_id=str(self.settings["organ_id"]),
+                document_id=document.document_id or "",
+                correlation_id=message.correlation_id,
+                sender=sender,
+                reason=status.description or "",
+                status_doc_id=status_doc_id,
+                sent_at=utcnow(),
+            )
 
     def _check_addressee(self, item: ReceivedItem) -> None:
         """The axis lists what waits for the system's own agency: it must be ``organ_id``."""
@@ -427,6 +606,10 @@ class AxisAdapter(Adapter):
 
     def to_message(self, item: ReceivedItem, body: bytes) -> Message:
         """The bus message for one fetched axis item, with its routing headers and problems."""
+        return self._take(item, body)[0]
+
+    def _take(self, item: ReceivedItem, body: bytes) -> tuple[Message, Inspection | None]:
+        """The message for one fetched item and what inspecting it found (None if not XML)."""
         kind = KIND_STATUS if item.message_type == "status" else KIND_DOCUMENT
         headers = {"axis_doc_id": item.doc_id, "from": item.from_}
         message = Message(
@@ -435,8 +618,8 @@ class AxisAdapter(Adapter):
         try:
             tree = message.tree(max_bytes=self.services.max_message_bytes)
         except XmlRejected as exc:
-            headers[INVALID_HEADER] = "; ".join(self.problems(body)) or str(exc)
-            return message
+            headers[INVALID_HEADER] = str(parse_problem(exc))
+            return message, None
         found = facts(tree.getroot())
         if found is not None:
             # Set here too, not only in the prepare hook: a message parked as
@@ -452,18 +635,20 @@ class AxisAdapter(Adapter):
         else:
             headers["document_id"] = _text(tree, "ed:DocumentId")
             headers["to"] = ",".join(_texts(tree, "ed:To/ed:OrganId"))
-        problems = self.problems(body)
-        verdict = self._provenance().check(
-            body,
+        inspection = inspect(
+            tree,
+            provenance=self._provenance(),
             axis_sender=item.from_,
-            document_sender=_text(tree, "ed:From/ed:OrganId"),
-            type_name=_text(tree, "ed:DocumentType/ed:TypeName") if kind == KIND_DOCUMENT else None,
+            document=kind == KIND_DOCUMENT,
+            organ_id=None if kind == KIND_STATUS else str(self.settings["organ_id"]),
+            max_attachment_bytes=int(self.settings["max_attachment_bytes"]),
         )
-        headers.update(verdict.headers())
-        problems.extend(verdict.problems)
-        if problems:
-            headers[INVALID_HEADER] = "; ".join(problems)
-        return message
+        for warning in inspection.warnings:
+            log.warning("endpoint '%s': %s", self.endpoint, warning)
+        headers.update(inspection.verdict.headers())
+        if inspection.problems:
+            headers[INVALID_HEADER] = "; ".join(inspection.problems)
+        return message, inspection
 
     def problems(self, body: bytes) -> list[str]:
         """Every edXML rule and size limit ``body`` breaks, each with its line where known.
@@ -510,25 +695,55 @@ class AxisAdapter(Adapter):
                 f"endpoint '{self.endpoint}': message {message.id} is not valid edXML to send: "
                 + "; ".join(problems)
             )
-        body = message.body
-        if self._signing_key is not None:
-            from . import signature
-
-            # RSA PKCS#1 v1.5 is deterministic: a redelivery sends the same bytes.
-            body = signature.sign(
-                body,
-                self._signing_key,
-                self.settings["signing_algorithm"],
-                max_bytes=self.services.max_message_bytes,
-            )
         doc_id = self._client().send(
-            body,
+            self._signed(message.body),
             organ_id=organ,
             message_type=message_type,
             key=key,
         )
         log.info(
             "endpoint '%s': sent message %s as axis docId %s", self.endpoint, message.id, doc_id
+        )
+        if message_type == "edoc" and self.services.engine is not None:
+            self._register_sent(message, tree)
+
+    def _register_sent(self, message: Message, tree: etree._ElementTree) -> None:
+        """Register a document sent, for ``edxml overdue`` and its history's links."""
+        try:
+            document = edxml.read_root(tree.getroot())
+        except RejectedError:
+            return  # validated above; a document that cannot be read is not registered
+        if not isinstance(document, Document) or not document.document_id:
+            return
+        found = facts(tree.getroot())
+        if found is not None:
+            message.headers.update(found.headers())
+            message.correlation_id = found.correlation_id
+        entry = self._entry(message, document, "out", str(self.settings["organ_id"]))
+        assert self.services.engine is not None
+        try:
+            register.record(self.services.engine, [entry])
+        except SQLAlchemyError as exc:
+            # Sent already: only the register's index misses it; say so, do not send again.
+            log.warning(
+                "endpoint '%s': document %s was sent but not registered: %s",
+                self.endpoint,
+                document.document_id,
+                exc,
+            )
+
+    def _signed(self, body: bytes) -> bytes:
+        """``body`` signed with the endpoint's signing key, or as it is when it has none."""
+        if self._signing_key is None:
+            return body
+        from . import signature
+
+        # RSA PKCS#1 v1.5 is deterministic: a redelivery sends the same bytes.
+        return signature.sign(
+            body,
+            self._signing_key,
+            self.settings["signing_algorithm"],
+            max_bytes=self.services.max_message_bytes,
         )
 
     # --- sync ---

@@ -5,13 +5,13 @@ binding does: each entry is a subject pattern (RFC 4514, as ``openssl x509
 -subject -nameopt RFC2253`` prints it) and the agency codes its holders sign
 for. A pattern matches a subject holding every attribute it names with that
 value (compared after Unicode NFC, case and spacing folded), so
-``"O=Sở Y tế,L=Nghệ An"`` covers every certificate the CA issued to that
+``"O=Sở Y tế,L=Đắk Lắk"`` covers every certificate the CA issued to that
 department, and a full subject covers one person.
 
 ```yaml
 signer_agencies:
-  "O=UBND tỉnh Nghệ An,C=VN": [000.00.00.H41]
-  "CN=Nguyễn Văn A,O=Sở Tài chính,C=VN": [000.00.01.H41, 000.00.02.H41]
+  "O=UBND tỉnh Đắk Lắk,C=VN": [000.00.00.H15]
+  "CN=Nguyễn Văn A,O=Sở Tài chính,C=VN": [000.00.01.H15, 000.00.02.H15]
 ```
 
 ``"*"`` as a code lets a pattern sign for any agency: it switches the binding
@@ -68,7 +68,7 @@ class Binding:
                     ConfigProblem(
                         OPTION,
                         f"{pattern!r} needs a list of agency codes, got {codes!r}. "
-                        "Hint: e.g. [000.00.00.H41]",
+                        "Hint: e.g. [000.00.00.H15]",
                     )
                 )
                 continue

@@ -9,7 +9,10 @@ Commands:
 - ``verify FILE [--trust CA]... [--intermediate CERT]... [--crl FILE]...``: exit 0
   when the signature is valid (and its chain reaches a --trust CA), 1 otherwise.
 - ``history DOCUMENT_ID [--json]``: the document's life in the bus's store: sent,
-  each status 01…06 with who sent it, deliveries, retries, dead letters.
+  each status with who sent it, refusals, deliveries, retries, dead letters, the
+  documents it revokes, updates or replaces (or that do so to it), each party's life.
+- ``overdue --days N [--json]``: documents without a status 06 after N days.
+- ``certs [--expiring DAYS] [--json]``: the signing certificates met, soonest expiry first.
 
 Registered on the main ``lienthong`` command by the document_axis plugin.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from lienthong.errors import ConfigError, RejectedError, TransientError
 
 from . import edxml, signature, validation
 from .history import history
+from .overdue import overdue
 from .trust import Trust
 
 
@@ -90,17 +94,87 @@ def show_command(file: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
-    for key, value in info.items():
-        if key in ("attachments", "trace_headers"):
-            continue
-        if value is not None:
-            click.echo(
-                f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}"
-            )
-    for a in info.get("attachments", []):
-        click.echo(f"attachment: {a['name']} ({a['content_type']}, {a['size']:,} bytes zipped)")
-    for t in info.get("trace_headers", []):
-        click.echo(f"trace: {t['organ_id']} at {t['timestamp']}")
+    for line in _shown(info):
+        click.echo(line)
+
+
+def _joined(values: dict[str, Any] | None, *keys: str) -> str:
+    """The non-empty values of ``keys``, comma-separated."""
+    if not values:
+        return ""
+    return ", ".join(str(values[k]) for k in keys if values.get(k) not in (None, ""))
+
+
+def _shown(info: dict[str, Any]) -> list[str]:
+    """``edxml show``'s text: one line per field a clerk acts on, the empty ones left out."""
+    lines: list[tuple[str, Any]] = []
+    rf = info.get("response_for")
+    if info["kind"] == "status":
+        lines += [
+            ("kind", "status"),
+            ("status", f"{info['status_code']} ({info['status_meaning']})"),
+            ("description", info["description"]),
+            ("timestamp", info["timestamp"]),
+            ("sender", _joined(info, "sender", "sender_name")),
+            ("answers document", info["document_id"]),
+            ("answers", _joined(rf, "organ_id", "code", "promulgation_date")),
+            ("staff", _joined(info["staff"], "department", "staff", "mobile", "email")),
+        ]
+        return [f"{k}: {v}" for k, v in lines if v not in (None, "")]
+    business = info["business"]
+    lines += [("kind", "document"), ("document id", info["document_id"])]
+    lines.append(("business", info["business_type"]))
+    if business:
+        # A new document's Bussiness/DocumentId names nothing it acts on.
+        label = "  document id" if business["name"] == "new" else "  concerns"
+        lines += [
+            (label, business["document_id"]),
+            ("  reason", business["reason"]),
+            ("  paper", business["paper"]),
+            ("  document info", business["document_info"]),
+            ("  document receiver", business["document_receiver"]),
+        ]
+        for r in business["receivers"]:
+            lines.append(("  receiver", f"{r['organ_id']} (type {r['receiver_type']})"))
+        for r in business["replacements"]:
+            told = ", ".join(r["organ_ids"] or []) or "no agency listed"
+            lines.append(("  replaces", f"{r['document_id']}, to tell: {told}"))
+        lines.append(
+            ("  staff", _joined(business["staff"], "department", "staff", "email", "mobile"))
+        )
+    lines += [
+        ("sender", _joined(info, "sender", "sender_name")),
+        ("recipients", ", ".join(info["recipients"])),
+        ("code", "/".join(v for v in (info["code_number"], info["code_notation"]) if v)),
+        ("promulgated", _joined(info, "place", "promulgation_date")),
+        ("type", _joined(info, "document_type", "type_name")),
+        ("subject", info["subject"]),
+        ("content", info["content"]),
+        ("signer", _joined(info["signer"], "competence", "position", "full_name")),
+        ("due date", info["due_date"]),
+        ("steering type", info["steering_type"]),
+        ("to places", "; ".join(info["to_places"] or [])),
+        ("response for", _joined(rf, "document_id", "organ_id", "code", "promulgation_date")),
+    ]
+    other = info["other_info"]
+    if other:
+        priority = other["priority"]
+        if priority and other["priority_meaning"]:
+            priority = f"{priority} ({other['priority_meaning']})"
+        lines += [
+            ("priority", priority),
+            ("sphere", other["sphere"]),
+            ("typer notation", other["typer_notation"]),
+            ("copies", other["promulgation_amount"]),
+            ("pages", other["page_amount"]),
+            ("direction", other["direction"]),
+            ("appendixes", "; ".join(other["appendixes"] or [])),
+        ]
+    for a in info["attachments"]:
+        lines.append(("attachment", f"{a['name']} ({a['content_type']}, {a['size']:,} bytes)"))
+    for t in info["trace_headers"]:
+        lines.append(("trace", f"{t['organ_id']} at {t['timestamp']}"))
+    return [f"{k}: {v}" for k, v in lines if v not in (None, "")]
 
 
 @edxml_group.command("sign")
@@ -219,13 +293,9 @@ def history_command(state: Any, document_id: str, as_json: bool) -> None:
     DOCUMENT_ID is the edXML DocumentId (organ,yyyy/MM/dd,number/notation, as
     'lienthong edxml show' prints it) or its correlation id (edxml-...).
     """
-    if state is None or not hasattr(state, "bus"):
-        raise click.ClickException(
-            "history reads the bus's store. Hint: run it as 'lienthong [--config FILE] edxml "
-            "history ...'"
-        )
+    store = _store(state, "history")
     axis = {name for name, ep in state.config.endpoints.items() if ep.adapter == "axis"}
-    found = history(state.bus.store, document_id, axis_endpoints=axis)
+    found = history(store, document_id, axis_endpoints=axis)
     if not found.messages:
         raise click.ClickException(
             f"no message in this store belongs to document {document_id!r} (correlation "
@@ -237,5 +307,80 @@ def history_command(state: Any, document_id: str, as_json: bool) -> None:
         return
     click.echo(f"document {found.document_id}")
     click.echo(f"correlation {found.correlation_id}, {found.messages} message(s); times in UTC")
+    for link in found.links:
+        click.echo(link.line())
     for event in found.events:
         click.echo(event.line())
+    if found.life:
+        click.echo("life:")
+        for line in found.life_lines():
+            click.echo(f"  {line}")
+
+
+def _store(state: Any, command: str) -> Any:
+    if state is None or not hasattr(state, "bus"):
+        raise click.ClickException(
+            f"{command} reads the bus's store. Hint: run it as 'lienthong [--config FILE] edxml "
+            f"{command} ...'"
+        )
+    return state.bus.store
+
+
+@edxml_group.command("overdue")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="How many days a document may go without a status 06.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def overdue_command(state: Any, days: float, as_json: bool) -> None:
+    """List the documents without a status 06 (completed) after DAYS days.
+
+    Both ways: documents this agency sent, with each recipient that has not
+    finished them and its last status; documents it received and has not
+    finished itself. Exit 0 whether or not any is overdue.
+    """
+    store = _store(state, "overdue")
+    now = datetime.now(UTC)
+    found = overdue(store.engine, days, now)
+    if as_json:
+        click.echo(json.dumps([o.as_dict() for o in found], ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{len(found)} document(s) without a status 06 after {days:g} day(s)")
+    for item in found:
+        for line in item.lines(now):
+            click.echo(line)
+
+
+@edxml_group.command("certs")
+@click.option(
+    "--expiring",
+    "expiring",
+    type=click.FloatRange(min=0),
+    metavar="DAYS",
+    help="Only certificates that expire within DAYS days (expired ones included).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def certs_command(state: Any, expiring: float | None, as_json: bool) -> None:
+    """List the signing certificates the axis endpoints have verified, soonest expiry first."""
+    from . import certificates
+
+    store = _store(state, "certs")
+    found = (
+        certificates.listed(store.engine)
+        if expiring is None
+        else certificates.expiring_within(store.engine, expiring)
+    )
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in found], ensure_ascii=False, indent=2))
+        return
+    what = "seen" if expiring is None else f"expiring within {expiring:g} day(s)"
+    click.echo(f"{len(found)} signing certificate(s) {what}; times in UTC")
+    for c in found:
+        trust = "trusted" if c.trusted else "untrusted"
+        click.echo(f"{c.not_valid_after:%Y-%m-%d}  {c.subject}  ({trust})")
+        click.echo(f"    agency {c.agency or '?'}; issuer {c.issuer}; serial {c.serial}")
+        click.echo(f"    last document {c.last_document or '?'} on {c.last_seen:%Y-%m-%d %H:%M}")

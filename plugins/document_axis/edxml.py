@@ -263,10 +263,19 @@ class Attachment:
 
     @staticmethod
     def decode(text: str, *, what: str = "attachment") -> bytes:
-        """Strict base64 (whitespace and line breaks allowed), or :class:`RejectedError`."""
+        """Strict base64 (whitespace and line breaks allowed), or :class:`RejectedError`.
+
+        Most senders write one unbroken line: that is decoded as it stands, and
+        only text that fails to decode is stripped of whitespace and tried again,
+        so the common case makes no copy of a large attachment.
+        """
+        try:
+            return binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            pass
         compact = "".join(text.split())
         try:
-            return base64.b64decode(compact, validate=True)
+            return binascii.a2b_base64(compact, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
             shown = compact[:40] + ("..." if len(compact) > 40 else "")
             raise RejectedError(
@@ -340,22 +349,22 @@ class Attachment:
                     f"over the limit of {max_bytes:,}. Hint: raise the attachment limit "
                     "if such files are expected."
                 )
-            out = bytearray()
             try:
                 with archive.open(entry) as stream:
-                    while chunk := stream.read(64 * 1024):
-                        out += chunk
-                        if len(out) > max_bytes:
-                            raise RejectedError(
-                                f"{what}: ZIP entry {entry.filename!r} expands beyond "
-                                f"{max_bytes:,} bytes although it declares "
-                                f"{entry.file_size:,} (a zip bomb?). Refused."
-                            )
+                    # One byte over the limit is enough to know: the stream is capped,
+                    # so an entry lying about its size cannot make it inflate further.
+                    out = stream.read(max_bytes + 1)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
                 raise RejectedError(
                     f"{what}: ZIP entry {entry.filename!r} is corrupt: {exc}"
                 ) from exc
-            return entry.filename, bytes(out)
+            if len(out) > max_bytes:
+                raise RejectedError(
+                    f"{what}: ZIP entry {entry.filename!r} expands beyond "
+                    f"{max_bytes:,} bytes although it declares "
+                    f"{entry.file_size:,} (a zip bomb?). Refused."
+                )
+            return entry.filename, out
 
 
 def _check_name(name: str, what: str, kind: str) -> None:
@@ -504,7 +513,20 @@ def is_status(root: etree._Element) -> bool:
 
 def read(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Document | Status:
     """Parse edXML bytes into a :class:`Document` or :class:`Status`; RejectedError if not edXML."""
-    root = root_of(data, max_bytes=max_bytes)
+    return read_root(root_of(data, max_bytes=max_bytes))
+
+
+def read_root(root: etree._Element) -> Document | Status:
+    """The :class:`Document` or :class:`Status` of an already parsed edXML root element.
+
+    For a caller that parsed the bytes once (the bus, with its hardened parser)
+    and checks and verifies the same tree: one parse serves them all.
+    """
+    if root.tag != q("edXML"):
+        raise RejectedError(
+            f"not an edXML message: the root element is {root.tag!r}, expected "
+            f"'edXML' in namespace {NS!r}. Hint: check the sender emits QCVN 102:2016 edXML."
+        )
     header = _header(root)
     if header.find(_Q + "StatusCode") is not None:
         return _read_status(header)
@@ -883,32 +905,75 @@ def _indent_like(element: etree._Element) -> None:
         parent.text = pad
 
 
+#: ``OtherInfo/Priority`` (độ khẩn), as QCVN 102:2016 numbers it.
+PRIORITIES: dict[str, str] = {
+    "0": "normal (thường)",
+    "1": "urgent (khẩn)",
+    "2": "very urgent (thượng khẩn)",
+    "3": "flash (hỏa tốc)",
+    "4": "flash, by the hour (hỏa tốc hẹn giờ)",
+}
+
+
 def summary(obj: Document | Status) -> dict[str, Any]:
-    """A plain dict of what an operator wants to see first (used by ``edxml show``)."""
+    """Every field a clerk acts on, as a plain dict (``edxml show`` prints it)."""
     if isinstance(obj, Status):
         return {
             "kind": "status",
-            "document_id": obj.document_id,
-            "sender": obj.sender.organ_id,
-            "sender_name": obj.sender.organ_name,
             "status_code": obj.status_code,
             "status_meaning": obj.meaning,
             "description": obj.description,
             "timestamp": obj.timestamp,
+            "sender": obj.sender.organ_id,
+            "sender_name": obj.sender.organ_name,
+            "document_id": obj.document_id,
+            "response_for": _plain(obj.response_for),
+            "staff": _plain(obj.staff),
         }
+    business = obj.business
+    other = obj.other_info
     return {
         "kind": "document",
         "document_id": obj.document_id,
+        "business_type": (
+            f"{business.doc_type} ({business.doc_type_name})" if business else "0 (new)"
+        ),
+        "business": None
+        if business is None
+        else {
+            "doc_type": business.doc_type,
+            "name": business.doc_type_name,
+            "reason": business.reason,
+            "document_id": business.document_id,
+            "paper": business.paper,
+            "document_info": business.document_info,
+            "document_receiver": business.document_receiver,
+            "receivers": [_plain(r) for r in business.receivers or []],
+            "replacements": [_plain(r) for r in business.replacements or []],
+            "staff": _plain(business.staff),
+        },
         "sender": obj.sender.organ_id,
         "sender_name": obj.sender.organ_name,
         "recipients": obj.recipient_ids,
         "code_number": obj.code_number,
         "code_notation": obj.code_notation,
-        "subject": obj.subject,
+        "place": obj.place,
         "promulgation_date": obj.promulgation_date,
-        "business_type": (
-            f"{obj.business.doc_type} ({obj.business.doc_type_name})" if obj.business else None
-        ),
+        "document_type": obj.document_type,
+        "type_name": obj.type_name,
+        "subject": obj.subject,
+        "content": obj.content,
+        "signer": _plain(obj.signer),
+        "due_date": obj.due_date,
+        "steering_type": obj.steering_type,
+        "to_places": obj.to_places,
+        "response_for": _plain(obj.response_for),
+        "other_info": None
+        if other is None
+        else {
+            **_plain(other),
+            "priority_meaning": PRIORITIES.get(other.priority or "") if other.priority else None,
+        },
         "attachments": [
             {"name": a.name, "content_type": a.content_type, "size": len(a.data)}
             for a in obj.attachments
@@ -917,3 +982,10 @@ def summary(obj: Document | Status) -> dict[str, Any]:
             {"organ_id": t.organ_id, "timestamp": t.timestamp} for t in obj.trace_headers
         ],
     }
+
+
+def _plain(value: Any) -> dict[str, Any] | None:
+    """A model dataclass as a dict, or None."""
+    from dataclasses import asdict
+
+    return None if value is None else asdict(value)

@@ -3,16 +3,20 @@
 Built from the store's messages, audit trail and dead letters that share the
 document's correlation id (see :mod:`.correlation`): when the document came in
 (from the agency's DMS or from the axis), when it was sent to the axis and
-delivered on, each status 01…06 with who sent it, retries and dead letters.
+delivered on, each status 01…06, 13, 15, 16 with who sent it, the status 02
+refusals the axis adapter sent, retries and dead letters; then from the axis
+register (:mod:`.register`) the documents it revokes, updates or replaces, or
+that do so to it, and each party's statuses in order (its life).
 ``lienthong edxml history DOCUMENT_ID`` prints it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from . import refusal, register
 from .correlation import (
     DOCUMENT_ID_HEADER,
     FROM_HEADER,
@@ -29,7 +33,17 @@ _HOPS = {"delivered", "retry", "replayed"}
 
 
 class _Store(Protocol):
+    engine: Any
+
     def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]: ...
+
+
+#: How a document is linked to another by its business: (this one's relation, the other's).
+RELATIONS = {
+    "revoke": ("revokes", "revoked by"),
+    "update": ("updates", "updated by"),
+    "replace": ("replaces", "replaced by"),
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +51,7 @@ class Event:
     """One step of a document's life."""
 
     at: datetime
-    event: str  # document, status, sent, delivered, retry, replayed, dead-letter
+    event: str  # document, status, sent, delivered, retry, replayed, dead-letter, refused
     message_id: str
     kind: str = ""  # document or status: what the message is
     status_code: str = ""
@@ -46,6 +60,7 @@ class Event:
     endpoint: str = ""
     detail: str = ""
     dead_letter_id: int | None = None
+    party: str = ""  # a refusal's: the agency that refused
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -67,6 +82,9 @@ class Event:
             if self.kind == "status":
                 subject = f"status {self.status_code} from {self.sender or '?'}"
             text = f"{subject} to {self.endpoint} ({self.detail})"
+        elif self.event == "refused":
+            what = "status 02"
+            text = f"sent to {self.sender} via {self.endpoint}: {self.meaning}: {self.detail}"
         elif self.event == "dead-letter":
             what = "dead letter"
             where = f" at {self.endpoint}" if self.endpoint else ""
@@ -80,6 +98,40 @@ class Event:
         return f"{when}  {what:<11}  {text}"
 
 
+@dataclass(frozen=True)
+class Link:
+    """Another document this one revokes, updates or replaces, or that does so to this one."""
+
+    relation: str  # revokes, updates, replaces, revoked by, updated by, replaced by
+    document_id: str
+    sender: str
+    at: datetime
+    subject: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+    def line(self) -> str:
+        return f"{self.relation} {self.document_id} (from {self.sender}, {self.at:%Y-%m-%d %H:%M})"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One status a party sent about the document, and when the bus took it."""
+
+    code: str
+    at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "meaning": STATUS_MEANINGS.get(self.code, ""),
+            "at": self.at.isoformat(),
+        }
+
+
 @dataclass
 class History:
     """Everything one store knows about one document."""
@@ -88,14 +140,28 @@ class History:
     correlation_id: str
     messages: int
     events: list[Event]
+    links: list[Link] = field(default_factory=list)
+    #: Each party's statuses in time order: the recipients of a document sent
+    #: (those without any status too), and this agency for a document received.
+    life: dict[str, list[Step]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "document_id": self.document_id,
             "correlation_id": self.correlation_id,
             "messages": self.messages,
+            "links": [link.as_dict() for link in self.links],
+            "life": {party: [s.as_dict() for s in steps] for party, steps in self.life.items()},
             "events": [e.as_dict() for e in self.events],
         }
+
+    def life_lines(self) -> list[str]:
+        """One line per party: its statuses in order, with times (UTC)."""
+        lines = []
+        for party, steps in self.life.items():
+            shown = " -> ".join(f"{s.code} {s.at:%Y-%m-%d %H:%M:%S}" for s in steps)
+            lines.append(f"{party:<15} {shown or 'no status yet'}")
+        return lines
 
 
 def _utc(value: datetime) -> datetime:
@@ -161,6 +227,50 @@ def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> His
                     **base,
                 )
             )
+    links, parties = _register(store.engine, given, correlation)
+    for refused in refusal.of_correlation(store.engine, correlation):
+        events.append(
+            Event(
+                at=_utc(refused.sent_at),
+                event="refused",
+                message_id="",
+                kind="status",
+                status_code="02",
+                meaning=STATUS_MEANINGS["02"],
+                sender=refused.sender,
+                endpoint=refused.endpoint,
+                detail=refused.reason,
+                party=refused.organ_id,
+            )
+        )
     # Stable: events at the same instant keep their message's order.
     events.sort(key=lambda e: e.at)
-    return History(given, correlation, len(rows), events)
+    life: dict[str, list[Step]] = {party: [] for party in parties}
+    for e in events:
+        if e.event == "status" and e.status_code:
+            life.setdefault(e.sender or "?", []).append(Step(e.status_code, e.at))
+        elif e.event == "refused":
+            life.setdefault(e.party, []).append(Step("02", e.at))
+    return History(given, correlation, len(rows), events, links, life)
+
+
+def _register(engine: Any, document_id: str, correlation: str) -> tuple[list[Link], list[str]]:
+    """The document's links to others, and the parties expected to answer it."""
+    entries = register.of_correlation(engine, correlation)
+    links = []
+    parties: list[str] = []
+    for entry in entries:
+        relation = RELATIONS.get(entry.business)
+        if relation is not None:
+            links.extend(
+                Link(relation[0], other, entry.sender, _utc(entry.at)) for other in entry.concerns
+            )
+        expected = entry.recipients if entry.direction == "out" else (entry.organ_id,)
+        parties.extend(p for p in expected if p not in parties)
+    for entry in register.concerning(engine, document_id):
+        relation = RELATIONS.get(entry.business)
+        if relation is not None:
+            links.append(
+                Link(relation[1], entry.document_id, entry.sender, _utc(entry.at), entry.subject)
+            )
+    return list(dict.fromkeys(links)), parties

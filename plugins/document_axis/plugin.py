@@ -1,4 +1,4 @@
-"""Registers the axis adapter and the ``edxml`` commands, and correlates edXML messages."""
+"""Registers the axis adapter, the ``edxml`` commands and a metric; correlates edXML messages."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from .correlation import facts
 
 if TYPE_CHECKING:
     import click
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy.engine import Engine
 
     from lienthong.adapter import Adapter
     from lienthong.message import Message
@@ -48,3 +50,37 @@ def lienthong_prepare_message(message: Message) -> None:
         return
     message.correlation_id = found.correlation_id
     message.headers.update(found.headers())
+
+
+@hookimpl
+def lienthong_prepare_metrics(registry: CollectorRegistry, engine: Engine) -> None:
+    """Serve the soonest expiry of the signing certificates met, read from the store."""
+    from .certificates import ExpiryCollector
+
+    registry.register(ExpiryCollector(engine))
+
+
+@hookimpl
+def lienthong_describe_message(kind: str, headers: dict[str, str]) -> str | None:
+    """A status's code, meaning and sender, or a document's business, for ``lienthong trace``."""
+    from .correlation import (
+        BUSINESS_HEADER,
+        CONCERNS_HEADER,
+        FROM_HEADER,
+        KIND_HEADER,
+        STATUS_HEADER,
+    )
+    from .edxml import STATUS_MEANINGS
+
+    what = headers.get(KIND_HEADER)
+    sender = headers.get(FROM_HEADER) or headers.get("from") or "?"
+    if what == "status":
+        code = headers.get(STATUS_HEADER, "")
+        meaning = STATUS_MEANINGS.get(code, "unknown status code").split(":")[0]
+        return f"status {code} ({meaning}) from {sender}"
+    if what == "document":
+        business = headers.get(BUSINESS_HEADER, "new")
+        if business == "new":
+            return f"document from {sender}"
+        return f"{business} from {sender} of {headers.get(CONCERNS_HEADER, '?')}"
+    return None

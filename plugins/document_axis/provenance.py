@@ -24,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lxml import etree
+
 from lienthong.errors import ConfigError, RejectedError
-from lienthong.xml import DEFAULT_MAX_BYTES
+from lienthong.xml import DEFAULT_MAX_BYTES, parse
 
 from .binding import Binding, fold
-from .signature import Policy, SignatureInfo, check_policy, has_signature
+from .signature import Policy, SignatureInfo, is_signed, verify_root
 from .trust import Trust
 
 #: Document types that always need a trusted signature bound to their sender,
@@ -122,7 +124,7 @@ class Provenance:
 
     def check(
         self,
-        body: bytes,
+        body: bytes | etree._Element,
         *,
         axis_sender: str,
         document_sender: str,
@@ -130,6 +132,7 @@ class Provenance:
     ) -> Verdict:
         """The sender and signature of one message; refusals are in ``Verdict.problems``.
 
+        ``body`` is the message's bytes or its parsed root element (left as it was).
         Raises ``TransientError`` when revocation cannot be checked now (see :mod:`.trust`).
         """
         verdict = Verdict(axis_sender or document_sender)
@@ -147,16 +150,24 @@ class Provenance:
             if self.policy is Policy.REQUIRE
             else f"a '{type_name}' requires a signed message (signature_required_for)"
         )
-        if required and not has_signature(body, max_bytes=self.max_bytes):
+        try:
+            root = (
+                parse(body, max_bytes=self.max_bytes).getroot() if isinstance(body, bytes) else body
+            )
+        except RejectedError as exc:
+            verdict.problems.append(str(exc))
+            return verdict
+        signed = is_signed(root)
+        if required and not signed:
             verdict.problems.append(
                 f"signature missing: {why} and this one carries none. Hint: ask the sender to "
                 "sign and re-send; a signature stripped on the way is refused the same"
             )
             return verdict
+        if not signed:
+            return verdict
         try:
-            verdict.signature = check_policy(
-                body, Policy.VERIFY_IF_PRESENT, self.trust, max_bytes=self.max_bytes
-            )
+            verdict.signature = verify_root(root, trust=self.trust)
         except RejectedError as exc:
             verdict.problems.append(str(exc))
             return verdict

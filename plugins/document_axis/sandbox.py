@@ -23,7 +23,9 @@ Features:
     - a file whose SHA-256 differs from ``hash-file`` (padded or the SDK's
       unpadded hex) is refused (400); the SDK's trailing CRLF is not part of it;
     - routes a document to every ``To/OrganId`` and a status to
-      ``ResponseFor/OrganId``, keeping a received list per agency;
+      ``ResponseFor/OrganId``, keeping a received list per agency; a status
+      about the sender's own document (13, a recall request) goes to the
+      agencies that document went to;
     - every answer carries ``status``, ``ErrorCode`` and ``ErrorDesc`` (and
       ``DocId`` for sendEdoc, even on failure): the SDK reads them unchecked;
     - deduplicates ``sendEdoc`` on (system, ``idempotency-key``);
@@ -32,7 +34,7 @@ Features:
 Run it for a demo::
 
     python -m lienthong.plugins.document_axis.sandbox --port 8088 \\
-        --system dms-a:secret-a:000.00.00.H41 --agency 000.00.00.H41 --agency 000.00.00.G22
+        --system dms-a:secret-a:000.00.00.H15 --agency 000.00.00.H15 --agency 000.00.00.G22
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class StoredDoc:
     updated: dict[str, str] = field(default_factory=dict)
     title: str = ""
     notation: str = ""
+    document_id: str = ""
 
 
 @dataclass
@@ -230,7 +233,7 @@ class SandboxAxis:
         Skips every check ``sendEdoc`` makes, so tests can hand a receiver what a
         careless sender elsewhere might (bytes that are not even XML).
         """
-        title, notation = _title_and_notation(content)
+        title, notation, document_id = _title_and_notation(content)
         with self.lock:
             doc_id = f"sandbox-{next(self._ids):06d}"
             stamp = _now_text()
@@ -245,6 +248,7 @@ class SandboxAxis:
                 updated=dict.fromkeys(recipients, stamp),
                 title=title,
                 notation=notation,
+                document_id=document_id,
             )
         return doc_id
 
@@ -402,6 +406,10 @@ class SandboxAxis:
         recipients = [text_of(e).strip() for e in root.xpath(_HEADER + where, namespaces=NS)]
         if not recipients:
             raise _Refused(400, f"no {where.replace('ed:', '')} to route the {message_type} to")
+        if message_type == "status" and recipients == [sender]:
+            # A status about the sender's own document (13, asking to recall it) goes
+            # to the agencies that document went to.
+            recipients = self._recipients_of(sender, _first(root, "ed:ResponseFor/ed:DocumentId"))
         system = params["systemid"]
         key = params.get(IDEMPOTENCY_PARAM)
         with self.lock:
@@ -414,6 +422,17 @@ class SandboxAxis:
             if key:
                 self._keys[(system, key)] = doc_id
         return _ok(DocId=doc_id)
+
+    def _recipients_of(self, sender: str, document_id: str) -> list[str]:
+        with self.lock:
+            for doc in self.docs.values():
+                if (
+                    doc.message_type == "edoc"
+                    and doc.sender == sender
+                    and doc.document_id == document_id
+                ):
+                    return list(doc.recipients)
+        raise _Refused(400, f"no document {document_id!r} sent by {sender} to route this status to")
 
     def _item(self, doc: StoredDoc, agency: str) -> dict[str, str]:
         return {
@@ -555,17 +574,21 @@ def _first(root: etree._Element, path: str) -> str:
     return text_of(found[0]).strip() if found else ""
 
 
-def _title_and_notation(content: bytes) -> tuple[str, str]:
-    """Subject and number/notation for the sent list; empty for bytes that are not edXML."""
+def _title_and_notation(content: bytes) -> tuple[str, str, str]:
+    """Subject, number/notation (the sent list) and DocumentId; empty for what is not edXML."""
     try:
         root = xml.parse(content, what="file_doc").getroot()
     except RejectedError:
-        return "", ""
+        return "", "", ""
     number, notation = (
         _first(root, "ed:Code/ed:CodeNumber"),
         _first(root, "ed:Code/ed:CodeNotation"),
     )
-    return _first(root, "ed:Subject"), "/".join(p for p in (number, notation) if p)
+    return (
+        _first(root, "ed:Subject"),
+        "/".join(p for p in (number, notation) if p),
+        _first(root, "ed:DocumentId"),
+    )
 
 
 def _fail(code: int, desc: str, path: str) -> dict[str, Any]:

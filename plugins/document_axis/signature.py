@@ -367,7 +367,12 @@ def find_signatures(root: etree._Element) -> tuple[list[etree._Element], list[et
 
 def has_signature(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bool:
     """Whether the message carries any signature, valid or not."""
-    dsig, plain = find_signatures(root_of(data, max_bytes=max_bytes))
+    return is_signed(root_of(data, max_bytes=max_bytes))
+
+
+def is_signed(root: etree._Element) -> bool:
+    """Whether a parsed message carries any signature, valid or not."""
+    dsig, plain = find_signatures(root)
     return bool(dsig or plain)
 
 
@@ -388,7 +393,13 @@ def verify(
     Raises :class:`RejectedError` ("signature invalid: ..." or "signature
     untrusted: ...") on any failure.
     """
-    root = root_of(data, max_bytes=max_bytes)
+    return verify_root(root_of(data, max_bytes=max_bytes), trust=trust, at=at)
+
+
+def verify_root(
+    root: etree._Element, *, trust: Trust | None = None, at: datetime | None = None
+) -> SignatureInfo:
+    """:func:`verify` on an already parsed message (the tree is left as it was)."""
     dsig, plain = find_signatures(root)
     if not dsig and plain:
         raise _invalid(
@@ -576,7 +587,8 @@ def check_policy(
         ) from exc
     if policy is Policy.OFF:
         return None
-    if not has_signature(data, max_bytes=max_bytes):
+    root = root_of(data, max_bytes=max_bytes)
+    if not is_signed(root):
         if policy is Policy.REQUIRE:
             raise RejectedError(
                 "signature missing: the endpoint's policy requires a signed message and this "
@@ -584,4 +596,4 @@ def check_policy(
                 "stripped on the way is refused the same."
             )
         return None
-    return verify(data, trust=trust, max_bytes=max_bytes)
+    return verify_root(root, trust=trust)

@@ -28,13 +28,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
@@ -64,6 +67,21 @@ SIGNING_PURPOSES: dict[ObjectIdentifier, str] = {
 MAX_CHAIN_DEPTH = 6
 #: The smallest RSA key trusted to sign (the verifier applies the same to CAs).
 MIN_RSA_BITS = 2048
+
+
+#: Verified chains kept: a province's signers (about two thousand) and their CAs fit.
+CHAIN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class _Verified:
+    chain: tuple[x509.Certificate, ...]
+    valid_from: datetime
+    valid_until: datetime
+
+
+def _key(signer: x509.Certificate, carried: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
+    return tuple(c.fingerprint(hashes.SHA256()) for c in (signer, *carried))
 
 
 def name_of(certificate: x509.Certificate) -> str:
@@ -126,6 +144,8 @@ class CrlFiles:
         self._lock = threading.Lock()
         self._stamp: tuple[Any, ...] | None = None
         self._crls: list[tuple[Path, x509.CertificateRevocationList]] = []
+        # Whether each CRL read (by its object's id, while it is held) is signed by an issuer.
+        self._signed: dict[tuple[int, bytes], bool] = {}
         self.current()
 
     def _stat(self) -> tuple[Any, ...]:
@@ -152,7 +172,26 @@ class CrlFiles:
                 log.warning("%s; keeping the CRLs read before", exc.problems[0].message)
                 return self._crls
             self._stamp, self._crls = stamp, crls
+            self._signed = {}
             return crls
+
+    def signed_by(self, crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+        """Whether ``issuer`` signed ``crl``: checked once per CRL read from its file."""
+        key = (id(crl), issuer.fingerprint(hashes.SHA256()))
+        with self._lock:
+            # Keyed by the object's id only while this reader holds it: ids are reused.
+            held = any(c is crl for _, c in self._crls)
+            known = self._signed.get(key) if held else None
+        if known is not None:
+            return known
+        try:
+            valid = bool(crl.is_signature_valid(issuer.public_key()))  # type: ignore[arg-type]
+        except (TypeError, InvalidSignature):
+            valid = False
+        with self._lock:
+            if any(c is crl for _, c in self._crls):
+                self._signed[key] = valid
+        return valid
 
 
 def _signing_key_usage(policy: Any, certificate: x509.Certificate, usage: x509.KeyUsage) -> None:
@@ -206,6 +245,10 @@ class Trust:
             )
         self.intermediates = list(intermediates)
         self.crls = crls
+        # Chains already verified, by signer and carried certificates: a chain holds for as
+        # long as every certificate in it is valid, so only revocation is checked again.
+        self._chains: OrderedDict[tuple[bytes, ...], _Verified] = OrderedDict()
+        self._chains_lock = threading.Lock()
 
     @classmethod
     def from_files(
@@ -280,6 +323,27 @@ class Trust:
                 f"{MIN_RSA_BITS} bits a signing key needs. Hint: the signer must get a new "
                 "certificate with a stronger key"
             )
+        chain = self._verified(signer, carried, when)
+        if chain is None:
+            chain = self._verify(signer, carried, when)
+        self._check_revocation(chain, when)
+        return chain
+
+    def _verified(
+        self, signer: x509.Certificate, carried: Sequence[x509.Certificate], when: datetime
+    ) -> list[x509.Certificate] | None:
+        key = _key(signer, carried)
+        with self._chains_lock:
+            found = self._chains.get(key)
+            if found is None or not found.valid_from <= when <= found.valid_until:
+                return None
+            self._chains.move_to_end(key)
+            return list(found.chain)
+
+    def _verify(
+        self, signer: x509.Certificate, carried: Sequence[x509.Certificate], when: datetime
+    ) -> list[x509.Certificate]:
+        subject = name_of(signer)
         signer_policy = (
             ExtensionPolicy.permit_all()
             .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _signing_key_usage)
@@ -304,7 +368,15 @@ class Trust:
                 f"{signer.issuer.rfc4514_string()!r}) to a trust anchor: {_why(exc)}. "
                 f"Hint: {_hint(exc)}"
             ) from exc
-        self._check_revocation(chain, when)
+        verified = _Verified(
+            tuple(chain),
+            max(c.not_valid_before_utc for c in chain),
+            min(c.not_valid_after_utc for c in chain),
+        )
+        with self._chains_lock:
+            self._chains[_key(signer, carried)] = verified
+            while len(self._chains) > CHAIN_CACHE_SIZE:
+                self._chains.popitem(last=False)
         return chain
 
     def _check_revocation(self, chain: list[x509.Certificate], when: datetime) -> None:
@@ -312,7 +384,7 @@ class Trust:
             return
         crls = self.crls.current()
         for certificate, issuer in zip(chain, chain[1:], strict=False):
-            path, crl = _crl_of(issuer, crls, when)
+            path, crl = _crl_of(issuer, crls, when, self.crls)
             entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
             if entry is not None and entry.revocation_date_utc <= when:
                 reason = _reason(entry)
@@ -328,16 +400,12 @@ def _crl_of(
     issuer: x509.Certificate,
     crls: list[tuple[Path, x509.CertificateRevocationList]],
     when: datetime,
+    files: CrlFiles,
 ) -> tuple[Path, x509.CertificateRevocationList]:
     """The current CRL ``issuer`` signed; TransientError when there is none."""
     stale: list[str] = []
     for path, crl in crls:
-        if crl.issuer != issuer.subject:
-            continue
-        try:
-            if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-                continue
-        except (TypeError, InvalidSignature):
+        if crl.issuer != issuer.subject or not files.signed_by(crl, issuer):
             continue
         next_update = crl.next_update_utc
         if crl.last_update_utc > when or (next_update is not None and next_update < when):

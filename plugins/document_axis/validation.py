@@ -24,6 +24,7 @@ Features:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ SCHEMA_PATH = Path(lienthong.mappings.__file__).parent / "schemas" / "edxml.xsd"
 
 _Q = f"{{{NS}}}"
 # Agency codes: up to four dot-separated groups of letters and digits, e.g.
-# 000.00.00.H41 (current) or 01.02.G22 (older, still seen in trace headers).
+# 000.00.00.H15 (current) or 01.02.G22 (older, still seen in trace headers).
 _ORGAN_ID = re.compile(r"[0-9A-Za-z]{1,10}(\.[0-9A-Za-z]{1,10}){1,3}")
 _DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
 _TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
@@ -108,10 +109,31 @@ def check(
     try:
         tree = parse(data, max_bytes=max_bytes, what="edXML message")
     except XmlRejected as exc:
-        cause = exc.__cause__
-        if isinstance(cause, etree.XMLSyntaxError):
-            return [_syntax_problem(cause)]
-        return [Problem("/", None, str(exc))]
+        return [parse_problem(exc)]
+    return check_tree(tree, now=now, max_attachment_bytes=max_attachment_bytes)
+
+
+def parse_problem(exc: XmlRejected) -> Problem:
+    """The one problem of bytes the hardened parser refused, with its line and column."""
+    cause = exc.__cause__
+    if isinstance(cause, etree.XMLSyntaxError):
+        return _syntax_problem(cause)
+    return Problem("/", None, str(exc))
+
+
+def check_tree(
+    tree: etree._ElementTree,
+    *,
+    now: date | None = None,
+    max_attachment_bytes: int = DEFAULT_ATTACHMENT_BYTES,
+    decoded: Sequence[bytes] | None = None,
+) -> list[Problem]:
+    """Every problem in an already parsed message: :func:`check` without the parse.
+
+    ``decoded`` is each ``AttachmentEncoded/Attachment``'s decoded bytes in
+    document order, when the caller has them (``edxml.read_root`` decodes them
+    for the model): they are checked as they are, not decoded a second time.
+    """
     root = tree.getroot()
     if root.tag != _Q + "edXML":
         return [
@@ -123,7 +145,7 @@ def check(
             )
         ]
     problems = _schema_problems(tree)
-    problems += _Rules(root, now or date.today(), max_attachment_bytes).run()
+    problems += _Rules(root, now or date.today(), max_attachment_bytes, decoded).run()
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
@@ -164,10 +186,17 @@ def _schema_problems(tree: etree._ElementTree) -> list[Problem]:
 
 
 class _Rules:
-    def __init__(self, root: etree._Element, today: date, max_attachment_bytes: int) -> None:
+    def __init__(
+        self,
+        root: etree._Element,
+        today: date,
+        max_attachment_bytes: int,
+        decoded: Sequence[bytes] | None = None,
+    ) -> None:
         self.root = root
         self.today = today
         self.max_attachment_bytes = max_attachment_bytes
+        self.decoded = decoded
         self.problems: list[Problem] = []
 
     def add(self, element: etree._Element, message: str, severity: str = ERROR) -> None:
@@ -200,7 +229,7 @@ class _Rules:
             self.add(
                 element,
                 f"OrganId {value!r} is not an agency code: expected up to 4 dot-separated "
-                "groups of letters and digits, e.g. '000.00.00.H41'.",
+                "groups of letters and digits, e.g. '000.00.00.H15'.",
             )
 
     def date(self, element: etree._Element | None, *, past: bool, required: bool = False) -> None:
@@ -340,15 +369,18 @@ class _Rules:
         )
         attachments = self.root.findall(f"{_Q}AttachmentEncoded/{_Q}Attachment")
         listed = {_field(r, "ContentId").strip(): r for r in references}
-        carried = {_field(a, "ContentId").strip(): a for a in attachments}
-        for content_id, reference in listed.items():
-            if content_id not in carried:
+        carried: set[str] = set()
+        for index, attachment in enumerate(attachments):
+            content_id = _field(attachment, "ContentId").strip()
+            if content_id in carried:
+                # A receiver keyed by ContentId would take one and not the other: each is
+                # checked below, but the sender must not make them ambiguous.
                 self.add(
-                    reference,
-                    f"manifest Reference {content_id!r} has no Attachment with that ContentId. "
-                    "Hint: include the attachment in AttachmentEncoded or drop the Reference.",
+                    attachment,
+                    f"a second Attachment with ContentId {content_id!r}. Hint: give every "
+                    "attachment its own ContentId.",
                 )
-        for content_id, attachment in carried.items():
+            carried.add(content_id)
             reference = listed.get(content_id)
             if reference is None:
                 self.add(
@@ -356,31 +388,45 @@ class _Rules:
                     f"Attachment {content_id!r} is not listed in edXMLManifest. "
                     "Hint: add a manifest Reference with the same ContentId.",
                 )
-            self.attachment(content_id, attachment, reference)
+            self.attachment(content_id, attachment, reference, index)
+        for content_id, reference in listed.items():
+            if content_id not in carried:
+                self.add(
+                    reference,
+                    f"manifest Reference {content_id!r} has no Attachment with that ContentId. "
+                    "Hint: include the attachment in AttachmentEncoded or drop the Reference.",
+                )
 
     def attachment(
-        self, content_id: str, element: etree._Element, reference: etree._Element | None
+        self,
+        content_id: str,
+        element: etree._Element,
+        reference: etree._Element | None,
+        index: int,
     ) -> None:
         """Open the attachment the way a receiver will, and report what would hurt it."""
         encoded = element.find(_Q + "ContentTransferEncoded")
         if encoded is None:
             return  # the schema has already said so
         name = _optional(element, "AttachmentName")
-        text = "".join(text_of(encoded).split())
         limit = self.max_attachment_bytes
-        size = len(text) * 3 // 4
-        if size > limit:
-            self.add(
-                encoded,
-                f"attachment {content_id!r} ({name!r}) is about {size:,} bytes, over "
-                f"max_attachment_bytes {limit:,}. Hint: raise it if such files are expected.",
-            )
-            return
-        try:
-            data = Attachment.decode(text, what=f"Attachment {content_id!r}")
-        except RejectedError as exc:
-            self.add(encoded, str(exc))
-            return
+        if self.decoded is not None and index < len(self.decoded):
+            data = self.decoded[index]
+            if len(data) > limit:
+                self.add(encoded, _over_limit(content_id, name, len(data), limit))
+                return
+        else:
+            text = text_of(encoded)
+            if len(text) * 3 // 4 > limit:
+                size = len("".join(text.split())) * 3 // 4
+                if size > limit:
+                    self.add(encoded, _over_limit(content_id, name, size, limit))
+                    return
+            try:
+                data = Attachment.decode(text, what=f"Attachment {content_id!r}")
+            except RejectedError as exc:
+                self.add(encoded, str(exc))
+                return
         attachment = Attachment(
             content_id,
             name,
@@ -392,6 +438,13 @@ class _Rules:
             attachment.extract(limit)
         except RejectedError as exc:
             self.add(element, str(exc))
+
+
+def _over_limit(content_id: str, name: str | None, size: int, limit: int) -> str:
+    return (
+        f"attachment {content_id!r} ({name!r}) is about {size:,} bytes, over "
+        f"max_attachment_bytes {limit:,}. Hint: raise it if such files are expected."
+    )
 
 
 def _field(parent: etree._Element, name: str) -> str:

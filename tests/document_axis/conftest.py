@@ -24,7 +24,7 @@ ED = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 NS = {"ed": ED}
 HEADER = "ed:edXMLEnvelope/ed:edXMLHeader/ed:MessageHeader"
 
-A = "000.00.00.H41"
+A = "000.00.00.H15"  # UBND tỉnh Đắk Lắk; the samples' statuses come from Nghệ An (H41)
 B = "000.00.00.G22"
 C = "000.00.15.H51"
 SYSTEMS = {"dms-a": "secret-a-0123", "dms-b": "secret-b-4567", "dms-c": "secret-c-89ab"}

@@ -74,7 +74,7 @@ def test_secret_option_is_wrapped_and_never_shown():
             "url": "http://127.0.0.1:1",
             "system_id": "s",
             "secret": {"env": "AXIS_SECRET"},
-            "organ_id": "000.00.00.H41",
+            "organ_id": "000.00.00.H15",
         },
         "endpoints.axis",
         environ={"AXIS_SECRET": "topsecret"},
@@ -234,7 +234,7 @@ def test_send_refuses_what_it_cannot_deliver(axis, adapter_for, samples):
     a = adapter_for(samples.A)
     with pytest.raises(RejectedError, match="cannot send a message of kind 'xml'"):
         a.send(Message(body=b"<x/>"), key="k")
-    with pytest.raises(RejectedError, match="this endpoint sends for '000.00.00.H41'"):
+    with pytest.raises(RejectedError, match="this endpoint sends for '000.00.00.H15'"):
         a.send(
             Message(body=samples.document(samples.B, [samples.C]), kind="edxml.document"), key="k2"
         )
@@ -351,7 +351,7 @@ def _trust(ca, tmp_path) -> dict:
     """Options trusting the SANDBOX CA, its clerks signing for agency A."""
     return {
         "trust_anchors": [_pem(ca.root, tmp_path / "ca.pem")],
-        "signer_agencies": {"C=VN": ["000.00.00.H41"]},
+        "signer_agencies": {"C=VN": ["000.00.00.H15"]},
     }
 
 

@@ -52,21 +52,21 @@ def c14n(data: bytes) -> bytes:
 def vietnamese_document() -> Document:
     return Document(
         sender=Organization(
-            organ_id="000.00.00.H41",
-            organization_in_charge="Ủy ban nhân dân tỉnh Nghệ An",
-            organ_name="Văn phòng UBND tỉnh Nghệ An",
+            organ_id="000.00.00.H15",
+            organization_in_charge="Ủy ban nhân dân tỉnh Đắk Lắk",
+            organ_name="Văn phòng UBND tỉnh Đắk Lắk",
             organ_add="Số 03, đường Trường Thi, Thành phố Vinh",
-            email="vanthu@nghean.gov.vn",
+            email="vanthu@daklak.gov.vn",
             telephone="0238 3840418",
         ),
         recipients=[
             Organization(organ_id="000.00.00.G22", organ_name="Văn phòng Chính phủ"),
             Organization(organ_id="000.00.15.H51", organ_name="Sở Thông tin và Truyền thông"),
         ],
-        document_id="000.00.00.H41,2024/03/15,123/UBND-VX",
+        document_id="000.00.00.H15,2024/03/15,123/UBND-VX",
         code_number="123",
         code_notation="UBND-VX",
-        place="Nghệ An",
+        place="Đắk Lắk",
         promulgation_date="2024/03/15",
         document_type="1",
         type_detail="0",
@@ -88,7 +88,7 @@ def vietnamese_document() -> Document:
             appendixes=["Phụ lục I: Danh sách đơn vị"],
         ),
         steering_type="1",
-        trace_headers=[TraceHeader("000.00.00.H41", "2024/03/15 08:30:00")],
+        trace_headers=[TraceHeader("000.00.00.H15", "2024/03/15 08:30:00")],
         business=Business(
             doc_type="3",
             reason="Thay thế văn bản",
@@ -96,8 +96,8 @@ def vietnamese_document() -> Document:
             document_info="1",
             document_receiver="1",
             receivers=[Receiver("000.00.00.G22", "0")],
-            replacements=[Replacement("000.00.00.H41,2024/03/01,100/UBND-VX", ["000.00.00.G22"])],
-            staff=StaffInfo("Văn thư", "Trần Thị Hằng", "hang@nghean.gov.vn", "0912000001"),
+            replacements=[Replacement("000.00.00.H15,2024/03/01,100/UBND-VX", ["000.00.00.G22"])],
+            staff=StaffInfo("Văn thư", "Trần Thị Hằng", "hang@daklak.gov.vn", "0912000001"),
         ),
         attachments=[
             Attachment.from_file("Công văn 123.pdf", b"%PDF-1.4 sample", "application/pdf")
@@ -262,7 +262,7 @@ def test_build_has_the_same_content_as_the_sample() -> None:
 def test_vietnamese_text_round_trips() -> None:
     doc = vietnamese_document()
     built = edxml.build(doc)
-    assert "Ủy ban nhân dân tỉnh Nghệ An".encode() in built  # UTF-8, not character references
+    assert "Ủy ban nhân dân tỉnh Đắk Lắk".encode() in built  # UTF-8, not character references
     assert "&amp;&gt; “ngoặc”".encode() in built
     back = edxml.read(built)
     assert back == doc
@@ -274,7 +274,7 @@ def test_status_round_trip_from_model() -> None:
     status = Status(
         sender=Organization(organ_id="000.00.00.G22", organ_name="Văn phòng Chính phủ"),
         response_for=ResponseFor(
-            "000.00.00.H41", "123/UBND-VX", "2024/03/15", "000.00.00.H41,2024/03/15,123/UBND-VX"
+            "000.00.00.H15", "123/UBND-VX", "2024/03/15", "000.00.00.H15,2024/03/15,123/UBND-VX"
         ),
         staff=StaffInfo("Phòng Hành chính", "Lê Thị Mai", "mai@chinhphu.vn", "0912"),
         status_code="03",
@@ -289,7 +289,7 @@ def test_status_round_trip_from_model() -> None:
 
 def test_empty_elements_stay_empty_and_absent_ones_absent() -> None:
     doc = Document(
-        sender=Organization(organ_id="000.00.00.H41"),
+        sender=Organization(organ_id="000.00.00.H15"),
         recipients=[Organization(organ_id="000.00.00.G22")],
         subject="Thử",
         response_for=ResponseFor("", "", "", ""),
@@ -310,44 +310,44 @@ def test_build_refuses_other_objects() -> None:
 
 def test_append_trace_adds_a_hop_after_the_last_one() -> None:
     data = sample("edoc_update.edxml")
-    out = edxml.append_trace(data, "000.00.00.H41", datetime(2024, 3, 16, 7, 5, 9))
+    out = edxml.append_trace(data, "000.00.00.H15", datetime(2024, 3, 16, 7, 5, 9))
     doc = edxml.read(out)
     assert isinstance(doc, Document)
     assert doc.trace_headers == [
         TraceHeader("000.00.00.G22", "2018/09/28 00:00:00"),
-        TraceHeader("000.00.00.H41", "2024/03/16 07:05:09"),
+        TraceHeader("000.00.00.H15", "2024/03/16 07:05:09"),
     ]
     assert doc.business is not None and doc.business.doc_type == "2"  # Bussiness stays after
     assert check(out) == []
     text = out.decode()
     assert (
         "</edXML:TraceHeader>\n        <edXML:TraceHeader>\n"
-        "          <edXML:OrganId>000.00.00.H41</edXML:OrganId>"
+        "          <edXML:OrganId>000.00.00.H15</edXML:OrganId>"
     ) in text
     # The rest of the message is untouched.
     rest = edxml.read(data)
     assert isinstance(rest, Document)
-    rest.trace_headers.append(TraceHeader("000.00.00.H41", "2024/03/16 07:05:09"))
+    rest.trace_headers.append(TraceHeader("000.00.00.H15", "2024/03/16 07:05:09"))
     assert doc == rest
 
 
 def test_append_trace_to_a_document_without_trace_list() -> None:
     doc = vietnamese_document()
     doc.trace_headers, doc.business = [], None
-    out = edxml.append_trace(edxml.build(doc), "000.00.00.H41", datetime(2024, 1, 2, 3, 4, 5))
+    out = edxml.append_trace(edxml.build(doc), "000.00.00.H15", datetime(2024, 1, 2, 3, 4, 5))
     again = edxml.read(out)
     assert isinstance(again, Document)
-    assert again.trace_headers == [TraceHeader("000.00.00.H41", "2024/01/02 03:04:05")]
+    assert again.trace_headers == [TraceHeader("000.00.00.H15", "2024/01/02 03:04:05")]
     assert check(out) == []
     assert out == edxml.build(again)  # laid out as build() would have written it
     doc.business = Business(doc_type="0")
-    out = edxml.append_trace(edxml.build(doc), "000.00.00.H41", datetime(2024, 1, 2, 3, 4, 5))
+    out = edxml.append_trace(edxml.build(doc), "000.00.00.H15", datetime(2024, 1, 2, 3, 4, 5))
     assert out == edxml.build(edxml.read(out))
 
 
 def test_append_trace_refuses_a_status() -> None:
     with pytest.raises(RejectedError, match="status message has no TraceHeaderList"):
-        edxml.append_trace(sample("status_inbox_01.edxml"), "000.00.00.H41", datetime.now())
+        edxml.append_trace(sample("status_inbox_01.edxml"), "000.00.00.H15", datetime.now())
 
 
 # ---------------------------------------------------------------- attachments

@@ -86,9 +86,16 @@ def test_show_document_text() -> None:
     assert "document id: 000.00.00.G22,2015/09/30,7816/VPCP-TTĐT" in out
     assert "sender: 000.00.00.G22" in out
     assert "recipients: 000.00.00.H41, 000.00.00.H14, 000.00.00.G17" in out
-    assert "code notation: VPCP-TTĐT" in out
+    assert "code: 7816/VPCP-TTĐT" in out
     assert "subject: V/v kết nối, liên thông phần mềm quản lý văn bản" in out
-    assert "business type: 2 (update)" in out
+    assert "business: 2 (update)" in out
+    assert "  concerns: 000.00.00.G22,2014/02/30,7806/VPCP-TTĐT" in out
+    assert "  receiver: 000.00.00.H14 (type 1)" in out
+    assert "steering type: 1" in out
+    assert "to places: Cac bo va co quan ngang bo; Uy ban nhan dan cac tinh, TP" in out
+    assert "priority: 0 (normal (thường))" in out
+    assert "due date: 2018/09/28" in out
+    assert "signer: TL. BO TRUONG, Cuc truong cuc ung dung cong nghe thong tin" in out
     assert "attachment: 1896_QD-TTg_m_294779.doc (application/zip," in out
     assert "trace: 000.00.00.G22 at 2018/09/28 00:00:00" in out
 
@@ -101,6 +108,9 @@ def test_show_status_json() -> None:
     assert info["status_code"] == "03"
     assert info["status_meaning"] == "accepted and entered in the incoming register"
     assert info["document_id"] == "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT"
+    assert info["response_for"]["organ_id"] == "000.00.00.G22"
+    assert info["response_for"]["code"] == "7816/VPCP-TTĐT"
+    assert info["staff"]["staff"] == "Nguyen thi ngoc tram"
 
 
 def test_show_document_json_sizes() -> None:
@@ -256,3 +266,86 @@ def test_validate_prints_warnings_and_still_passes(tmp_path: Path) -> None:
         ": warning: /edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/TraceHeader" in result.stdout
     )
     assert "TraceHeader names no agency (OrganId 'missing')" in result.stdout
+
+
+# --- every business type and every status code, reference and hand-written samples ------
+
+HAND = DATA / "hand"
+
+
+@pytest.mark.parametrize(
+    ("path", "business", "concerns"),
+    [
+        (DATA / "edoc_new.edxml", "0 (new)", None),
+        (HAND / "revoke_1.edxml", "1 (revoke)", "000.00.00.H15,2026/03/02,215/QĐ-UBND"),
+        (DATA / "edoc_update.edxml", "2 (update)", "000.00.00.G22,2014/02/30,7806/VPCP-TTĐT"),
+        (HAND / "replace_3.edxml", "3 (replace)", "000.00.00.H15,2026/03/02,215/QĐ-UBND"),
+    ],
+    ids=["new", "revoke", "update", "replace"],
+)
+def test_show_says_what_a_document_does_and_which_it_concerns(path, business, concerns) -> None:
+    text = run("show", str(path))
+    assert text.exit_code == 0, text.output
+    assert f"business: {business}" in text.stdout
+    info = json.loads(run("show", "--json", str(path)).stdout)
+    assert info["business_type"] == business
+    if concerns is None:
+        assert "  concerns:" not in text.stdout
+    else:
+        assert f"  concerns: {concerns}" in text.stdout
+        assert info["business"]["document_id"] == concerns
+
+
+def test_show_a_replacement_lists_what_it_replaces_and_whom_to_tell() -> None:
+    out = run("show", str(HAND / "replace_3.edxml")).stdout
+    assert (
+        "  replaces: 000.00.00.H15,2026/03/02,215/QĐ-UBND, to tell: 000.00.15.H15, 000.00.16.H15"
+    ) in out
+    assert "  replaces: 000.00.00.H15,2026/02/20,180/QĐ-UBND, to tell: 000.00.15.H15" in out
+    assert "  reason: Thay thế do sai sót số liệu" in out
+    assert "  staff: Văn phòng UBND tỉnh, Trần Thị Lan, vanthu@daklak.gov.vn" in out
+    info = json.loads(run("show", "--json", str(HAND / "replace_3.edxml")).stdout)
+    assert [r["organ_ids"] for r in info["business"]["replacements"]] == [
+        ["000.00.15.H15", "000.00.16.H15"],
+        ["000.00.15.H15"],
+    ]
+    assert info["other_info"]["priority"] == "2"
+    assert info["other_info"]["priority_meaning"] == "very urgent (thượng khẩn)"
+    assert info["other_info"]["page_amount"] == "2"
+    assert info["other_info"]["appendixes"] == ["Phụ lục I"]
+    assert info["to_places"] == ["Các sở, ban, ngành", "UBND các huyện, thị xã, thành phố"]
+    assert info["signer"]["full_name"] == "Nguyễn Văn Hùng"
+    assert info["due_date"] == "2026/03/31"
+    assert info["steering_type"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "meaning"),
+    [
+        (DATA / "status_inbox_01.edxml", "01", "arrived"),
+        (HAND / "status_02.edxml", "02", "refused"),
+        (DATA / "status_acceptance_03.edxml", "03", "accepted and entered"),
+        (HAND / "status_04.edxml", "04", "assigned for handling"),
+        (HAND / "status_05.edxml", "05", "being processed"),
+        (DATA / "status_finish_06.edxml", "06", "processing completed"),
+        (HAND / "status_13.edxml", "13", "asks to recall"),
+        (HAND / "status_15.edxml", "15", "agrees to the update/recall"),
+        (HAND / "status_16.edxml", "16", "refuses the update/recall"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) == 2 else None,
+)
+def test_show_a_status_says_its_meaning_and_the_document_it_answers(path, code, meaning) -> None:
+    out = run("show", str(path)).stdout
+    assert f"status: {code} (" in out and meaning in out.split(f"status: {code} (")[1]
+    assert "answers document: " in out
+    info = json.loads(run("show", "--json", str(path)).stdout)
+    assert info["status_code"] == code and meaning in info["status_meaning"]
+    assert info["response_for"]["document_id"] == info["document_id"]
+    assert info["response_for"]["organ_id"]
+    assert info["staff"]["staff"]
+
+
+def test_show_a_refusal_gives_its_reason_in_vietnamese() -> None:
+    out = run("show", str(HAND / "status_02.edxml")).stdout
+    assert "description: Từ chối tiếp nhận văn bản điện tử: văn bản chưa được ký số" in out
+    assert "answers: 000.00.00.H15, 215/QĐ-UBND, 2026/03/02" in out

@@ -173,7 +173,11 @@ def test_signed_document_to_two_agencies_and_their_statuses_back(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"document {document_id}"
-    body_lines = lines[2:]
+    body_lines = lines[2 : lines.index("life:")]
+    # Each recipient's statuses, in order, with times.
+    life = lines[lines.index("life:") + 1 :]
+    assert [ln.split()[0] for ln in life] == [samples.B, samples.C]
+    assert all(ln.split()[1::4] == ["01", "03", "06"] for ln in life)
     assert "document" in body_lines[0] and f"from {samples.A} via dms-out" in body_lines[0]
     assert "sent" in body_lines[1] and "document to axis" in body_lines[1]
     statuses = [ln for ln in body_lines if ln.split()[2] == "status"]
@@ -212,7 +216,7 @@ def test_signed_document_to_two_agencies_and_their_statuses_back(
 
 def test_history_of_an_unknown_document_says_what_to_check(agencies, tmp_path):
     a = agencies("a")
-    result = history(a, "a", "000.00.00.H41,2020/01/01,1/XX")
+    result = history(a, "a", "000.00.00.H15,2020/01/01,1/XX")
     assert result.exit_code == 1
     assert "no message in this store belongs to document" in result.output
     assert "Hint:" in result.output
@@ -353,25 +357,25 @@ def test_hostile_documents_from_the_axis_are_parked_acked_fail_and_the_good_one_
 
 
 def test_sync_read_lists_the_axis_agencies_as_directory_records(agencies, axis, samples):
-    axis.register_agency(samples.A, "UBND tỉnh Nghệ An", mail="vanthu@nghean.gov.vn")
+    axis.register_agency(samples.A, "UBND tỉnh Đắk Lắk", mail="vanthu@daklak.gov.vn")
     parent_id = axis.agencies[samples.A]["id"]
-    axis.register_agency(samples.C, "Sở Tư pháp", pid=parent_id, mail="stp@nghean.gov.vn")
-    axis.register_agency("000.00.99.H41", "Đơn vị mồ côi", pid="999")
+    axis.register_agency(samples.C, "Sở Tư pháp", pid=parent_id, mail="stp@daklak.gov.vn")
+    axis.register_agency("000.00.99.H15", "Đơn vị mồ côi", pid="999")
     adapter = agencies("a").adapters["axis"]
 
     batch = adapter.sync_read("agency", None)
     assert batch.complete is True and batch.cursor is None
     records = {r.key: dict(r.fields) for r in batch.records}
-    assert set(records) == {samples.A, samples.B, samples.C, "000.00.99.H41"}
+    assert set(records) == {samples.A, samples.B, samples.C, "000.00.99.H15"}
     assert records[samples.A] == {
         "code": samples.A,
-        "name": "UBND tỉnh Nghệ An",
-        "mailbox": "vanthu@nghean.gov.vn",
+        "name": "UBND tỉnh Đắk Lắk",
+        "mailbox": "vanthu@daklak.gov.vn",
         "parent": None,
     }
     assert records[samples.C]["parent"] == samples.A
     assert records[samples.B]["mailbox"] is None
-    assert records["000.00.99.H41"]["parent"] is None  # names a parent the axis does not list
+    assert records["000.00.99.H15"]["parent"] is None  # names a parent the axis does not list
     # The fields are the email directory's agency fields, so a sync compares like with like.
     from lienthong.plugins.email_directory.attrmap import DEFAULT_MAPS
 
@@ -403,6 +407,9 @@ def test_prepare_message_correlates_documents_and_statuses(samples):
         "edxml_document_id": document_id,
         "edxml_kind": "document",
         "edxml_from": samples.A,
+        "edxml_business": "new",
+        "edxml_action": "new",
+        "edxml_to": samples.B,
     }
     status = Message(body=samples.status("03", samples.B, samples.A, document_id))
     plugin.lienthong_prepare_message(message=status)

@@ -19,7 +19,7 @@ from lienthong.plugins.document_axis.signature import sign, throwaway_key
 from lienthong.plugins.document_axis.trust import Trust
 
 SAMPLE = Path(__file__).parent / "data" / "edxml" / "edoc_new.edxml"
-UBND, SYT, SGD = "000.00.00.H41", "000.00.15.H41", "000.00.16.H41"
+UBND, SYT, SGD = "000.00.00.H15", "000.00.15.H15", "000.00.16.H15"
 
 
 def document(sender: str, type_name: str = "Công văn", number: str = "1") -> bytes:
@@ -41,7 +41,7 @@ def ca() -> SandboxCA:
 @pytest.fixture(scope="module")
 def clerks(ca: SandboxCA):
     return {
-        UBND: ca.issue("CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN"),
+        UBND: ca.issue("CN=Văn thư,O=UBND tỉnh Đắk Lắk,C=VN"),
         SYT: ca.issue("CN=Văn thư,O=Sở Y tế,C=VN"),
     }
 
@@ -50,7 +50,7 @@ def clerks(ca: SandboxCA):
 def secure(ca: SandboxCA) -> Provenance:
     return Provenance(
         trust=Trust([ca.root.certificate]),
-        binding=Binding({"O=UBND tỉnh Nghệ An,C=VN": [UBND], "O=Sở Y tế,C=VN": [SYT]}),
+        binding=Binding({"O=UBND tỉnh Đắk Lắk,C=VN": [UBND], "O=Sở Y tế,C=VN": [SYT]}),
     )
 
 
@@ -69,21 +69,21 @@ def test_a_decision_signed_by_its_senders_clerk_passes(secure, clerks) -> None:
     assert verdict.headers() == {
         "from": UBND,
         "signature": "trusted",
-        "signed_by": "CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN",
+        "signed_by": "CN=Văn thư,O=UBND tỉnh Đắk Lắk,C=VN",
     }
 
 
 def test_empty_trust_and_a_self_signed_certificate(clerks) -> None:
     """Attack (a): with no anchors a self-signed 'Chủ tịch' proves nothing, and is not shown."""
-    body = sign(document(UBND, "Quyết định"), throwaway_key("Chủ tịch UBND tỉnh Nghệ An"))
+    body = sign(document(UBND, "Quyết định"), throwaway_key("Chủ tịch UBND tỉnh Đắk Lắk"))
     verdict = check(Provenance(), body, UBND, UBND)
     assert len(verdict.problems) == 1
     assert verdict.problems[0].startswith(
         "signature untrusted: a 'Quyết định' requires a signed message (signature_required_for),"
-        " and signer 'CN=Chủ tịch UBND tỉnh Nghệ An' cannot be trusted without trust_anchors."
+        " and signer 'CN=Chủ tịch UBND tỉnh Đắk Lắk' cannot be trusted without trust_anchors."
     )
     assert "signed_by" not in verdict.headers()
-    letter = sign(document(UBND, "Công văn"), throwaway_key("Chủ tịch UBND tỉnh Nghệ An"))
+    letter = sign(document(UBND, "Công văn"), throwaway_key("Chủ tịch UBND tỉnh Đắk Lắk"))
     verdict = check(Provenance(), letter, UBND, UBND)
     assert verdict.problems == []  # a letter needs no signature: intact, marked untrusted
     assert verdict.headers() == {"from": UBND, "signature": "untrusted"}
@@ -109,8 +109,8 @@ def test_one_agencys_clerk_cannot_sign_another_agencys_document(secure, clerks) 
     body = sign(document(UBND, "Quyết định"), clerks[SYT])
     [problem] = check(secure, body, UBND, UBND).problems
     assert problem.startswith(
-        "signature not bound: signer 'CN=Văn thư,O=Sở Y tế,C=VN' signs for 000.00.15.H41, not for "
-        "the sender '000.00.00.H41'"
+        "signature not bound: signer 'CN=Văn thư,O=Sở Y tế,C=VN' signs for 000.00.15.H15, not for "
+        "the sender '000.00.00.H15'"
     )
     letter = sign(document(UBND, "Công văn"), clerks[SYT])
     assert check(secure, letter, UBND, UBND).problems  # bound whenever there is a binding
@@ -122,10 +122,10 @@ def test_the_axis_sender_wins_over_the_documents_from(secure, clerks) -> None:
     verdict = check(secure, body, SYT, UBND)
     assert verdict.sender == SYT and verdict.headers()["from"] == SYT
     assert verdict.problems[0].startswith(
-        "sender mismatch: the document's From/OrganId is '000.00.00.H41' but the axis reports "
-        "the sender '000.00.15.H41'; the axis's word is kept."
+        "sender mismatch: the document's From/OrganId is '000.00.00.H15' but the axis reports "
+        "the sender '000.00.15.H15'; the axis's word is kept."
     )
-    assert "signs for 000.00.00.H41, not for the sender '000.00.15.H41'" in verdict.problems[1]
+    assert "signs for 000.00.00.H15, not for the sender '000.00.15.H15'" in verdict.problems[1]
     assert check(secure, body, "", UBND).sender == UBND  # no word from the axis: the document's
 
 

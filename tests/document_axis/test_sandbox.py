@@ -283,9 +283,9 @@ def test_runs_as_a_command_for_the_demo(tmp_path):
             "--port",
             str(port),
             "--system",
-            "demo:demo-secret:000.00.00.H41",
+            "demo:demo-secret:000.00.00.H15",
             "--agency",
-            "000.00.00.H41:UBND tỉnh",
+            "000.00.00.H15:UBND tỉnh",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -295,7 +295,7 @@ def test_runs_as_a_command_for_the_demo(tmp_path):
         line = process.stdout.readline()
         assert f"SANDBOX axis listening on http://127.0.0.1:{port}" in line
         client = AxisClient(f"http://127.0.0.1:{port}", "demo", Secret("demo-secret"))
-        assert [(a.code, a.name) for a in client.agencies()] == [("000.00.00.H41", "UBND tỉnh")]
+        assert [(a.code, a.name) for a in client.agencies()] == [("000.00.00.H15", "UBND tỉnh")]
         assert client.check() is True
     finally:
         process.terminate()

@@ -28,7 +28,7 @@ from lienthong.plugins.document_axis.trust import CrlFiles, Trust
 
 DATA = Path(__file__).parent / "data" / "edxml"
 NOW = datetime.now(UTC)
-CLERK = "CN=Văn thư,O=Sở Y tế,L=Nghệ An,C=VN"
+CLERK = "CN=Văn thư,O=Sở Y tế,L=Đắk Lắk,C=VN"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_a_leaf_cannot_be_a_trust_anchor(clerk, tmp_path: Path) -> None:
 
 def test_a_partner_leaf_minting_a_certificate_is_refused(ca, clerk, trust) -> None:
     """Attack (b): a trusted clerk's key issues 'Chủ tịch UBND tỉnh' a certificate."""
-    minted = ca.issue("CN=Chủ tịch UBND tỉnh,O=UBND tỉnh Nghệ An,C=VN", issuer=clerk)
+    minted = ca.issue("CN=Chủ tịch UBND tỉnh,O=UBND tỉnh Đắk Lắk,C=VN", issuer=clerk)
     refused(trust, minted, "basicConstraints.cA must be asserted in a CA certificate")
     without_constraints = ca.issue("CN=Văn thư 2,O=Sở Y tế,C=VN", ca=None)
     minted = ca.issue("CN=Chủ tịch UBND tỉnh,C=VN", issuer=without_constraints)
@@ -281,7 +281,7 @@ def test_unreadable_files_are_config_errors_naming_each(tmp_path: Path) -> None:
 def test_verify_applies_the_chain_to_the_signer_of_the_document(ca, clerk) -> None:
     signed = sign((DATA / "status_finish_06.edxml").read_bytes(), clerk)
     info = verify(signed, trust=Trust([ca.root.certificate]))
-    assert info.trusted and info.subject == "CN=Văn thư,O=Sở Y tế,L=Nghệ An,C=VN"
+    assert info.trusted and info.subject == "CN=Văn thư,O=Sở Y tế,L=Đắk Lắk,C=VN"
     minted = ca.issue("CN=Chủ tịch UBND tỉnh,C=VN", issuer=clerk)
     with pytest.raises(RejectedError, match="signature untrusted: .*Chủ tịch UBND tỉnh"):
         verify(

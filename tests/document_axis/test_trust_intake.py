@@ -1,6 +1,6 @@
 """Issue 12 item 3 end to end: each signature-trust attack through a sandbox axis and a real bus.
 
-Agency A (UBND tỉnh, 000.00.00.H41) and C (000.00.15.H51) send to B over the
+Agency A (UBND tỉnh, 000.00.00.H15) and C (000.00.15.H51) send to B over the
 sandbox axis; B's bus polls its axis endpoint, routes documents to 'out' and
 budget decisions to 'acct' (only from A: the route's ``senders``). Every
 hostile item must be refused with its reason, parked in B's store with its
@@ -53,7 +53,7 @@ def ca() -> SandboxCA:
 @pytest.fixture(scope="module")
 def clerks(ca: SandboxCA) -> dict[str, KeyMaterial]:
     return {
-        "A": ca.issue("CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN"),
+        "A": ca.issue("CN=Văn thư,O=UBND tỉnh Đắk Lắk,C=VN"),
         "C": ca.issue("CN=Văn thư,O=Sở Xây dựng,C=VN"),
     }
 
@@ -83,7 +83,7 @@ def bus_b(lienthong_bus, axis: SandboxAxis, samples, ca: SandboxCA, tmp_path: Pa
         "trust_anchors": [str(files["root"])],
         "crl_files": [str(files["root_crl"]), str(files["intermediate_crl"])],
         "signer_agencies": {
-            "O=UBND tỉnh Nghệ An,C=VN": [samples.A],
+            "O=UBND tỉnh Đắk Lắk,C=VN": [samples.A],
             "O=Sở Xây dựng,C=VN": [samples.C],
         },
     }
@@ -159,7 +159,7 @@ def test_the_good_decision_alone_goes_through_with_its_signer(axis, samples, bus
     assert bus.run(once=True).delivered == 2
     [out] = memory.delivered("out")
     assert out.headers["from"] == samples.A and out.headers["signature"] == "trusted"
-    assert out.headers["signed_by"] == "CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN"
+    assert out.headers["signed_by"] == "CN=Văn thư,O=UBND tỉnh Đắk Lắk,C=VN"
     assert axis_status(axis, samples.B) == {good_id: "done"}
 
 
@@ -169,19 +169,19 @@ def test_empty_trust_and_a_self_signed_chairman(axis, client_for, samples, bus_b
     Without anchors no decision can be trusted, so a genuine one waits parked too,
     while a letter (no signature required) still goes through, marked untrusted.
     """
-    chairman = throwaway_key("Chủ tịch UBND tỉnh Nghệ An")
+    chairman = throwaway_key("Chủ tịch UBND tỉnh Đắk Lắk")
     forged_id, forged = send(
         client_for, samples, samples.A, sign(decision(samples, samples.A, "1"), chairman)
     )
     letter = edxml.read(decision(samples, samples.A, "2"))
     letter.type_name = "Công văn"
     letter_id, _ = send(client_for, samples, samples.A, sign(edxml.build(letter), chairman))
-    bus = bus_b(signer_agencies={"O=UBND tỉnh Nghệ An,C=VN": [samples.A]})
+    bus = bus_b(signer_agencies={"O=UBND tỉnh Đắk Lắk,C=VN": [samples.A]})
     assert bus.run(once=True).received == 2
     [dead] = bus.store.dead_letters()
     assert dead["reason"] == (
         "invalid at the source: signature untrusted: a 'Quyết định' requires a signed message "
-        "(signature_required_for), and signer 'CN=Chủ tịch UBND tỉnh Nghệ An' cannot be trusted "
+        "(signature_required_for), and signer 'CN=Chủ tịch UBND tỉnh Đắk Lắk' cannot be trusted "
         "without trust_anchors. Hint: configure the CA roots as trust_anchors"
     )
     assert bus.store.message(dead["message_id"]).body == forged
@@ -193,7 +193,7 @@ def test_empty_trust_and_a_self_signed_chairman(axis, client_for, samples, bus_b
 
 def test_empty_trust_is_announced_loudly_at_start(bus_b, samples, caplog) -> None:
     with caplog.at_level(logging.WARNING):
-        bus_b(signer_agencies={"O=UBND tỉnh Nghệ An,C=VN": [samples.A]})
+        bus_b(signer_agencies={"O=UBND tỉnh Đắk Lắk,C=VN": [samples.A]})
     assert "endpoint 'axis-b': SIGNATURES NOT FULLY CHECKED: there are no trust_anchors" in (
         caplog.text
     )
@@ -213,7 +213,7 @@ def test_a_stripped_signature(axis, client_for, samples, bus_b, clerks, good) ->
 
 def test_a_partner_leaf_minting_a_chairman(axis, client_for, samples, bus_b, ca, clerks, good):
     """(b) C's clerk, trusted through the CA, issues itself a 'Chủ tịch UBND tỉnh' certificate."""
-    minted = ca.issue("CN=Chủ tịch UBND tỉnh,O=UBND tỉnh Nghệ An,C=VN", issuer=clerks["C"])
+    minted = ca.issue("CN=Chủ tịch UBND tỉnh,O=UBND tỉnh Đắk Lắk,C=VN", issuer=clerks["C"])
     hostile = send(
         client_for,
         samples,
@@ -256,7 +256,7 @@ def test_a_document_from_claiming_another_sender(axis, samples, bus_b, clerks, g
 
 def test_a_revoked_signer(axis, client_for, samples, lienthong_bus, bus_b, good, tmp_path):
     ca = SandboxCA()
-    clerk = ca.issue("CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN")
+    clerk = ca.issue("CN=Văn thư,O=UBND tỉnh Đắk Lắk,C=VN")
     ca.revoke(clerk.certificate)
     files = ca.write(tmp_path / "revoking")
     hostile = send(client_for, samples, samples.A, sign(decision(samples, samples.A, "6"), clerk))
@@ -270,10 +270,10 @@ def test_a_revoked_signer(axis, client_for, samples, lienthong_bus, bus_b, good,
             str(tmp_path / "pki/root.crl"),
             str(tmp_path / "pki/intermediate.crl"),
         ],
-        signer_agencies={"O=UBND tỉnh Nghệ An,C=VN": [samples.A]},
+        signer_agencies={"O=UBND tỉnh Đắk Lắk,C=VN": [samples.A]},
     )
     reason = refused_and_parked(bus, axis, samples, hostile, good_id, "accept")
-    assert "certificate of 'CN=Văn thư,O=UBND tỉnh Nghệ An,C=VN'" in reason
+    assert "certificate of 'CN=Văn thư,O=UBND tỉnh Đắk Lắk,C=VN'" in reason
     assert "was revoked on" in reason and "(keyCompromise)" in reason
 
 
@@ -348,7 +348,7 @@ def test_bad_trust_settings_refuse_to_start_naming_each_option(bus_b, samples, t
 # --- the shipped configs: the routes that move money check the sender ---
 
 REPO = Path(__file__).resolve().parents[2]
-UBND = "000.00.00.H41"
+UBND = "000.00.00.H15"
 
 
 @pytest.mark.parametrize("name", ["reference-flows.yaml", "production.example.yaml"])
@@ -373,7 +373,7 @@ def test_the_reference_flows_park_an_estimate_from_another_sender(samples, clerk
     """(d) on the shipped routes: Sở Xây dựng's budget decision is refused before any posting."""
     cfg = config.load(REPO / "config/reference-flows.yaml")
     router = Router(cfg.routes, MappingLibrary(cfg.bus.mappings))
-    body = sign(decision(samples, samples.C, "8", "9.999.000.000", "000.00.15.H41"), clerks["C"])
+    body = sign(decision(samples, samples.C, "8", "9.999.000.000", "000.00.15.H15"), clerks["C"])
     message = Message(
         body=body, kind="edxml.document", source="axis-syt", headers={"from": samples.C}
     )

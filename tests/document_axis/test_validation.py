@@ -242,3 +242,29 @@ def test_a_comment_cannot_hide_an_organid_from_the_rules() -> None:
     start = data.index(b"<edXML:OrganId>") + len(b"<edXML:OrganId>")
     hidden = data[:start] + b"<!-- looks fine -->../../x" + data[start:]
     assert "is not an agency code" in only(check(hidden, now=TODAY), "OrganId").message
+
+
+def test_two_attachments_with_one_content_id_are_both_opened_and_refused() -> None:
+    """A receiver keyed by ContentId would see one: a hostile second one must not hide."""
+    import base64
+    import io
+    import zipfile
+
+    document = edxml.read(sample("edoc_new.edxml"))
+    assert isinstance(document, edxml.Document)
+    [good] = document.attachments
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.doc", b"\0" * 2_000_000)
+    data = edxml.build(document).replace(
+        b"</AttachmentEncoded>",
+        b"<Attachment><ContentId>"
+        + good.content_id.encode()
+        + b"</ContentId><AttachmentName>x.doc</AttachmentName><ContentType>application/zip"
+        b"</ContentType><ContentTransferEncoded>"
+        + base64.b64encode(bomb.getvalue())
+        + b"</ContentTransferEncoded></Attachment></AttachmentEncoded>",
+    )
+    found = messages(check(data, max_attachment_bytes=1_000_000))
+    assert f"a second Attachment with ContentId {good.content_id!r}" in found
+    assert "x.doc" in found and "declares 2,000,000 bytes" in found

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import yaml
 from click.testing import CliRunner
 
 from lienthong import cli as cli_module
-from lienthong.demo import MARKER, SGD, STC, SYT, Demo, DemoError, Summary, demo
+from lienthong.demo import MARKER, NGHEAN, SGD, STC, SYT, UBND, Demo, DemoError, Summary, demo
 from lienthong.message import Message
 from lienthong.plugins.email_directory import mail
 from lienthong.plugins.email_directory.slapd import find_binary
@@ -64,15 +65,53 @@ def one_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Summar
             "pki": run.pki,
             "estimates": {n: s.estimates() for n, s in run.sandboxes.accounting.items()},
             "vouchers": {n: s.vouchers() for n, s in run.sandboxes.accounting.items()},
-            "agencies": _ldap(run, "ou=agencies,dc=tinh,dc=gov,dc=vn"),
-            "people": _ldap(run, "ou=syt,ou=people,dc=tinh,dc=gov,dc=vn"),
+            "agencies": _ldap(run, "ou=agencies,dc=daklak,dc=gov,dc=vn"),
+            "people": _ldap(run, "ou=syt,ou=people,dc=daklak,dc=gov,dc=vn"),
             "mails": list(run.sandboxes.mail.mails),
             "envelopes": list(run.sandboxes.mail.envelopes),
             "lines": lines,
             "text": "\n".join(summary.lines()),
             "var": run.var_dir,
+            "statuses": _statuses_on_axis(run),
+            "refusals": [
+                d.content
+                for d in run.sandboxes.axis.docs.values()
+                if d.message_type == "status" and b"<edXML:StatusCode>02<" in d.content
+            ],
         }
     yield summary, state
+
+
+def _statuses_on_axis(run: Demo) -> list[tuple[str, str, str, str]]:
+    """Every status the sandbox axis carried: (sender, code, document answered, description)."""
+    from lienthong.plugins.document_axis import edxml
+
+    found = []
+    for doc in run.sandboxes.axis.docs.values():
+        if doc.message_type == "status":
+            status = edxml.read(doc.content)
+            assert isinstance(status, edxml.Status)
+            found.append(
+                (
+                    doc.sender,
+                    status.status_code or "",
+                    status.document_id or "",
+                    status.description or "",
+                )
+            )
+    return found
+
+
+@pytest.fixture(scope="module")
+def three_cycles(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Summary, list[tuple[str, str, str, str]], Demo]]:
+    """Three cycles: a recall (13) in the second, the revocation in the third."""
+    config = write_config(tmp_path_factory.mktemp("demo3"))
+    with Demo(config, echo=lambda _: None) as run:
+        for _ in range(3):
+            run.cycle()
+        yield run.summary(), _statuses_on_axis(run), run
 
 
 def test_documents_and_their_status_01_match_the_axis(one_cycle) -> None:
@@ -87,15 +126,14 @@ def test_documents_and_their_status_01_match_the_axis(one_cycle) -> None:
     assert sorted((d.agency, bool(d.deliveries)) for d in summary.documents) == sorted(
         (organ, item["status"] == "done") for organ, items in edocs.items() for item in items
     )
-    assert len(summary.documents) == 4
+    assert len(summary.documents) == 6
     delivered = [d for d in summary.documents if d.deliveries]
     assert all(set(d.deliveries.values()) == {"delivered"} for d in delivered)
-    # Each good document answered with one status 01 to its sender, on the axis.
-    statuses = [
-        (doc_id, sender) for doc_id, (sender, kind) in axis["sent"].items() if kind == "status"
-    ]
-    ours_sent = [s for s in statuses if s[1] in ours]
-    assert summary.statuses_sent == len(ours_sent) == 3
+    # Each good document answered with one status 01 to its sender, on the axis, the
+    # unsigned one with a 02; the clerks then accepted (03) and assigned (04) each.
+    codes = Counter(code for sender, code, _, _ in state["statuses"] if sender in ours)
+    assert summary.statuses_sent == codes["01"] == 5
+    assert summary.statuses_out == dict(codes) == {"01": 5, "02": 1, "03": 5, "04": 5}
     # Budget decisions went on to the agency's accounting package, the others did not.
     budget = [d for d in delivered if "dự toán" in d.subject]
     assert len(budget) == 2
@@ -146,8 +184,8 @@ def test_reports_cover_every_voucher_and_reach_the_finance_department(one_cycle)
     for body in state["reports_sent"]:  # signed by the sending endpoint, verifiably
         info = verify(body, trust=Trust([state["pki"].ca.root.certificate]))
         assert info.subject in {
-            "CN=Văn thư điện tử,O=Sở Y tế,C=VN",
-            "CN=Văn thư điện tử,O=Sở Giáo dục và Đào tạo,C=VN",
+            "CN=Văn thư điện tử,O=Sở Y tế,L=Đắk Lắk,C=VN",
+            "CN=Văn thư điện tử,O=Sở Giáo dục và Đào tạo,L=Đắk Lắk,C=VN",
         }
     for report in summary.reports:
         assert report.state == "delivered"
@@ -161,9 +199,10 @@ def test_reports_cover_every_voucher_and_reach_the_finance_department(one_cycle)
 def test_directory_holds_what_the_syncs_report(one_cycle) -> None:
     summary, state = one_cycle
     agencies = state["agencies"]
-    assert len(agencies) == summary.syncs["agencies-from-axis"]["create"] == 5
+    assert len(agencies) == summary.syncs["agencies-from-axis"]["create"] == 6
     mailboxes = {a["businessCategory"][0]: a["mail"][0] for a in agencies.values()}
-    assert mailboxes[SYT] == "syt@nghean.gov.vn"
+    assert mailboxes[SYT] == "syt@daklak.gov.vn"
+    assert mailboxes[NGHEAN] == "ubnd@nghean.gov.vn"  # the correspondent province
     people = {a["uid"][0]: a for a in state["people"].values()}
     counts = summary.syncs["staff-syt"]
     assert (counts["create"], counts["update"], counts["disable"]) == (2, 1, 1)
@@ -176,9 +215,9 @@ def test_directory_holds_what_the_syncs_report(one_cycle) -> None:
 def test_mails_went_to_the_agency_mailboxes_with_the_attachments(one_cycle) -> None:
     summary, state = one_cycle
     mails, envelopes = state["mails"], state["envelopes"]
-    assert len(summary.mails) == len(mails) == 3
+    assert len(summary.mails) == len(mails) == 5
     recipients = sorted(r for _, rcpts in envelopes for r in rcpts)
-    assert recipients == sorted(["syt@nghean.gov.vn"] * 2 + ["sgddt@nghean.gov.vn"])
+    assert recipients == sorted(["syt@daklak.gov.vn"] * 4 + ["sgddt@daklak.gov.vn"])
     assert sorted(to for to, _, _ in summary.mails) == sorted([r] for r in recipients)
     for message in mails:
         [attachment] = list(message.iter_attachments())
@@ -186,8 +225,8 @@ def test_mails_went_to_the_agency_mailboxes_with_the_attachments(one_cycle) -> N
         assert attachment.get_filename().endswith(".pdf")
         assert attachment.get_content()[:5] == b"%PDF-"
         assert message["Subject"].startswith("Văn bản đến ")
-    assert len({m["Message-ID"] for m in mails}) == 3
-    assert len(list((state["var"] / "mailbox").glob("*.eml"))) == 3
+    assert len({m["Message-ID"] for m in mails}) == 5
+    assert len(list((state["var"] / "mailbox").glob("*.eml"))) == 5
 
 
 def test_dead_letters_are_the_unsigned_document_only(one_cycle) -> None:
@@ -215,17 +254,18 @@ def test_the_command_runs_once_and_prints_what_moved(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert "-- cycle 1" in out and "-- cycle 2" not in out
-    assert "== documents received from the axis: 4" in out
+    assert "== documents received from the axis: 6" in out
     assert "== budget estimates posted: 2" in out
     assert "== vouchers read: 3, in 2 report(s)" in out
     assert "== sync staff-syt: created 2, updated 1, disabled 1" in out
-    assert "== mails sent: 3" in out
+    assert "== mails sent: 5" in out
+    assert "== statuses our agencies sent: 16 (01 ×5, 02 ×1, 03 ×5, 04 ×5)" in out
     assert "== dead letters: 1" in out
     assert (tmp_path / "var" / MARKER).exists()
     # A second run starts afresh: same figures, not doubled.
     again = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
     assert again.exit_code == 0, again.output
-    assert "== mails sent: 3" in again.output and "== dead letters: 1" in again.output
+    assert "== mails sent: 5" in again.output and "== dead letters: 1" in again.output
 
 
 def test_a_taken_port_is_refused_naming_it(tmp_path: Path) -> None:
@@ -269,11 +309,11 @@ def test_loopback_only(tmp_path: Path) -> None:
 
 def test_an_envelope_names_its_recipients_over_the_source_headers() -> None:
     body = (
-        b'<mail xmlns="urn:lienthong:mail"><to_agency> 000.00.15.H41 </to_agency>'
-        b"<to>a@tinh.gov.vn</to><subject>x</subject></mail>"
+        b'<mail xmlns="urn:lienthong:mail"><to_agency> 000.00.15.H15 </to_agency>'
+        b"<to>a@daklak.gov.vn</to><subject>x</subject></mail>"
     )
-    message = Message(body=body, headers={"to": "000.00.15.H41,000.00.16.H41"})
-    assert mail.envelope_recipients(message) == (["000.00.15.H41"], ["a@tinh.gov.vn"])
+    message = Message(body=body, headers={"to": "000.00.15.H15,000.00.16.H15"})
+    assert mail.envelope_recipients(message) == (["000.00.15.H15"], ["a@daklak.gov.vn"])
     bare = Message(body=b'<mail xmlns="urn:lienthong:mail"><subject>x</subject></mail>')
     assert mail.envelope_recipients(bare) is None
     assert mail.envelope_recipients(Message(body=b"<report/>")) is None
@@ -305,8 +345,61 @@ def test_without_once_the_bus_keeps_running_until_ctrl_c_and_stops_cleanly(
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, "".join(seen) + rest
     assert "stopped: the batch in hand was finished" in rest
-    assert "== mails sent: 4" in rest  # the summary once more, after the stop
+    assert "== mails sent: 7" in rest  # the summary once more, after the stop
     # Every sandbox went with it: the ports are free again.
     axis_url = yaml.safe_load(config.read_text())["endpoints"]["axis-syt"]["url"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", int(axis_url.rsplit(":", 1)[1])))
+
+
+# --- the status traffic: refusals, the whole life, a recall, a revocation -----------
+
+
+def test_the_unsigned_document_brings_its_sender_a_02_with_the_reason(one_cycle) -> None:
+    summary, state = one_cycle
+    [(sender, code, document, reason)] = [s for s in state["statuses"] if s[1] == "02"]
+    assert sender == SGD and "1187/UBND-VX" in document
+    assert reason.startswith("Từ chối tiếp nhận văn bản điện tử: văn bản chưa được ký số")
+    [(refused, to, said)] = summary.refusals
+    assert (refused, to, said) == (document, UBND, reason)
+    # Signed with the refusing endpoint's own key, as everything it sends.
+    from lienthong.plugins.document_axis.signature import verify
+    from lienthong.plugins.document_axis.trust import Trust
+
+    [body] = state["refusals"]
+    info = verify(body, trust=Trust([state["pki"].ca.root.certificate]))
+    assert info.subject == "CN=Văn thư điện tử,O=Sở Giáo dục và Đào tạo,L=Đắk Lắk,C=VN"
+    assert f"  02 to {UBND} for {document}: Từ chối tiếp nhận" in state["text"]
+
+
+def test_the_summary_prints_the_status_traffic_the_axis_carried(three_cycles) -> None:
+    summary, statuses, _ = three_cycles
+    ours = {SYT, SGD}
+    sent = Counter(code for sender, code, _, _ in statuses if sender in ours)
+    assert summary.statuses_out == dict(sent)
+    assert set(sent) == {"01", "02", "03", "04", "05", "06", "15"}
+    # Finance answered our reports with the whole life; UBND tỉnh asked a recall.
+    received = Counter((code, sender) for code, sender, _ in summary.statuses_in)
+    on_axis = Counter((code, sender) for sender, code, _, _ in statuses if sender not in ours)
+    assert received == on_axis
+    assert {code for code, sender in received if sender == STC} == {"01", "03", "04", "05", "06"}
+    text = "\n".join(summary.lines())
+    total = sum(sent.values())
+    assert f"== statuses our agencies sent: {total} (" in text
+    assert "15 ×1" in text and "06 ×" in text
+    assert f"  13 from {UBND}: {UBND}," in text
+
+
+def test_the_recall_is_agreed_and_the_revocation_reaches_the_dms(three_cycles) -> None:
+    summary, statuses, run = three_cycles
+    [(_, _, recalled, _)] = [s for s in statuses if s[1] == "13"]
+    assert "1201/UBND-VX" in recalled
+    [(agreed_by, _, answered, _)] = [s for s in statuses if s[1] == "15"]
+    assert (agreed_by, answered) == (SYT, recalled)
+    [(business, revocation, concerns)] = summary.business
+    assert business == "revoke" and "1205/UBND-VX" in revocation and concerns == recalled
+    dms = run.var_dir / "dms" / "syt"
+    [revoke_file] = list(dms.glob("revoke-*.xml"))
+    assert b"1201/UBND-VX" in revoke_file.read_bytes()
+    assert len(list(dms.glob("status-13-*.xml"))) == 1
+    assert f"  revoke {revocation}: of {recalled}" in "\n".join(summary.lines())

@@ -80,9 +80,9 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
                 finally:
                     conn.unbind_s()
 
-            agencies = "ou=agencies,dc=tinh,dc=gov,dc=vn"
+            agencies = "ou=agencies,dc=daklak,dc=gov,dc=vn"
             # The workers' schedulers reconcile the axis agency list into the directory.
-            wait_for("the agency sync", lambda: len(entries(agencies)) == 5, logs)
+            wait_for("the agency sync", lambda: len(entries(agencies)) == 6, logs)
             world.seed()  # documents, vouchers and a staff list arrive
             mail = world.sandboxes.mail
             assert mail is not None
@@ -92,7 +92,7 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
             def finance_inbox() -> list[dict[str, str]]:
                 return axis.snapshot()["inbox"].get(STC, [])
 
-            wait_for("3 mails", lambda: len(mail.mails) >= 3, logs)
+            wait_for("5 mails", lambda: len(mail.mails) >= 5, logs)
             wait_for(
                 "2 estimates",
                 lambda: sum(len(s.estimates()) for s in set(accounting.values())) >= 2,
@@ -106,7 +106,7 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
                 lambda: sum(len(list(d.glob("status-*.xml"))) for d in dms if d.exists()) == 4,
                 logs,
             )
-            people = "ou=syt,ou=people,dc=tinh,dc=gov,dc=vn"
+            people = "ou=syt,ou=people,dc=daklak,dc=gov,dc=vn"
             wait_for("the staff sync", lambda: b"lthoa" in str(entries(people)).encode(), logs)
             time.sleep(1.5)  # let any duplicate a race would make show up
             snapshot = axis.snapshot()
@@ -119,20 +119,22 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
         summary = world.summary(Store(make_engine(pg_url)))
 
     # Effects once, whichever worker did the work.
-    assert len(mails) == 3, [m["Subject"] for m in mails]
-    assert len({m["Message-ID"] for m in mails}) == 3
+    assert len(mails) == 5, [m["Subject"] for m in mails]
+    assert len({m["Message-ID"] for m in mails}) == 5
     estimates = [e for s in set(accounting.values()) for e in s.estimates()]
     assert sorted((e["agencyCode"], e["amount"]) for e in estimates) == [
         (SYT, "1250000000"),
         (SGD, "2500000000"),
     ]
     statuses = [s for s, kind in snapshot["sent"].values() if kind == "status"]
-    assert sorted(statuses).count(SYT) + sorted(statuses).count(SGD) == 3
+    # A status 01 for each of the 5 documents taken in, and one 02 for the unsigned one.
+    assert sorted(statuses).count(SYT) + sorted(statuses).count(SGD) == 6
     assert len(snapshot["inbox"][STC]) == 2
 
     # The summary, read from PostgreSQL, says the same.
-    assert summary.statuses_sent == 3
-    assert len(summary.mails) == 3
+    assert summary.statuses_sent == 5
+    assert summary.statuses_out == {"01": 5, "02": 1}
+    assert len(summary.mails) == 5
     assert sorted(s for _, s in summary.estimates) == ["delivered", "delivered"]
     assert sorted(r.vouchers for r in summary.reports) == [1, 2]
     assert all(sorted(r.statuses) == [f"01 from {STC}", f"03 from {STC}"] for r in summary.reports)
