@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from .adapter import Adapter, Change
 from .errors import ConfigError, LienthongError
+from .holders import Holder
 from .lease import Lease, LeaseHeld, default_holder
 from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
 from .sync import GuardRefused, Report, differences, load_report, recent_runs, run
@@ -109,12 +110,15 @@ def jobs_command(obj: SyncContext, as_json: bool) -> None:
         return
     table = Table("job", "does", "schedule", "last run", "outcome", "by", "next run")
     for o in overview:
+        outcome = o.last_outcome or "never run"
+        if o.last_outcome == "killed" and o.last_detail:
+            outcome = o.last_detail  # who died, who noticed, when
         table.add_row(
             o.name,
             o.what,
             o.schedule,
             _when(o.last_started),
-            o.last_outcome or "never run",
+            outcome,
             o.last_holder or "-",
             _when(o.next_run),
         )
@@ -226,6 +230,34 @@ def sync_run_command(
     assert spec.sync is not None
     holder = default_holder()
     engine = _engine(obj)
+    # A live holder with a heartbeat: if this process is killed, its run is marked
+    # killed and its lease freed as soon as a worker notices (lienthong.holders).
+    alive = Holder(engine, holder)
+    alive.start()
+    try:
+        report = _run_under_lease(engine, spec, holder, obj, dry_run, since, force, wait_s)
+    finally:
+        alive.stop()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_report(report, limit=20)
+    sys.exit(_OUTCOME_EXIT.get(report.outcome, EXIT_ITEMS_FAILED))
+
+
+def _run_under_lease(
+    engine: Engine,
+    spec: JobSpec,
+    holder: str,
+    obj: SyncContext,
+    dry_run: bool,
+    since: str | None,
+    force: bool,
+    wait_s: float,
+) -> Report:
+    """Take the job's lease (or wait for it), record the run in ``job_runs``, run the sync."""
+    assert spec.sync is not None
+    job = spec.name
     lease = Lease(engine, job_lease_name(job), holder, spec.lease_ttl_s)
     if not lease.acquire():
         if wait_s <= 0:
@@ -264,11 +296,7 @@ def sync_run_command(
             finish_run(engine, run_id, report.outcome, f"sync run {report.run_id}")
     except LeaseHeld as exc:
         _fail(str(exc), EXIT_LEASE_HELD)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
-    else:
-        _print_report(report, limit=20)
-    sys.exit(_OUTCOME_EXIT.get(report.outcome, EXIT_ITEMS_FAILED))
+    return report
 
 
 @sync_group.command("report")
@@ -305,6 +333,8 @@ def sync_runs_command(obj: SyncContext, job: str | None, limit: int) -> None:
             f"{r.run_id:>6}  {_when(r.started_at)}  {r.job}  {kind}  {r.outcome}  "
             f"{_counts(r.counts)}"
         )
+        if r.outcome == "killed" and r.message:
+            click.echo(f"        {r.message}")
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -328,8 +358,10 @@ def _print_report(report: Report, limit: int | None) -> None:
     click.echo(f"  {_counts(report.counts)}")
     click.echo(f"  cursor {report.cursor_before or '-'} -> {report.cursor_after or '-'}")
     outcome = report.outcome
-    if outcome == "running" and report.finished_at is None:
-        outcome = "running, or killed before it ended (re-run the job: it converges)"
+    if outcome == "running":
+        outcome = "running (if its process dies, the run is marked killed once a worker notices)"
+    elif outcome == "killed":
+        outcome = "killed before it ended; the cursor was not moved (re-run the job: it converges)"
     click.echo(f"  outcome: {outcome}")
     if report.message:
         click.echo(f"  {report.message}")
