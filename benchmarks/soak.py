@@ -307,7 +307,7 @@ def check(
 def _delete_queues(amqp_url: str, endpoints: list[str]) -> None:
     from kombu import Connection
 
-    from lienthong.transport import queue_for
+    from lienthong.relay import queue_for
 
     try:
         with Connection(amqp_url, connect_timeout=5) as conn:
