@@ -303,6 +303,9 @@ class _BoundedServer(ThreadingHTTPServer):
     """A threading HTTP server that serves at most ``MAX_CONNECTIONS`` at once."""
 
     daemon_threads = True
+    # A queue long enough that a burst of connections is accepted (and the ones over
+    # the limit closed) at once, rather than left to the clients' slow SYN retries.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
