@@ -174,10 +174,14 @@ def run(state: State, once: bool, metrics_port: int | None) -> None:
         total = bus.run(once=once)
     finally:
         bus.close()
+    repeats = (
+        f"; {total.repeats} repeat(s) (offered again, already accepted: not stored twice)"
+        if total.repeats
+        else ""
+    )
     click.echo(
         f"received {total.received}, delivered {total.delivered}, "
-        f"retried {total.retried}, dead-lettered {total.dead}; "
-        f"{total.repeats} repeat(s) (offered again, already accepted: not stored twice)"
+        f"retried {total.retried}, dead-lettered {total.dead}{repeats}"
     )
 
 
