@@ -48,7 +48,16 @@ from .metrics import Metrics, MetricsServer
 from .relay import Relay
 from .router import Router
 from .scheduler import PollReport, Scheduler
-from .store import Cursors, Delivery, Intake, Outcome, Store, make_engine, utcnow
+from .store import (
+    Cursors,
+    Delivery,
+    Intake,
+    Outcome,
+    Store,
+    make_engine,
+    store_error,
+    utcnow,
+)
 from .sync import Report, SyncSpec
 from .threads import DaemonPool
 
@@ -265,8 +274,8 @@ class Bus:
         try:
             # Before anything is claimed: what dead predecessors held is released now.
             self.holder.start()
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise StoreUnavailable(f"the store is not reachable: {exc}") from exc
+        except sqlalchemy.exc.OperationalError as exc:
+            raise StoreUnavailable(store_error(self.store.engine, "is not reachable", exc)) from exc
         self._registered = True
         for name in self.adapters:
             self._start_endpoint(name, first=True)
@@ -906,13 +915,16 @@ class Bus:
         deadline = time.monotonic() + self.config.bus.poll_interval
         while not self._stop.is_set() and time.monotonic() < deadline:
             waiting = bool(self._queued)
-            if not self.relay.drain(timeout=0.01 if waiting else 0.2):
+            # With entries in hand, take only those already here: a batch is what came
+            # in together, and nothing waits for a gap in a steady stream.
+            if not self.relay.drain(timeout=0.001 if waiting else 0.2):
                 if not waiting:
                     break  # the queues are idle: go back to polling the sources
                 self._flush_queued(result)
             elif len(self._queued) >= self.config.bus.batch_size:
                 self._flush_queued(result)
         self._flush_queued(result)
+        result.add(self._take_counts())  # accepted by the polls meanwhile
         result.polling = self._polling()
         return result
 
