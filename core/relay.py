@@ -112,6 +112,8 @@ class Relay:
         self._lock = threading.Lock()
         self.connection = _connection(url)  # the consumer's
         self._consumer: Consumer | None = None
+        # Bumped at each reset: an entry of an older connection is acked by nobody.
+        self._generation = 0
 
     # --- publishing: any thread, each on its own connection ---
 
@@ -165,7 +167,10 @@ class Relay:
         """Start consuming: ``handler(key, ack)`` is called for each entry, and acks it itself.
 
         An ack on a lost connection raises ``TransientError``: the entry returns to
-        the queue, and whoever gets it again finds its delivery done.
+        the queue, and whoever gets it again finds its delivery done. The ack of an
+        entry whose connection was reset since does nothing: the broker put the
+        entry back when that connection closed (and closing one may still hand
+        over entries it had in flight).
         """
         try:
             self.connection.ensure_connection(max_retries=3)
@@ -175,8 +180,12 @@ class Relay:
         for endpoint in self.endpoints:
             queue_for(endpoint)(channel).declare()
 
+        generation = self._generation
+
         def on_entry(body: Any, message: Message) -> None:
             def ack() -> None:
+                if generation != self._generation:
+                    return
                 try:
                     message.ack()
                 except LOST as exc:
@@ -207,6 +216,7 @@ class Relay:
 
     def reset(self) -> None:
         """Drop the consumer's connection; unacked entries return to the queue."""
+        self._generation += 1
         self._consumer = None
         try:
             self.connection.close()
