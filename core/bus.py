@@ -383,16 +383,6 @@ class Bus:
 
     def close(self) -> None:
         """Stop everything; calls still hanging in a source are left behind, not waited for."""
-        with self._lock:
-            claimed, self._claimed = self._claimed, []
-        if claimed:
-            # Accepted here but not sent yet: give them back now, not when the claim runs out.
-            self.store.release([d.key for d in claimed])
-        self._closing.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join(timeout=10)
-            self._checkpointer = None
-        self._closing.clear()
         if self.scheduler:
             self.scheduler.shutdown()
             self.scheduler = None
@@ -406,6 +396,16 @@ class Bus:
                 )
             self._abandoned |= left
             self._pool = None
+        with self._lock:
+            claimed, self._claimed = self._claimed, []
+        if claimed:
+            # Accepted here but not sent yet: give them back now, not when the claim runs out.
+            self.store.release([d.key for d in claimed])
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+            self._checkpointer = None
+        self._closing.clear()
         for name, adapter in self.adapters.items():
             if name in self._abandoned:
                 continue  # a call is still hanging in it: stopping would wait for that call
