@@ -2,9 +2,10 @@
 
 The store is the durable record; a queue entry only carries a delivery's key,
 so a worker knows what to claim next. Entries are persistent, published with
-confirms to durable queues (one per target endpoint), consumed with a bounded
-prefetch and acked only after the store recorded the outcome. A duplicate
-entry finds its delivery already claimed or done and is acked without effect.
+confirms (awaited once per batch) to durable queues (one per target endpoint),
+consumed with a bounded prefetch and acked only after the store recorded the
+outcome. A duplicate entry finds its delivery already claimed or done and is
+acked without effect.
 
 Threads: kombu/py-amqp connections are not thread-safe, so no connection is
 shared. Every thread that publishes (the worker loop, the pollers, scheduled
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -51,8 +53,12 @@ def queue_for(endpoint: str) -> Queue:
     return Queue(f"lienthong.deliver.{endpoint}", EXCHANGE, routing_key=endpoint, durable=True)
 
 
+#: Seconds a batch of keys may wait for the broker's confirms before it counts as lost.
+CONFIRM_TIMEOUT = 30.0
+
+
 def _connection(url: str) -> Connection:
-    return Connection(url, transport_options={"confirm_publish": True}, connect_timeout=10)
+    return Connection(url, connect_timeout=10)
 
 
 def _unreachable(connection: Connection, exc: BaseException) -> TransientError:
@@ -63,24 +69,51 @@ def _unreachable(connection: Connection, exc: BaseException) -> TransientError:
 
 
 class _Publisher:
-    """One thread's connection and producer; used by that thread alone."""
+    """One thread's connection and producer; used by that thread alone.
+
+    Publisher confirms per batch: the keys of a batch are all published, then
+    the broker's confirms awaited together (one round trip, not one per key).
+    A batch returns only when the broker has every key on disk.
+    """
 
     def __init__(self, url: str, endpoints: Sequence[str]) -> None:
         self.url = url
         self.endpoints = endpoints
         self.connection = _connection(url)
         self.producer: Producer | None = None
+        self._published = 0  # delivery tags given on this channel (the broker counts the same)
+        self._unconfirmed: set[int] = set()
+        self._refused = False
+
+    def _open(self, retries: int) -> Producer:
+        try:
+            self.connection.ensure_connection(max_retries=retries, interval_start=0)
+        except LOST as exc:
+            raise _unreachable(self.connection, exc) from exc
+        channel = self.connection.channel()
+        for endpoint in self.endpoints:
+            queue_for(endpoint)(channel).declare()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._confirmed)
+        channel.events["basic_nack"].add(self._nacked)
+        self._published = 0
+        self._unconfirmed.clear()
+        return Producer(channel, exchange=EXCHANGE)
+
+    def _confirmed(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {t for t in self._unconfirmed if t > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _nacked(self, delivery_tag: int, multiple: bool) -> None:
+        self._refused = True
+        self._confirmed(delivery_tag, multiple)
 
     def publish(self, items: Sequence[tuple[str, str]], *, retries: int) -> None:
         if self.producer is None:
-            try:
-                self.connection.ensure_connection(max_retries=retries, interval_start=0)
-            except LOST as exc:
-                raise _unreachable(self.connection, exc) from exc
-            channel = self.connection.channel()
-            for endpoint in self.endpoints:
-                queue_for(endpoint)(channel).declare()
-            self.producer = Producer(channel, exchange=EXCHANGE)
+            self.producer = self._open(retries)
+        self._refused = False
         for key, endpoint in items:
             self.producer.publish(
                 key,
@@ -89,6 +122,19 @@ class _Publisher:
                 delivery_mode=2,
                 declare=[queue_for(endpoint)] if endpoint not in self.endpoints else None,
             )
+            self._published += 1
+            self._unconfirmed.add(self._published)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while self._unconfirmed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransientError(
+                    f"RabbitMQ confirmed {len(items) - len(self._unconfirmed)} of {len(items)} "
+                    f"keys in {CONFIRM_TIMEOUT:g} s. Hint: check its disk and memory alarms"
+                )
+            self.connection.drain_events(timeout=left)
+        if self._refused:
+            raise TransientError("RabbitMQ refused (nacked) some keys; they are published again")
 
     def reset(self) -> None:
         """Drop the connection; the next publish opens a new one."""
@@ -137,7 +183,7 @@ class Relay:
         try:
             publisher.publish(items, retries=1)
             return
-        except (*LOST, TransientError) as exc:
+        except (*LOST, TransientError, TimeoutError) as exc:
             publisher.reset()
             log.warning(
                 "publishing %d delivery key(s) to RabbitMQ failed (%s); publishing them again "
@@ -147,9 +193,12 @@ class Relay:
             )
         try:
             publisher.publish(items, retries=1)
-        except LOST as exc:
+        except (*LOST, TimeoutError) as exc:
             publisher.reset()
             raise TransientError(f"publishing to RabbitMQ failed again: {exc}") from exc
+        except TransientError:
+            publisher.reset()
+            raise
 
     def republish(self, store: Store, *, stale_after: timedelta, limit: int = 1000) -> int:
         """Publish due deliveries no live queue entry covers; returns how many."""
