@@ -586,7 +586,7 @@ class Bus:
     def _poll_one(self, name: str) -> int:
         """Poll one endpoint unless its circuit is open; errors open its circuit, not ours."""
         adapter = self.adapters[name]
-        if name in self.not_started():
+        if name in self._not_started:
             return 0
         with self.gates[name]:
             if not self.breakers[name].allow():
@@ -717,8 +717,7 @@ class Bus:
         if refusal:
             # A rule added after the message was accepted: checked again at every send.
             return Outcome(delivery, "rejected", refusal, stage="access")
-        not_started = self.not_started()
-        if name in not_started:
+        if name in self._not_started:  # a read: the lock guards the changes
             wait = max(self.breakers[name].retry_in(), _BUSY_WAIT_S)
             return Outcome(delivery, "deferred", retry_at=utcnow() + timedelta(seconds=wait))
         gate = self.gates[name]

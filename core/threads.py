@@ -6,17 +6,51 @@ The threads are daemons and :meth:`DaemonPool.shutdown` waits only so long: a
 call that hangs (a service that never answers) cannot keep the process from
 stopping. Whatever such a call had not yet stored is offered again by its
 source, so nothing is lost by leaving it behind.
+
+A task goes to the thread that became idle last: a steady poll keeps running on
+the same thread, which keeps what it prepared per thread (compiled mappings)
+warm, instead of making every thread of the pool prepare it too.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
+
+Task = tuple[str, Callable[[], object]]
+
+
+class _Worker:
+    """One daemon thread and the task handed to it."""
+
+    def __init__(self, pool: DaemonPool, name: str) -> None:
+        self.pool = pool
+        self.task: Task | None = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            self.ready.wait()
+            self.ready.clear()
+            task = self.task
+            if task is None:
+                return  # shut down
+            while task is not None:
+                key, run = task
+                try:
+                    run()
+                except Exception:  # a task reports its own errors; this keeps the thread alive
+                    log.exception("%s: task %s failed", self.pool.name, key)
+                task = self.pool._done(self, key)
+            if self.pool._stopping:
+                return
 
 
 class DaemonPool:
@@ -26,29 +60,42 @@ class DaemonPool:
         if threads < 1:
             raise ValueError(f"a pool needs at least one thread, got {threads}")
         self.name = name
-        self._tasks: queue.SimpleQueue[tuple[str, Callable[[], object]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._size = threads
         self._busy: set[str] = set()
         self._changed = threading.Condition()
-        self._size = threads
-        self._threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []  # the one idle last at the end
+        self._backlog: deque[Task] = deque()
+        self._stopping = False
 
     def submit(self, key: str, task: Callable[[], object]) -> bool:
         """Queue ``task`` unless a task of ``key`` is queued or running; True if queued."""
         with self._changed:
-            if key in self._busy:
+            if key in self._busy or self._stopping:
                 return False
             self._busy.add(key)
-            if not self._threads:  # started on first use: an unused pool costs nothing
-                self._threads = [
-                    threading.Thread(target=self._work, name=f"{self.name}-{n}", daemon=True)
-                    for n in range(self._size)
-                ]
-                for thread in self._threads:
-                    thread.start()
-        self._tasks.put((key, task))
+            if not self._workers:  # started on first use: an unused pool costs nothing
+                self._workers = [_Worker(self, f"{self.name}-{n}") for n in range(self._size)]
+                self._idle = list(reversed(self._workers))
+            if not self._idle:
+                self._backlog.append((key, task))
+                return True
+            worker = self._idle.pop()
+            worker.task = (key, task)
+        worker.ready.set()
         return True
+
+    def _done(self, worker: _Worker, key: str) -> Task | None:
+        """A worker finished ``key``: its next task from the backlog, or None (now idle)."""
+        with self._changed:
+            self._busy.discard(key)
+            self._changed.notify_all()
+            if self._backlog and not self._stopping:
+                return self._backlog.popleft()
+            worker.task = None
+            if not self._stopping:
+                self._idle.append(worker)
+            return None
 
     def busy(self, keys: Iterable[str] | None = None) -> set[str]:
         """The keys (of ``keys``, or all) with a task queued or running."""
@@ -70,25 +117,21 @@ class DaemonPool:
     def shutdown(self, timeout: float) -> set[str]:
         """Stop taking tasks; wait up to ``timeout`` s for running ones; returns those left."""
         with self._changed:
-            threads = list(self._threads)
-        for _ in threads:
-            self._tasks.put(None)
+            self._stopping = True
+            for key, _ in self._backlog:
+                self._busy.discard(key)
+            self._backlog.clear()
+            idle, self._idle = self._idle, []
+            workers = list(self._workers)
+        for worker in idle:
+            worker.ready.set()  # with no task: the thread ends
         deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._changed:
+            while self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+        for worker in workers:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
         return self.busy()
-
-    def _work(self) -> None:
-        while True:
-            item = self._tasks.get()
-            if item is None:
-                return
-            key, task = item
-            try:
-                task()
-            except Exception:  # a task reports its own errors; this keeps the thread alive
-                log.exception("%s: task %s failed", self.name, key)
-            finally:
-                with self._changed:
-                    self._busy.discard(key)
-                    self._changed.notify_all()
