@@ -71,6 +71,11 @@ class CircuitBreaker:
                 return True
             return False
 
+    def cancel_trial(self) -> None:
+        """The call allowed in half-open did not happen after all: let another caller try."""
+        with self._lock:
+            self._trial_out = False
+
     def record_success(self) -> None:
         """A call succeeded: close the breaker and forget past failures."""
         self.record(ok=True)

@@ -594,7 +594,8 @@ class Bus:
             try:
                 handed = adapter.receive(self)
             except StoreUnavailable:
-                raise  # the bus's own store, not this endpoint: the run loop waits for it
+                self.breakers[name].cancel_trial()  # not this endpoint's failure, nor a success
+                raise  # the bus's own store: the run loop waits for it
             except TransientError as exc:
                 log.warning("endpoint %s could not be polled: %s", name, exc)
                 self._breaker_result(name, ok=False)
