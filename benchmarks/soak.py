@@ -2,10 +2,13 @@
 
 Each one-stop-shop application dropped in a folder goes two ways: mapped to a
 receipt into an output folder, and mapped to a PostVoucher posted to the
-SANDBOX accounting SOAP service (WS-Security on). Files are dropped in waves so
-the inbox holds a bounded backlog, as a real producer would. At the end the run
-checks that every message is at both targets exactly once (a file per input,
-a voucher per delivery key, no voucher twice), that nothing is pending, and
+SANDBOX accounting SOAP service (WS-Security on). One file in four goes to a
+second folder that a scheduled job polls every second instead of the worker
+loop, so scheduled polls publish beside the loop's consuming all along. Files
+are dropped in waves so the inboxes hold a bounded backlog, as a real producer
+would. At the end the run checks that every message is at both targets exactly
+once (a file per input, a voucher per delivery key, no voucher twice), that
+nothing is pending, that every tick of the job ran once and none failed, and
 that each worker's memory stayed flat (median RSS of the last quarter of the
 run against the first quarter). It prints throughput, accept-to-delivery
 latency (p50/p99, from the store's messages.accepted_at and
@@ -47,6 +50,7 @@ PG_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql+psycopg://postgres@127.
 AMQP_URL = os.environ.get("LIENTHONG_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 USER, PASSWORD = "ketoan-soak", "soak-sandbox-password"
 BACKLOG = 2000  # input files waiting at most; the producer drops more as they are taken
+POLLED_EVERY = 4  # one file in four goes to the folder the scheduled job polls
 SAMPLE_SECONDS = 2.0
 WARMUP_SECONDS = 10.0  # RSS is sampled after the workers' start-up (imports, first batches)
 
@@ -76,7 +80,8 @@ class Report:
     def lines(self) -> list[str]:
         out = [
             f"messages: {self.messages} (each to a folder and to the SOAP sandbox: "
-            f"{2 * self.messages} deliveries), 2 workers, RabbitMQ + PostgreSQL",
+            f"{2 * self.messages} deliveries; one in {POLLED_EVERY} taken by a scheduled "
+            "poll), 2 workers, RabbitMQ + PostgreSQL",
             f"time: {self.seconds:.1f} s; throughput: {self.throughput:.0f} msg/s "
             f"({2 * self.throughput:.0f} deliveries/s)",
             f"latency accept->delivery: p50 {self.p50_ms:.0f} ms, p99 {self.p99_ms:.0f} ms",
@@ -120,6 +125,12 @@ def write_config(root: Path, store: str, broker: str, out: str, acct: str, wsdl:
         },
         "endpoints": {
             "in": {"adapter": "folder", "path": "in", "kind": "onestop.application", "batch": 200},
+            "in-job": {
+                "adapter": "folder",
+                "path": "in-job",
+                "kind": "onestop.application",
+                "batch": 200,
+            },
             out: {"adapter": "folder", "path": "out", "direction": "out", "filename": "{filename}"},
             acct: {
                 "adapter": "accounting_soap",
@@ -134,7 +145,7 @@ def write_config(root: Path, store: str, broker: str, out: str, acct: str, wsdl:
         "routes": [
             {
                 "name": "receipts-and-fees",
-                "from": "in",
+                "from": ["in", "in-job"],
                 "to": [
                     {
                         "endpoint": out,
@@ -145,6 +156,7 @@ def write_config(root: Path, store: str, broker: str, out: str, acct: str, wsdl:
                 ],
             }
         ],
+        "jobs": {"poll-in-job": {"interval": 1, "poll": "in-job"}},
     }
     path = root / "lienthong.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -155,17 +167,23 @@ def body(n: int) -> bytes:
     return APPLICATION.replace(b"HS-2026-000123", f"HS-{n:07d}".encode())
 
 
-def drop(inbox: Path, start: int, stop: int) -> None:
+def drop(inboxes: tuple[Path, Path], start: int, stop: int) -> None:
+    """Drop applications start..stop-1: one in POLLED_EVERY to the job's folder."""
+    loop, polled = inboxes
     for n in range(start, stop):
+        inbox = polled if n % POLLED_EVERY == 0 else loop
         name = f"application-{n:07d}.xml"
         temporary = inbox / f".{name}.tmp"
         temporary.write_bytes(body(n))
         temporary.replace(inbox / name)
 
 
-def waiting(inbox: Path) -> int:
-    with os.scandir(inbox) as entries:
-        return sum(1 for e in entries if e.name.endswith(".xml") and e.is_file())
+def waiting(inboxes: tuple[Path, Path]) -> int:
+    count = 0
+    for inbox in inboxes:
+        with os.scandir(inbox) as entries:
+            count += sum(1 for e in entries if e.name.endswith(".xml") and e.is_file())
+    return count
 
 
 def run(
@@ -191,8 +209,9 @@ def run(
     env = {**os.environ, "SOAK_SOAP_PASSWORD": PASSWORD}
     try:
         config = write_config(root, store, amqp_url, out, acct, sandbox.wsdl_url)
-        inbox, outbox = root / "in", root / "out"
-        inbox.mkdir()
+        inboxes, outbox = (root / "in", root / "in-job"), root / "out"
+        for inbox in inboxes:
+            inbox.mkdir()
         cli = [LIENTHONG, "--config", str(config)]
         subprocess.run([*cli, "db", "upgrade"], check=True, env=env, capture_output=True)
         for n in range(2):
@@ -211,10 +230,10 @@ def run(
         dropped, last_sample, delivered = 0, 0.0, 0
         while time.monotonic() - started < timeout:
             if dropped < messages:
-                room = BACKLOG - waiting(inbox)
+                room = BACKLOG - waiting(inboxes)
                 if room > BACKLOG // 4:
                     stop = min(messages, dropped + room)
-                    drop(inbox, dropped, stop)
+                    drop(inboxes, dropped, stop)
                     dropped = stop
             now = time.monotonic()
             if now - last_sample >= SAMPLE_SECONDS:
@@ -257,10 +276,18 @@ def run(
 def check(
     report: Report, engine: sa.Engine, outbox: Path, acct: str, sandbox: AccountingSandbox
 ) -> None:
-    """Every message at both targets once, nothing pending or dead, memory flat."""
+    """Every message at both targets once, nothing pending or dead, ticks once, memory flat."""
     n = report.messages
     with engine.connect() as conn:
         count = conn.execute(sa.text("SELECT count(*) FROM messages")).scalar_one()
+        polled = conn.execute(
+            sa.text("SELECT count(*) FROM messages WHERE source = 'in-job'")
+        ).scalar_one()
+        ticks = conn.execute(
+            sa.text(
+                "SELECT outcome, count(*), count(DISTINCT scheduled_for) FROM job_runs GROUP BY 1"
+            )
+        ).all()
         states = dict(
             conn.execute(sa.text("SELECT state, count(*) FROM deliveries GROUP BY state")).all()
         )
@@ -282,6 +309,11 @@ def check(
     report.p50_ms, report.p99_ms = float(p50 or 0) * 1000, float(p99 or 0) * 1000
     if count != n:
         report.problems.append(f"{count} messages stored for {n} inputs")
+    if polled != len(range(0, n, POLLED_EVERY)):
+        report.problems.append(f"{polled} messages from the scheduled poll, expected every 4th")
+    outcomes = {outcome: runs for outcome, runs, _ in ticks}
+    if set(outcomes) - {"ok"} or any(runs != distinct for _, runs, distinct in ticks):
+        report.problems.append(f"scheduled poll runs by outcome: {outcomes} (each tick once, ok)")
     if states.get("delivered", 0) != 2 * n or set(states) - {"delivered"}:
         report.problems.append(f"deliveries by state: {states} (expected {2 * n} delivered)")
     files = {p.name for p in outbox.iterdir() if p.suffix == ".xml"}
@@ -307,7 +339,7 @@ def check(
 def _delete_queues(amqp_url: str, endpoints: list[str]) -> None:
     from kombu import Connection
 
-    from lienthong.transport import queue_for
+    from lienthong.relay import queue_for
 
     try:
         with Connection(amqp_url, connect_timeout=5) as conn:

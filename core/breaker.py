@@ -39,6 +39,8 @@ class CircuitBreaker:
         self.clock = clock
         self.failures = 0
         self.opened_at: float | None = None
+        self.note = ""  # why it was opened by hand (trip), shown by describe()
+        self._open_for: float | None = None  # a trip's own wait, instead of reset_after_s
         self._trial_out = False
         self._lock = threading.Lock()
 
@@ -51,9 +53,12 @@ class CircuitBreaker:
     def _state(self) -> BreakerState:
         if self.opened_at is None:
             return BreakerState.CLOSED
-        if self.clock() - self.opened_at >= self.reset_after_s:
+        if self.clock() - self.opened_at >= self._wait():
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
+
+    def _wait(self) -> float:
+        return self.reset_after_s if self._open_for is None else self._open_for
 
     def allow(self) -> bool:
         """Whether to call the endpoint now; in half-open, only one caller gets a yes."""
@@ -66,27 +71,57 @@ class CircuitBreaker:
                 return True
             return False
 
+    def cancel_trial(self) -> None:
+        """The call allowed in half-open did not happen after all: let another caller try."""
+        with self._lock:
+            self._trial_out = False
+
     def record_success(self) -> None:
         """A call succeeded: close the breaker and forget past failures."""
-        with self._lock:
-            self.failures = 0
-            self.opened_at = None
-            self._trial_out = False
+        self.record(ok=True)
 
     def record_failure(self) -> None:
         """A call failed: open at the threshold, or re-open after a failed trial."""
+        self.record(ok=False)
+
+    def record(self, *, ok: bool) -> tuple[BreakerState, BreakerState]:
+        """Record a call's outcome; returns the state before and after, taken together.
+
+        Together, so that of several threads recording at once exactly one sees
+        a given change (and logs it).
+        """
         with self._lock:
-            self.failures += 1
-            if self.opened_at is not None or self.failures >= self.failure_threshold:
-                self.opened_at = self.clock()
+            before = self._state()
+            self._open_for = None
+            if ok:
+                self.failures = 0
+                self.opened_at = None
+                self.note = ""
+            else:
+                self.failures += 1
+                if self.opened_at is not None or self.failures >= self.failure_threshold:
+                    self.opened_at = self.clock()
             self._trial_out = False
+            return before, self._state()
+
+    def trip(self, note: str, retry_in: float) -> tuple[BreakerState, BreakerState]:
+        """Open now for ``retry_in`` seconds, whatever the count (an endpoint that did not
+        even start); ``note`` says why."""
+        with self._lock:
+            before = self._state()
+            self.failures = max(self.failures + 1, self.failure_threshold)
+            self.opened_at = self.clock()
+            self._open_for = retry_in
+            self.note = note
+            self._trial_out = False
+            return before, self._state()
 
     def retry_in(self) -> float:
         """Seconds until a trial call is allowed (0 when calls may go now)."""
         with self._lock:
             if self.opened_at is None:
                 return 0.0
-            return max(0.0, self.opened_at + self.reset_after_s - self.clock())
+            return max(0.0, self.opened_at + self._wait() - self.clock())
 
     def describe(self) -> str:
         """One line for ``lienthong status``."""
@@ -95,8 +130,9 @@ class CircuitBreaker:
             if state is BreakerState.CLOSED:
                 suffix = f", {self.failures} recent failure(s)" if self.failures else ""
                 return f"closed{suffix}"
+            why = self.note or f"after {self.failures} failures"
             if state is BreakerState.HALF_OPEN:
-                return f"half-open after {self.failures} failures: trying one call"
+                return f"half-open {why}: trying one call"
             assert self.opened_at is not None
-            wait = self.opened_at + self.reset_after_s - self.clock()
-            return f"open after {self.failures} failures: next try in {wait:.0f} s"
+            wait = self.opened_at + self._wait() - self.clock()
+            return f"open {why}: next try in {wait:.0f} s"

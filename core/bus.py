@@ -12,6 +12,7 @@ exponential back-off and jitter, or dead-lettered.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any
 import sqlalchemy.exc
 
 from . import audit, sync
-from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Services
+from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Change, Services, SyncBatch
 from .breaker import CircuitBreaker
 from .config import Config, RetryPolicy
 from .errors import (
@@ -39,16 +40,27 @@ from .errors import (
     StoreUnavailable,
     TransientError,
 )
+from .holders import Holder
 from .host import PluginHost
 from .mapping import MappingLibrary
 from .message import Message
 from .metrics import Metrics, MetricsServer
+from .relay import Relay
 from .router import Router
-from .scheduler import Scheduler
-from .store import Cursors, Delivery, Intake, Outcome, Store, make_engine, utcnow
+from .scheduler import PollReport, Scheduler
+from .store import (
+    Cursors,
+    Delivery,
+    Intake,
+    Outcome,
+    Store,
+    make_engine,
+    store_error,
+    utcnow,
+)
 from .store import audit as audit_table
 from .sync import Report, SyncSpec
-from .transport import AmqpTransport
+from .threads import DaemonPool
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,9 @@ def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = N
 
 #: Acceptance times kept for the lag metric at most; more means they were lost.
 _LAG_TRACKED = 100_000
+
+#: How long a deferred delivery waits when its endpoint is busy in another thread.
+_BUSY_WAIT_S = 0.2
 
 
 def _fields(delivery: Delivery) -> dict[str, str]:
@@ -77,20 +92,78 @@ def _fields(delivery: Delivery) -> dict[str, str]:
 
 @dataclass
 class CycleResult:
-    """What one pass of the worker loop did."""
+    """What one pass of the worker loop did.
+
+    ``received`` counts new messages; ``repeats`` those a source offered again
+    that the store already had (not stored twice). ``polling`` says a poll was
+    still running when the pass ended: its messages come in a later pass.
+    """
 
     received: int = 0
     delivered: int = 0
     retried: int = 0
     dead: int = 0
+    repeats: int = 0
+    polling: bool = False
+
+    @property
+    def worked(self) -> bool:
+        return bool(self.received or self.delivered or self.retried or self.dead)
 
     @property
     def idle(self) -> bool:
-        return not (self.received or self.delivered or self.retried or self.dead)
+        """Nothing happened and nothing is on its way."""
+        return not (self.worked or self.polling)
+
+    def add(self, other: CycleResult) -> None:
+        for name in ("received", "delivered", "retried", "dead", "repeats"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class _NotStarted:
+    """An endpoint whose start failed: why, and when it is tried again."""
+
+    attempts: int
+    error: str
+    retry_at: float  # monotonic
+
+
+class _Gated:
+    """An adapter seen through its endpoint's gate, for a sync run on a job thread.
+
+    Each call holds the gate, so the worker loop's sends to the same endpoint
+    wait between the sync's calls, not for the whole run. A read is consumed
+    inside the call: records may come from a live cursor (a paged search).
+    """
+
+    def __init__(self, adapter: Adapter, gate: threading.Lock) -> None:
+        self.adapter = adapter
+        self.gate = gate
+
+    def sync_read(self, entity: str, since: str | None) -> SyncBatch:
+        with self.gate:
+            batch = self.adapter.sync_read(entity, since)
+            return SyncBatch(list(batch.records), batch.complete, batch.cursor)
+
+    def sync_apply(self, entity: str, change: Change) -> None:
+        with self.gate:
+            self.adapter.sync_apply(entity, change)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return self.adapter.is_transient(exc)
 
 
 class Bus:
-    """One process of the bus: its endpoints, router, store and (in production) queues."""
+    """One process of the bus: its endpoints, router, store and (in production) queues.
+
+    Threads and what they own (docs/architecture.md, "Threads"): the thread that
+    calls :meth:`run` delivers, consumes the queues and owns the consumer's
+    connection; sources are polled on a pool of ``bus.poll_threads`` daemon
+    threads, and scheduled jobs on the scheduler's. Each endpoint has a gate:
+    one thread at a time calls into its adapter (start, receive, send, sync).
+    Every thread that publishes has a broker connection of its own (the relay).
+    """
 
     def __init__(
         self, config: Config, host: PluginHost | None = None, *, worker: str | None = None
@@ -127,12 +200,13 @@ class Bus:
             name: self.host.adapter(ep.adapter)(name, ep.settings, services)
             for name, ep in config.endpoints.items()
         }
-        self.transport: AmqpTransport | None = None
+        # One thread at a time in each adapter: zeep clients, LDAP handles and HTTP
+        # sessions are not made to be shared.
+        self.gates = {name: threading.Lock() for name in self.adapters}
+        self.relay: Relay | None = None
         if not settings.embedded:
             senders = [n for n, a in self.adapters.items() if Capability.SEND in a.capabilities]
-            self.transport = AmqpTransport(
-                settings.broker.reveal(), senders, prefetch=settings.batch_size
-            )
+            self.relay = Relay(settings.broker.reveal(), senders, prefetch=settings.batch_size)
         self.scheduler: Scheduler | None = None
         self._scheduled_polls = {job.poll for job in config.jobs.values() if job.poll}
         self.breakers = {
@@ -145,17 +219,31 @@ class Bus:
         self.host.prepare_metrics(registry=self.metrics.registry, engine=self.store.engine)
         self.metrics_server: MetricsServer | None = None
         self.console_server: Any = None  # lienthong.console.server.ConsoleServer
-        # Monotonic acceptance times of deliveries this process sends from memory (for the lag).
-        self._accepted_at: dict[str, float] = {}
+        self.holder = Holder(
+            self.store.engine,
+            self.worker,
+            heartbeat_s=settings.heartbeat_seconds,
+            timeout_s=settings.heartbeat_timeout,
+        )
         self._lease = timedelta(seconds=settings.claim_seconds)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when there is something to deliver
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._pool: DaemonPool | None = None
         self._started = False
+        self._registered = False
         self._last_relay = 0.0
         self._queued: list[tuple[str, Any]] = []
-        self._parked = 0  # messages parked at accept since the last cycle began
-        self._claimed: list[Delivery] = []
+        # Shared between the poll and job threads that accept and the loop that delivers:
+        self._lock = threading.Lock()
+        self._claimed: list[Delivery] = []  # accepted here, claimed, not sent yet (embedded)
+        self._accepted_at: dict[str, float] = {}  # monotonic, for the lag metric
+        self._counts = CycleResult()  # accepted since the loop last looked
+        self._not_started: dict[str, _NotStarted] = {}
+        self._starting: set[str] = set()  # start attempts running on the pool
+        self._abandoned: set[str] = set()  # endpoints left behind with a call hanging, at close
+        self._tally = threading.local()  # this thread's poll: new and repeats
 
     def _prepare_schema(self) -> None:
         from . import migrations
@@ -178,7 +266,13 @@ class Bus:
     # --- lifecycle ---
 
     def start(self) -> None:
-        """Start every endpoint's adapter (and the queue consumer in production)."""
+        """Start every endpoint's adapter, the scheduler and the pollers.
+
+        An endpoint whose system does not answer (its start raises a transient or
+        fatal error) starts degraded: its circuit open, its deliveries waiting, its
+        start tried again with back-off while every other endpoint runs. Only a
+        configuration error stops the start.
+        """
         if self._started:
             return
         settings = self.config.bus
@@ -194,8 +288,15 @@ class Bus:
             self.console_server = ConsoleServer(
                 self.config, self.host, listen=settings.console_host, port=settings.console_port
             ).start()
-        for adapter in self.adapters.values():
-            adapter.start()
+        try:
+            # Before anything is claimed: what dead predecessors held is released now.
+            self.holder.start()
+        except sqlalchemy.exc.OperationalError as exc:
+            raise StoreUnavailable(store_error(self.store.engine, "is not reachable", exc)) from exc
+        self._registered = True
+        for name in self.adapters:
+            self._start_endpoint(name, first=True)
+        self._pool = DaemonPool(settings.poll_threads, "lienthong-poll")
         self._started = True
         if self.store.audit_key is None:
             log.warning(
@@ -216,16 +317,88 @@ class Bus:
             self.scheduler = Scheduler(
                 self.store.engine,
                 self.config.jobs,
-                self.poll_endpoint,
+                self._scheduled_poll,
                 self.run_sync,
                 holder=self.worker,
             )
             self.scheduler.start()
         self.host.after_start(adapters=self.adapters, config=self.config)
 
+    def _start_endpoint(self, name: str, *, first: bool = False) -> bool:
+        """Start one adapter; on a failure that may pass, leave it degraded and retry later."""
+        adapter = self.adapters[name]
+        try:
+            with self.gates[name]:
+                adapter.start()
+        except Exception as exc:
+            passing = isinstance(exc, (TransientError, FatalError)) or adapter.is_transient(exc)
+            if first and not passing:
+                raise  # a configuration error (or a bug) stops the start
+            self._not_started_again(name, exc)
+            return False
+        with self._lock:
+            was = self._not_started.pop(name, None)
+        if was is not None:
+            log.warning(
+                "endpoint %s started after %d failed attempt(s): its deliveries go now",
+                name,
+                was.attempts,
+            )
+            self._breaker_result(name, ok=True)
+            self._wake.set()
+        return True
+
+    def _not_started_again(self, name: str, exc: BaseException) -> None:
+        settings = self.config.bus
+        with self._lock:
+            before = self._not_started.get(name)
+            attempts = (before.attempts if before else 0) + 1
+            # 1, 2, 4 ... seconds, up to the circuit's reset time, jittered.
+            wait = min(settings.breaker_reset_seconds, 2.0 ** (attempts - 1))
+            wait *= random.uniform(0.8, 1.2)
+            text = str(exc) if isinstance(exc, LienthongError) else f"{type(exc).__name__}: {exc}"
+            self._not_started[name] = _NotStarted(attempts, text, time.monotonic() + wait)
+        level = logging.ERROR if isinstance(exc, ConfigError) else logging.WARNING
+        log.log(
+            level,
+            "endpoint %s did not start (attempt %d): %s. It runs degraded: its deliveries "
+            "wait, its start is tried again in %.0f s, the other endpoints go on",
+            name,
+            attempts,
+            text,
+            wait,
+            extra={"endpoint": name},
+        )
+        before_state, after_state = self.breakers[name].trip(f"(did not start: {text})", wait)
+        self._record_health(name, changed=before_state != after_state or attempts == 1)
+
+    def _retry_starts(self) -> None:
+        """Try again to start the endpoints whose back-off has passed, on the pool."""
+        assert self._pool is not None
+        now = time.monotonic()
+        with self._lock:
+            due = [n for n, s in self._not_started.items() if s.retry_at <= now]
+        for name in due:
+            if self._pool.submit(name, functools.partial(self._start_attempt, name)):
+                with self._lock:
+                    self._starting.add(name)
+
+    def _start_attempt(self, name: str) -> None:
+        try:
+            self._start_endpoint(name)
+        finally:
+            with self._lock:
+                self._starting.discard(name)
+
+    def not_started(self) -> dict[str, str]:
+        """Endpoints running degraded because their start failed, with why."""
+        with self._lock:
+            return {name: s.error for name, s in self._not_started.items()}
+
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return."""
         self._stop.set()
+        self._wake.set()
 
     def _checkpoint_loop(self) -> None:
         while not self._closing.wait(1.0):
@@ -235,33 +408,56 @@ class Bus:
                 log.warning("SQLite checkpoint failed; the next one retries: %s", exc)
 
     def close(self) -> None:
-        if self._claimed:
+        """Stop everything; calls still hanging in a source are left behind, not waited for."""
+        if self.scheduler:
+            self.scheduler.shutdown()
+            self.scheduler = None
+        if self._pool is not None:
+            left = self._pool.shutdown(timeout=5)
+            if left:
+                log.warning(
+                    "stopping while these endpoints still have a call running, left behind "
+                    "(their source offers again what was not stored): %s",
+                    ", ".join(sorted(left)),
+                )
+            self._abandoned |= left
+            self._pool = None
+        with self._lock:
+            claimed, self._claimed = self._claimed, []
+        if claimed:
             # Accepted here but not sent yet: give them back now, not when the claim runs out.
-            self.store.release([d.key for d in self._claimed])
-            self._claimed = []
+            self.store.release([d.key for d in claimed])
         self._closing.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=10)
             self._checkpointer = None
         self._closing.clear()
-        if self.scheduler:
-            self.scheduler.shutdown()
-            self.scheduler = None
         if self._started:
             self.anchor.stop()
-        for adapter in self.adapters.values():
+        for name, adapter in self.adapters.items():
+            if name in self._abandoned:
+                continue  # a call is still hanging in it: stopping would wait for that call
+            gate = self.gates[name]
+            if not gate.acquire(timeout=5):
+                log.warning("endpoint %s is still busy in another thread; not stopped", name)
+                continue
             try:
                 adapter.stop()
             except Exception:
                 log.exception("endpoint %s did not stop cleanly", adapter.endpoint)
+            finally:
+                gate.release()
         if self.metrics_server:
             self.metrics_server.stop()
             self.metrics_server = None
         if self.console_server:
             self.console_server.stop()
             self.console_server = None
-        if self.transport:
-            self.transport.close()
+        if self.relay:
+            self.relay.close()
+        if self._registered:
+            self.holder.stop()
+            self._registered = False
         self.store.engine.dispose()
         self._started = False
 
@@ -272,25 +468,23 @@ class Bus:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    # --- accept: the Inbox every receiving adapter is handed ---
+    # --- accept: the Inbox every receiving adapter is handed (from any thread) ---
 
     def accept(self, messages: Sequence[Message]) -> list[Acceptance]:
         """Route and store ``messages``; when this returns, the source may acknowledge them."""
         intakes = [self._intake(m) for m in messages]
         # On the embedded default this process delivers what it accepts straight
         # from memory, already claimed; with a broker, any worker may.
-        claim = None if self.transport else (self.worker, self._lease)
-        stored = self.store.accept(intakes, enqueued=self.transport is not None, claim=claim)
+        claim = None if self.relay else (self.worker, self._lease)
+        stored = self.store.accept(intakes, enqueued=self.relay is not None, claim=claim)
         accepted_at = time.monotonic()
         self.metrics.accepted(stored)
+        if self.relay:
+            self._publish([(o.key, o.endpoint) for i, new in stored if new for o in i.outgoing])
         info = log.isEnabledFor(logging.INFO)
-        if self.transport:
-            fresh = [(o.key, o.endpoint) for i, new in stored if new for o in i.outgoing]
-            try:
-                self.transport.publish(fresh)
-            except TransientError:
-                log.warning("queueing %d deliveries failed; the relay will queue them", len(fresh))
         acceptances = []
+        claimed: list[Delivery] = []
+        new_count = parked = 0
         for intake, new in stored:
             m = intake.message
             acceptances.append(Acceptance(m.id, intake.parked, duplicate=not new))
@@ -303,11 +497,9 @@ class Bus:
                         extra={"endpoint": m.source},
                     )
                 continue
+            new_count += 1
             if claim:
-                if len(self._accepted_at) > _LAG_TRACKED:
-                    self._accepted_at.clear()  # lost to a crash or another worker
-                self._accepted_at.update((o.key, accepted_at) for o in intake.outgoing)
-                self._claimed.extend(
+                claimed.extend(
                     Delivery(
                         o.key,
                         m.id,
@@ -324,7 +516,7 @@ class Bus:
                 )
             self.host.after_accept(message=m, parked=intake.parked)
             if intake.parked:
-                self._parked += 1
+                parked += 1
                 log.warning(
                     "message %s from %s dead-lettered at %s: %s",
                     m.id,
@@ -354,7 +546,35 @@ class Bus:
                         },
                     )
                 self.host.after_route(message=m, targets=[o.endpoint for o in intake.outgoing])
+        repeats = len(stored) - new_count
+        with self._lock:
+            self._counts.received += new_count
+            self._counts.repeats += repeats
+            self._counts.dead += parked
+            if claimed:
+                if len(self._accepted_at) > _LAG_TRACKED:
+                    self._accepted_at.clear()  # lost to a crash or another worker
+                self._accepted_at.update((d.key, accepted_at) for d in claimed)
+                self._claimed.extend(claimed)
+        tally = getattr(self._tally, "counts", None)
+        if tally is not None:
+            tally[0] += new_count
+            tally[1] += repeats
+        if claimed:
+            self._wake.set()
         return acceptances
+
+    def _publish(self, items: list[tuple[str, str]]) -> None:
+        """Queue fresh deliveries' keys; if the broker is gone, leave them to the relay."""
+        assert self.relay is not None
+        try:
+            self.relay.publish(items)
+        except TransientError as exc:
+            log.warning("queueing %d deliveries failed; the relay queues them: %s", len(items), exc)
+            try:
+                self.store.unmark_enqueued([key for key, _ in items])
+            except StoreUnavailable:
+                log.warning("the relay queues them after bus.requeue_seconds")
 
     def _intake(self, message: Message) -> Intake:
         invalid = message.headers.get(INVALID_HEADER)
@@ -378,22 +598,35 @@ class Bus:
 
     # --- receive ---
 
+    def _receivers(self) -> list[str]:
+        """The endpoints the worker loop polls (those a job polls are left to the job)."""
+        return [
+            name
+            for name, adapter in self.adapters.items()
+            if Capability.RECEIVE in adapter.capabilities and name not in self._scheduled_polls
+        ]
+
     def poll(self) -> int:
-        """Poll every receiving endpoint once; returns how many messages were handed over.
+        """Poll every receiving endpoint once, on this thread; returns how many messages came.
 
         An endpoint that a job polls on a schedule (``poll:`` in ``jobs``) is left
         to that job.
         """
-        total = 0
-        for name, adapter in self.adapters.items():
-            if Capability.RECEIVE not in adapter.capabilities or name in self._scheduled_polls:
-                continue
+        return sum(self._poll_one(name) for name in self._receivers())
+
+    def _poll_one(self, name: str) -> int:
+        """Poll one endpoint unless its circuit is open; errors open its circuit, not ours."""
+        adapter = self.adapters[name]
+        if name in self._not_started:
+            return 0
+        with self.gates[name]:
             if not self.breakers[name].allow():
-                continue  # it keeps failing: leave it alone until its circuit half-opens
+                return 0  # it keeps failing: leave it alone until its circuit half-opens
             try:
-                total += adapter.receive(self)
+                handed = adapter.receive(self)
             except StoreUnavailable:
-                raise  # the bus's own store, not this endpoint: the run loop waits for it
+                self.breakers[name].cancel_trial()  # not this endpoint's failure, nor a success
+                raise  # the bus's own store: the run loop waits for it
             except TransientError as exc:
                 log.warning("endpoint %s could not be polled: %s", name, exc)
                 self._breaker_result(name, ok=False)
@@ -410,18 +643,70 @@ class Bus:
                     self._breaker_result(name, ok=False)
             else:
                 self._breaker_result(name, ok=True)
-        return total
+                return handed
+        return 0
+
+    def _poll_task(self, name: str) -> None:
+        try:
+            self._poll_one(name)
+        except StoreUnavailable as exc:
+            log.warning("endpoint %s: polled, but %s; its source keeps the messages", name, exc)
+
+    def _poll_round(self) -> None:
+        """Poll the sources concurrently on the pool; wait a while for them, not for a hung one.
+
+        Each endpoint has one poll at a time: one still running from an earlier
+        round is left to finish. The wait is bounded, so a source that takes its
+        whole timeout to answer delays neither the others nor the deliveries.
+        """
+        assert self._pool is not None
+        submitted = [
+            name
+            for name in self._receivers()
+            if self._pool.submit(name, functools.partial(self._poll_task, name))
+        ]
+        self._pool.wait(submitted, timeout=max(1.0, self.config.bus.poll_interval))
+
+    def _polling(self) -> bool:
+        """Whether a poll (not a start attempt) is still running on the pool."""
+        if self._pool is None:
+            return False
+        with self._lock:
+            starting = set(self._starting)
+        return bool(self._pool.busy(self._receivers()) - starting)
 
     def poll_endpoint(self, name: str) -> int:
         """Poll one endpoint now (a scheduled poll job); errors go to the job's record."""
-        return self.adapters[name].receive(self)
+        if name in self.not_started():
+            raise TransientError(
+                f"endpoint '{name}' has not started: {self.not_started()[name]}. Hint: "
+                "'lienthong status' shows when its start is tried again"
+            )
+        with self.gates[name]:
+            return self.adapters[name].receive(self)
+
+    def _scheduled_poll(self, name: str) -> PollReport:
+        """A scheduled poll, with how many of the messages it handed over were new."""
+        self._tally.counts = [0, 0]
+        try:
+            self.poll_endpoint(name)
+            new, repeats = self._tally.counts
+        finally:
+            del self._tally.counts
+        return PollReport(new, repeats)
 
     def run_sync(self, spec: SyncSpec, dry_run: bool) -> Report:
         """Run one sync between two endpoints (the scheduler holds the job's lease)."""
+        for name in (spec.source_endpoint, spec.target_endpoint):
+            if name in self.not_started():
+                raise TransientError(
+                    f"sync '{spec.name}': endpoint '{name}' has not started: "
+                    f"{self.not_started()[name]}"
+                )
         return sync.run(
             spec,
-            self.adapters[spec.source_endpoint],
-            self.adapters[spec.target_endpoint],
+            _Gated(self.adapters[spec.source_endpoint], self.gates[spec.source_endpoint]),
+            _Gated(self.adapters[spec.target_endpoint], self.gates[spec.target_endpoint]),
             self.store.engine,
             dry_run=dry_run,
             holder=self.worker,
@@ -433,16 +718,13 @@ class Bus:
         """Claim due deliveries from the store and send them (the embedded default's worker)."""
         result = CycleResult()
         claimed_at = time.monotonic()
-        if self._claimed:
-            claimed, self._claimed = (
-                self._claimed[: self.config.bus.batch_size],
-                self._claimed[self.config.bus.batch_size :],
-            )
+        batch_size = self.config.bus.batch_size
+        with self._lock:
+            claimed, self._claimed = self._claimed[:batch_size], self._claimed[batch_size:]
+        if claimed:
             self._finish([self._send(d) for d in claimed], result, claimed_at)
             return result
-        claimed = self.store.claim_due(
-            self.worker, limit=self.config.bus.batch_size, lease=self._lease
-        )
+        claimed = self.store.claim_due(self.worker, limit=batch_size, lease=self._lease)
         if claimed:
             self._finish([self._send(d) for d in claimed], result, claimed_at)
         return result
@@ -457,13 +739,31 @@ class Bus:
         return result
 
     def _send(self, delivery: Delivery) -> Outcome:
-        adapter = self.adapters.get(delivery.endpoint)
+        name = delivery.endpoint
+        adapter = self.adapters.get(name)
         if adapter is None:
             return Outcome(
-                delivery,
-                "rejected",
-                f"endpoint '{delivery.endpoint}' is not configured in this process",
+                delivery, "rejected", f"endpoint '{name}' is not configured in this process"
             )
+        refusal = self.config.access.refusal(delivery.source, [name])
+        if refusal:
+            # A rule added after the message was accepted: checked again at every send.
+            return Outcome(delivery, "rejected", refusal, stage="access")
+        if name in self._not_started:  # a read: the lock guards the changes
+            wait = max(self.breakers[name].retry_in(), _BUSY_WAIT_S)
+            return Outcome(delivery, "deferred", retry_at=utcnow() + timedelta(seconds=wait))
+        gate = self.gates[name]
+        if not gate.acquire(blocking=False):
+            # Another thread is in this adapter (a poll, a sync): not an attempt, back soon.
+            return Outcome(
+                delivery, "deferred", retry_at=utcnow() + timedelta(seconds=_BUSY_WAIT_S)
+            )
+        try:
+            return self._send_through(adapter, delivery)
+        finally:
+            gate.release()
+
+    def _send_through(self, adapter: Adapter, delivery: Delivery) -> Outcome:
         breaker = self.breakers[delivery.endpoint]
         if not breaker.allow():
             # Not an attempt: the endpoint keeps failing, so it is left alone for a while.
@@ -493,21 +793,20 @@ class Bus:
         return Outcome(delivery, "ok")
 
     def _breaker_result(self, endpoint: str, *, ok: bool) -> None:
-        breaker = self.breakers[endpoint]
-        before = breaker.state
-        if ok:
-            breaker.record_success()
-        else:
-            breaker.record_failure()
-        after = breaker.state
+        before, after = self.breakers[endpoint].record(ok=ok)
         if after != before:
+            self._record_health(endpoint, changed=True)
+
+    def _record_health(self, endpoint: str, *, changed: bool) -> None:
+        breaker = self.breakers[endpoint]
+        if changed:
             log.warning("endpoint %s: circuit %s", endpoint, breaker.describe())
-            try:
-                self.store.set_endpoint_health(
-                    endpoint, after.value, breaker.describe(), self.worker
-                )
-            except TransientError:
-                log.warning("could not record the circuit state of %s", endpoint)
+        try:
+            self.store.set_endpoint_health(
+                endpoint, breaker.state.value, breaker.describe(), self.worker
+            )
+        except TransientError:
+            log.warning("could not record the circuit state of %s", endpoint)
 
     def _retry(self, delivery: Delivery, error: str, delay: float | None = None) -> Outcome:
         policy = self.config.bus.retry
@@ -570,8 +869,9 @@ class Bus:
         """Send a dead letter through again; returns what was done, or raises ``RejectedError``.
 
         A failed delivery goes back to its endpoint's queue (its key unchanged, so
-        an effect that did happen is not repeated); a message parked before
-        routing is routed again with the current routes and mappings.
+        an effect that did happen is not repeated) if the access rules still let
+        its source send there; a message parked before routing is routed again
+        with the current routes, mappings and access rules.
         """
         dead = self.store.dead_letter(dead_id)
         if dead is None:
@@ -579,6 +879,9 @@ class Bus:
         if dead["replayed_at"] is not None:
             raise RejectedError(f"dead letter #{dead_id} was already replayed")
         if dead["delivery_id"]:
+            refusal = self.config.access.refusal(dead["source"], [dead["endpoint"]])
+            if refusal:
+                raise RejectedError(f"dead letter #{dead_id} cannot be replayed: {refusal}")
             self.store.retry_delivery(dead["delivery_id"], dead["message_id"])
             self.store.mark_replayed(dead_id)
             return f"delivery to '{dead['endpoint']}' queued again"
@@ -594,14 +897,12 @@ class Bus:
 
     # --- production: queue relay and consumer ---
 
-    def relay(self) -> int:
+    def republish(self) -> int:
         """Queue due deliveries that no live queue entry covers (retries, lost publishes)."""
-        if self.transport is None:
+        if self.relay is None:
             return 0
         stale = timedelta(seconds=self.config.bus.requeue_seconds)
-        items = self.store.due_for_enqueue(limit=1000, stale_after=stale)
-        self.transport.publish(items)
-        return len(items)
+        return self.relay.republish(self.store, stale_after=stale)
 
     def _on_queue_entry(self, key: str, ack: Any) -> None:
         self._queued.append((key, ack))
@@ -611,43 +912,51 @@ class Bus:
         if not self._queued:
             return
         batch, self._queued = self._queued, []
-        step = self.deliver_keys(list(dict.fromkeys(key for key, _ in batch)))
-        for name in ("delivered", "retried", "dead"):
-            setattr(result, name, getattr(result, name) + getattr(step, name))
+        result.add(self.deliver_keys(list(dict.fromkeys(key for key, _ in batch))))
         for _, ack in batch:
             ack()
 
     # --- the loop ---
 
+    def _take_counts(self) -> CycleResult:
+        """What was accepted (on any thread) since the loop last looked."""
+        with self._lock:
+            counts, self._counts = self._counts, CycleResult()
+        return counts
+
     def run_cycle(self) -> CycleResult:
-        """One pass: poll the sources, then deliver what is due."""
-        self._parked = 0
-        result = CycleResult(received=self.poll())
-        result.dead += self._parked
-        if self.transport is None:
+        """One pass: poll the sources (concurrently), then deliver what is due."""
+        self._wake.clear()
+        self._retry_starts()
+        self._poll_round()
+        result = self._take_counts()
+        if self.relay is None:
             while not self._stop.is_set():
                 step = self.deliver_due()
-                result.delivered += step.delivered
-                result.retried += step.retried
-                result.dead += step.dead
+                result.add(step)
                 if step.idle:
                     break
+            result.polling = self._polling()
             return result
-        if not self.transport.consuming:
-            self.transport.consume(self._on_queue_entry)
+        if not self.relay.consuming:
+            self.relay.consume(self._on_queue_entry)
         if time.monotonic() - self._last_relay >= 1.0:
-            self.relay()
+            self.republish()
             self._last_relay = time.monotonic()
         deadline = time.monotonic() + self.config.bus.poll_interval
         while not self._stop.is_set() and time.monotonic() < deadline:
             waiting = bool(self._queued)
-            if not self.transport.drain(timeout=0.01 if waiting else 0.2):
+            # With entries in hand, take only those already here: a batch is what came
+            # in together, and nothing waits for a gap in a steady stream.
+            if not self.relay.drain(timeout=0.001 if waiting else 0.2):
                 if not waiting:
                     break  # the queues are idle: go back to polling the sources
                 self._flush_queued(result)
             elif len(self._queued) >= self.config.bus.batch_size:
                 self._flush_queued(result)
         self._flush_queued(result)
+        result.add(self._take_counts())  # accepted by the polls meanwhile
+        result.polling = self._polling()
         return result
 
     def run(self, *, once: bool = False) -> CycleResult:
@@ -665,16 +974,16 @@ class Bus:
                 # The store or the broker went away (a restart, a network cut): the
                 # work stays in the store; wait and try again.
                 log.warning("%s; trying again in %.1f s", exc, self.config.bus.poll_interval)
-                if self.transport:
-                    self.transport.reset()
-                step = CycleResult()
+                if self.relay:
+                    self.relay.reset()
+                step = CycleResult(polling=self._polling())
                 self._stop.wait(self.config.bus.poll_interval)
-            for name in ("received", "delivered", "retried", "dead"):
-                setattr(total, name, getattr(total, name) + getattr(step, name))
+            total.add(step)
             if once and step.idle and not self._due_now():
                 break
-            if step.idle and self.transport is None:
-                self._stop.wait(self.config.bus.poll_interval)
+            if not step.worked and self.relay is None:
+                # Idle: wait for the next poll, or for a job's poll to hand something over.
+                self._wake.wait(self.config.bus.poll_interval)
         return total
 
     def _due_now(self) -> bool:

@@ -178,9 +178,14 @@ def run(state: State, once: bool, metrics_port: int | None) -> None:
         total = bus.run(once=once)
     finally:
         bus.close()
+    repeats = (
+        f"; {total.repeats} repeat(s) (offered again, already accepted: not stored twice)"
+        if total.repeats
+        else ""
+    )
     click.echo(
         f"received {total.received}, delivered {total.delivered}, "
-        f"retried {total.retried}, dead-lettered {total.dead}"
+        f"retried {total.retried}, dead-lettered {total.dead}{repeats}"
     )
 
 
@@ -189,14 +194,19 @@ def run(state: State, once: bool, metrics_port: int | None) -> None:
 @pass_state
 def status(state: State, as_json: bool) -> None:
     """Counts, and per endpoint the queue depth, lag, retries and circuit; the jobs' last runs."""
+    from .holders import live_holders
     from .scheduler import jobs_overview
     from .store import utcnow
 
     store = state.bus.store
     overview = store.pending_overview()
+    sources = store.source_counts()
     now = utcnow()
     data = {
         "counts": store.counts(),
+        # Per source: new messages accepted, and repeats (offered again, not stored twice).
+        "received_by_endpoint": {n: v["received"] for n, v in sources.items()},
+        "repeats_by_endpoint": {n: v["repeats"] for n, v in sources.items()},
         "pending_by_endpoint": {n: v["pending"] for n, v in overview.items()},
         # Age in seconds of each endpoint's oldest pending delivery: how far it lags.
         "lag_seconds": {
@@ -206,17 +216,22 @@ def status(state: State, as_json: bool) -> None:
         "endpoints": {n: e.adapter for n, e in state.config.endpoints.items()},
         "circuits": store.endpoint_health(),
         "jobs": [j.to_dict() for j in jobs_overview(store.engine, state.config.jobs)],
+        "workers": live_holders(store.engine),
     }
     if as_json:
         _print_json(data)
         return
-    table = Table("endpoint", "adapter", "pending", "retrying", "lag", "circuit")
+    table = Table(
+        "endpoint", "adapter", "received", "repeats", "pending", "retrying", "lag", "circuit"
+    )
     for name, adapter in data["endpoints"].items():
         circuit = data["circuits"].get(name)
         lag = data["lag_seconds"].get(name)
         table.add_row(
             name,
             adapter,
+            str(data["received_by_endpoint"].get(name, "-")),
+            str(data["repeats_by_endpoint"].get(name, "-")),
             str(data["pending_by_endpoint"].get(name, 0)),
             str(data["retrying_by_endpoint"].get(name, 0)),
             duration(lag) if lag is not None else "-",
@@ -234,7 +249,14 @@ def status(state: State, as_json: bool) -> None:
             if job["last_outcome"]
             else "not run yet"
         )
+        if job["last_outcome"] == "killed" and job["last_detail"]:
+            last += f" ({job['last_detail'].removeprefix('killed: ')})"
         console.print(f"job {job['name']} ({job['what']}): {last}")
+    for worker in data["workers"]:
+        console.print(
+            f"worker {worker['name']} (pid {worker['pid']} on {worker['host']}) since "
+            f"{worker['started_at']:%Y-%m-%d %H:%M:%S}, heartbeat {worker['age']:.0f} s ago"
+        )
 
 
 # --- dead letters ----------------------------------------------------------------

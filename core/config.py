@@ -57,6 +57,11 @@ class BusSettings:
     requeue_seconds: float = 60.0
     breaker_failures: int = 5
     breaker_reset_seconds: float = 60.0
+    # Sources polled at once by one worker (each endpoint by one thread at a time).
+    poll_threads: int = 4
+    # A worker's heartbeat (lienthong.holders), and the silence after which it counts as dead.
+    heartbeat_seconds: float = 2.0
+    heartbeat_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # /metrics and /health over HTTP (lienthong.metrics); None: not served.
     metrics_port: int | None = None
@@ -304,6 +309,9 @@ _BUS_KEYS = [
     "requeue_seconds",
     "breaker_failures",
     "breaker_reset_seconds",
+    "poll_threads",
+    "heartbeat_seconds",
+    "heartbeat_timeout",
     "retry",
     "metrics_port",
     "metrics_host",
@@ -351,6 +359,9 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
         ("claim_seconds", float),
         ("requeue_seconds", float),
         ("audit_anchor_seconds", float),
+        ("poll_threads", int),
+        ("heartbeat_seconds", float),
+        ("heartbeat_timeout", float),
     ):
         if name in raw:
             value = raw[name]
@@ -358,6 +369,12 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
                 c.problem(("bus", name), f"expected a positive number, got {value!r}")
             else:
                 setattr(bus, name, kind(value))
+    if bus.heartbeat_seconds >= bus.heartbeat_timeout:
+        c.problem(
+            ("bus", "heartbeat_timeout"),
+            f"must be longer than heartbeat_seconds ({bus.heartbeat_seconds:g}), got "
+            f"{bus.heartbeat_timeout:g}. Hint: a few heartbeats, e.g. 5 times heartbeat_seconds",
+        )
     for server, example in (("metrics", 9464), ("console", 8470)):
         if raw.get(f"{server}_port") is not None:
             port = raw[f"{server}_port"]

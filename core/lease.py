@@ -4,8 +4,10 @@ A scheduled tick and a manual ``lienthong sync run`` of the same job take the
 same lease, so they never overlap.
 
 - PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock`` on a stable
-  64-bit hash of the name) held on a dedicated connection. The lock dies with
-  that connection, so a holder killed with SIGKILL frees it at once.
+  64-bit hash of the schema and the name: advisory locks are database-wide, and
+  two buses in two schemas of one database must not block each other) held on a
+  dedicated connection. The lock dies with that connection, so a holder killed
+  with SIGKILL frees it at once.
 - SQLite (one host): a row in the ``leases`` table with the holder and an expiry;
   another holder takes it over once it has expired, so a killed holder frees it
   after ``ttl_s`` at most. A long holder keeps it with :meth:`Lease.renew`.
@@ -102,6 +104,7 @@ class Lease:
         self.ttl_s = ttl_s
         self._postgres = engine.dialect.name == "postgresql"
         self._conn: Connection | None = None
+        self._key: int | None = None  # the advisory lock's, on PostgreSQL
         self._held = False
         self._keeper: threading.Thread | None = None
         self._stop_keeper = threading.Event()
@@ -170,9 +173,7 @@ class Lease:
             )
         if self._postgres and self._conn is not None:
             try:
-                self._conn.execute(
-                    text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(self.name)}
-                )
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
                 self._conn.close()
             except DBAPIError:
                 self._drop_connection()
@@ -205,8 +206,10 @@ class Lease:
     def _acquire_postgres(self) -> bool:
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+            self._key = advisory_key(f"{schema}/{self.name}")
             got = conn.execute(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(self.name)}
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
             ).scalar_one()
         except BaseException:
             conn.close()

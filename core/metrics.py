@@ -13,7 +13,13 @@ With ``bus.metrics_port`` set, :class:`MetricsServer` serves, on
 - ``/metrics``: the Prometheus text format;
 - ``/health``: JSON ``{"status": "ok" | "degraded" | "failing", ...}``; failing
   (HTTP 503) when the store or the broker cannot be reached, degraded when an
-  endpoint's circuit is open.
+  endpoint's circuit is open (or its start failed).
+
+The server cannot be turned against the bus: it serves at most
+:data:`MAX_CONNECTIONS` connections at once (more are closed at once, so idle
+clients cannot eat the bus's file descriptors), each request has
+:data:`REQUEST_TIMEOUT` seconds, and the broker check behind ``/health`` is
+made at most every :data:`BROKER_CHECK_SECONDS`, on a connection of its own.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 
 
 _OUTCOMES = {"ok": "delivered", "transient": "retried", "rejected": "dead"}
 
+#: Connections served at once; a scraper and a health check need one or two.
+MAX_CONNECTIONS = 8
+#: Seconds a client has to send its request (and to read the answer).
+REQUEST_TIMEOUT = 5.0
+#: Seconds a broker check behind /health is reused, so requests never open a connection each.
+BROKER_CHECK_SECONDS = 5.0
+
 
 class Metrics:
     """This bus's metrics, in a registry of its own (several buses in one process do not clash)."""
@@ -61,6 +74,8 @@ class Metrics:
         self.store = store
         self.breakers = breakers
         self.broker = broker
+        self._broker_lock = threading.Lock()
+        self._broker_checked: tuple[float, str | None] | None = None  # (monotonic, error)
         self.registry = CollectorRegistry(auto_describe=True)
         self._accepted = Counter(
             "lienthong_messages_accepted",
@@ -158,14 +173,24 @@ class Metrics:
         report["pending"] = sum(v["pending"] for v in overview.values())
         report["oldest_pending_seconds"] = _age(min(oldest)) if oldest else None
         if self.broker is not None:
-            error = broker_error(self.broker)
+            error = self._broker_error()
             report["broker"] = error is None
             if error:
                 report.update(status="failing", broker_error=error)
         report["open_circuits"] = self.open_circuits()
+        report["circuits"] = {n: self.breakers[n].describe() for n in report["open_circuits"]}
         if report["open_circuits"] and report["status"] == "ok":
             report["status"] = "degraded"
         return report
+
+    def _broker_error(self) -> str | None:
+        """The broker check, made at most every BROKER_CHECK_SECONDS whoever asks."""
+        assert self.broker is not None
+        with self._broker_lock:
+            checked = self._broker_checked
+            if checked is None or time.monotonic() - checked[0] >= BROKER_CHECK_SECONDS:
+                checked = self._broker_checked = (time.monotonic(), broker_error(self.broker))
+            return checked[1]
 
 
 def _age(moment: datetime) -> float:
@@ -274,14 +299,45 @@ class _StoreCollector(Collector):
         yield from (syncs, jobs)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most ``MAX_CONNECTIONS`` at once."""
+
+    daemon_threads = True
+    # A queue long enough that a burst of connections is accepted (and the ones over
+    # the limit closed) at once, rather than left to the clients' slow SYN retries.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            # Busy with others: close at once rather than hold a descriptor and a thread.
+            log.debug("metrics: %d connections open; refused %s", MAX_CONNECTIONS, client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class MetricsServer:
-    """``/metrics`` and ``/health`` over HTTP, in threads beside the bus."""
+    """``/metrics`` and ``/health`` over HTTP, in a few threads beside the bus."""
 
     def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
         self.metrics = metrics
         handler = type("Handler", (_Handler,), {"metrics": metrics})
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = _BoundedServer((host, port), handler)
         except OSError as exc:
             raise ConfigError(
                 [
@@ -290,7 +346,6 @@ class MetricsServer:
                     "('lienthong run --metrics-port N')"
                 ]
             ) from exc
-        self.server.daemon_threads = True
         self._thread = threading.Thread(
             target=self.server.serve_forever, args=(0.1,), name="lienthong-metrics", daemon=True
         )
@@ -312,6 +367,7 @@ class MetricsServer:
 
 class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
+    timeout = REQUEST_TIMEOUT  # on the socket: an idle or slow client is dropped
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         path = self.path.split("?", 1)[0]

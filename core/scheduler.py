@@ -10,7 +10,8 @@ Only one process runs a tick: each run first takes the job's lease (see
 ``(job, scheduled_for)`` is unique. The lease keeps runs of one job from
 overlapping (a manual ``lienthong sync run`` takes the same lease); the claim
 keeps a tick from running twice when two processes see it due one after the
-other. Outcomes are recorded in ``job_runs`` for ``lienthong jobs``.
+other. Outcomes are recorded in ``job_runs`` for ``lienthong jobs``; a run whose
+process died is marked ``killed`` by whoever notices it (lienthong.holders).
 
 A job section in the config::
 
@@ -26,6 +27,7 @@ A job section in the config::
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -34,8 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.executors.base import run_job
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -61,10 +62,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .errors import ConfigProblem
+from .errors import ConfigProblem, TransientError
 from .lease import Lease, LeaseHeld, default_holder
 from .store import metadata
 from .sync import MODES, GuardRefused, Report, SyncSpec
+from .threads import DaemonPool
 
 log = logging.getLogger(__name__)
 
@@ -448,29 +450,47 @@ class _Tick:
         return f"{self.id} (tick {self.kwargs['scheduled_for']:%Y-%m-%d %H:%M:%S %Z})"
 
 
-class _TickExecutor(ThreadPoolExecutor):
-    """A thread pool handing the Scheduler each run's scheduled time, the tick's identity."""
+class _TickExecutor(BaseExecutor):
+    """Runs ticks on daemon threads, handing the Scheduler each run's scheduled time.
+
+    Daemon threads, so a tick that hangs (a poll of a service that never answers)
+    cannot keep the bus from stopping on SIGTERM; its run is marked ``killed`` by
+    whoever notices the bus gone (lienthong.holders).
+    """
 
     def __init__(self, fire: Callable[..., Any], max_workers: int = 10) -> None:
-        super().__init__(max_workers)
+        super().__init__()
         self._fire = fire
+        self._pool = DaemonPool(max_workers, "lienthong-job")
+        self._submitted = itertools.count()
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        def run_all() -> list[Any]:
+        def run_all() -> None:
             events: list[Any] = []
-            for run_time in run_times:
-                tick = _Tick(job, self._fire, run_time)
-                events.extend(run_job(tick, job._jobstore_alias, [run_time], self._logger.name))
-            return events
-
-        def done(future: Any) -> None:
-            exc = future.exception()
-            if exc is not None:
+            try:
+                for run_time in run_times:
+                    tick = _Tick(job, self._fire, run_time)
+                    events.extend(run_job(tick, job._jobstore_alias, [run_time], self._logger.name))
+            except BaseException as exc:
                 self._run_job_error(job.id, exc, exc.__traceback__)
             else:
-                self._run_job_success(job.id, future.result())
+                self._run_job_success(job.id, events)
 
-        self._pool.submit(run_all).add_done_callback(done)
+        # APScheduler's max_instances=1 keeps one run per job; the key only names the task.
+        self._pool.submit(f"{job.id}#{next(self._submitted)}", run_all)
+
+    def shutdown(self, wait: bool = True) -> None:
+        left = self._pool.shutdown(timeout=10 if wait else 0)
+        if left:
+            log.warning("jobs still running at stop, left behind: %s", ", ".join(sorted(left)))
+
+
+@dataclass(frozen=True)
+class PollReport:
+    """What a scheduled poll did: new messages accepted, and repeats the store already had."""
+
+    new: int
+    repeats: int
 
 
 class Scheduler:
@@ -480,7 +500,7 @@ class Scheduler:
         self,
         engine: Engine,
         jobs: Mapping[str, JobSpec] | Iterable[JobSpec],
-        run_poll: Callable[[str], int],
+        run_poll: Callable[[str], int | PollReport],
         run_sync: Callable[[SyncSpec, bool], Report],
         *,
         holder: str | None = None,
@@ -583,11 +603,19 @@ class Scheduler:
                 counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
                 return report.outcome, f"sync run {report.run_id}: {counts}"
             assert spec.poll is not None
-            count = self.run_poll(spec.poll)
-            return "ok", f"{count} message(s) from {spec.poll}"
+            polled = self.run_poll(spec.poll)
+            if isinstance(polled, PollReport):
+                return "ok", (
+                    f"{polled.new} new message(s), {polled.repeats} repeat(s) "
+                    f"(already accepted) from {spec.poll}"
+                )
+            return "ok", f"{polled} message(s) from {spec.poll}"
         except GuardRefused as exc:
             log.error("job %s refused: %s", spec.name, exc)
             return "refused", str(exc)
+        except TransientError as exc:
+            log.warning("job %s interrupted; the next tick tries again: %s", spec.name, exc)
+            return "interrupted", str(exc)
         except Exception as exc:
             log.exception("job %s failed", spec.name)
             return "error", f"{type(exc).__name__}: {exc}"
@@ -608,6 +636,7 @@ class JobOverview:
     last_outcome: str | None
     last_holder: str | None
     next_run: datetime | None
+    last_detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -677,6 +706,7 @@ def jobs_overview(
                     last_outcome=last.outcome if last else None,
                     last_holder=last.holder if last else None,
                     next_run=next_run.astimezone(tz) if next_run else None,
+                    last_detail=last.detail if last else None,
                 )
             )
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,6 +41,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    make_url,
     or_,
     select,
     update,
@@ -146,6 +150,36 @@ endpoint_health = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+# Per source endpoint: new messages accepted, and repeats (offered again, already
+# accepted: not stored twice), for 'lienthong status'.
+source_counts = Table(
+    "source_counts",
+    metadata,
+    Column("endpoint", String(100), primary_key=True),
+    Column("received", BigInteger, nullable=False),
+    Column("repeats", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# The live processes that hold claims, leases and runs, with their heartbeat
+# (lienthong.holders).
+holders = Table(
+    "holders",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    # The pid's start time in clock ticks after boot (/proc), so a reused pid is not
+    # taken for the dead process; None where the system does not say.
+    Column("pid_start", BigInteger),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    # Seconds without a heartbeat after which this holder counts as dead: its own
+    # setting (bus.heartbeat_timeout), so every reaper judges it the same way.
+    Column("timeout_s", Float, nullable=False),
+)
+
+
 cursors = Table(
     "cursors",
     metadata,
@@ -216,6 +250,7 @@ class Outcome:
     result: str  # ok | transient | rejected | deferred (not tried: the endpoint's circuit is open)
     error: str | None = None
     retry_at: datetime | None = None
+    stage: str = "deliver"  # of the dead letter, when rejected: deliver, or access
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -232,14 +267,45 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get their folder and safe pragmas."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite does.
+
+    The store holds every message; SQLite gives its -wal and -shm files the
+    database file's mode, so they are private too. An existing file keeps its
+    mode (an admin may have chosen it), with a warning when others may read it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "the store %s can be read by other users (mode %04o), and it holds every "
+                "message. Hint: chmod 600 %s (and its -wal and -shm files)",
+                path,
+                mode,
+                path,
+            )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite files get their folder, owner-only mode and safe pragmas."""
+    try:
+        parsed = make_url(url)
         engine = create_engine(url, pool_pre_ping=True, future=True)
     except Exception as exc:
         raise ConfigError([f"bus.store: cannot use database URL ({exc})"]) from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        try:
+            _private_file(Path(parsed.database))
+        except OSError as exc:
+            raise ConfigError(
+                [
+                    f"bus.store: cannot create the SQLite file {parsed.database}: "
+                    f"{exc.strerror}. Hint: check the folder exists and may be written"
+                ]
+            ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -430,8 +496,43 @@ class Store:
                 self._insert_many(conn, deliveries, delivery_rows)
             if dead_rows:
                 conn.execute(insert(dead_letters), dead_rows)
+            self._count_sources(conn, results, now)
             self._append_audit(conn, audit_rows)
         return results
+
+    def _count_sources(
+        self, conn: Connection, results: Sequence[tuple[Intake, bool]], now: datetime
+    ) -> None:
+        """Add a batch's new messages and repeats to each source's totals."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        tally: dict[str, list[int]] = {}
+        for intake, is_new in results:
+            counts = tally.setdefault(intake.message.source, [0, 0])
+            counts[0 if is_new else 1] += 1
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        for source, (new, repeats) in sorted(tally.items()):
+            statement = dialect.insert(source_counts).values(
+                endpoint=source, received=new, repeats=repeats, updated_at=now
+            )
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[source_counts.c.endpoint],
+                    set_={
+                        "received": source_counts.c.received + new,
+                        "repeats": source_counts.c.repeats + repeats,
+                        "updated_at": now,
+                    },
+                )
+            )
+
+    def source_counts(self) -> dict[str, dict[str, int]]:
+        """Per source endpoint: new messages accepted and repeats offered, since the start."""
+        with self.engine.connect() as conn:
+            return {
+                r.endpoint: {"received": int(r.received), "repeats": int(r.repeats)}
+                for r in conn.execute(select(source_counts))
+            }
 
     # --- claim and finish ---
 
@@ -604,7 +705,7 @@ class Store:
                             "message_id": d.message_id,
                             "delivery_id": d.key,
                             "endpoint": d.endpoint,
-                            "stage": "deliver",
+                            "stage": o.stage,
                             "reason": o.error or "rejected",
                             "created_at": now,
                         }
@@ -634,6 +735,16 @@ class Store:
                 )
 
     # --- the queue relay (production) ---
+
+    def unmark_enqueued(self, keys: Sequence[str]) -> None:
+        """Say these deliveries' keys never reached a queue: the relay's next pass queues them."""
+        if keys:
+            with self._begin() as conn:
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == "pending")
+                    .values(enqueued_at=None)
+                )
 
     def due_for_enqueue(self, *, limit: int, stale_after: timedelta) -> list[tuple[str, str]]:
         """Mark and return (key, endpoint) of due deliveries no queue holds a live entry for."""

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Boolean,
@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from .adapter import Adapter, Change, Record
+from .adapter import Change, Record, SyncBatch
 from .errors import FatalError, LienthongError, RejectedError, TransientError
 from .store import Cursors, metadata
 
@@ -510,10 +510,20 @@ def delete_runs_before(engine: Engine, cutoff: datetime) -> int:
 # --- the run --------------------------------------------------------------
 
 
+class SyncEndpoint(Protocol):
+    """What a sync needs of each side: an adapter, or the bus's gated view of one."""
+
+    def sync_read(self, entity: str, since: str | None) -> SyncBatch: ...
+
+    def sync_apply(self, entity: str, change: Change) -> None: ...
+
+    def is_transient(self, exc: BaseException) -> bool: ...
+
+
 def run(
     spec: SyncSpec,
-    source: Adapter,
-    target: Adapter,
+    source: SyncEndpoint,
+    target: SyncEndpoint,
     engine: Engine,
     *,
     dry_run: bool = False,
@@ -586,7 +596,7 @@ def run(
     return _must_load(engine, recorder.run_id)
 
 
-def _reading_failed(recorder: _Recorder, exc: BaseException, *adapters: Adapter) -> bool:
+def _reading_failed(recorder: _Recorder, exc: BaseException, *adapters: SyncEndpoint) -> bool:
     """Record a run whose reading failed (nothing was changed): True when it was transient.
 
     A transient failure ends the run as interrupted, to run again later; any
@@ -606,7 +616,7 @@ def _reading_failed(recorder: _Recorder, exc: BaseException, *adapters: Adapter)
 
 def _apply(
     spec: SyncSpec,
-    target: Adapter,
+    target: SyncEndpoint,
     changes: Sequence[Change],
     recorder: _Recorder,
     counts: dict[str, int],
@@ -731,7 +741,7 @@ def drift(changes: Sequence[Change], target: Iterable[Record]) -> list[Drift]:
 def approve(
     spec: SyncSpec,
     plan_run: int,
-    target: Adapter,
+    target: SyncEndpoint,
     engine: Engine,
     *,
     force: bool = False,

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from .adapter import Adapter, Change
 from .errors import ConfigError, LienthongError
+from .holders import Holder
 from .lease import Lease, LeaseHeld, default_holder
 from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
 from .sync import (
@@ -120,12 +121,15 @@ def jobs_command(obj: SyncContext, as_json: bool) -> None:
         return
     table = Table("job", "does", "schedule", "last run", "outcome", "by", "next run")
     for o in overview:
+        outcome = o.last_outcome or "never run"
+        if o.last_outcome == "killed" and o.last_detail:
+            outcome = o.last_detail  # who died, who noticed, when
         table.add_row(
             o.name,
             o.what,
             o.schedule,
             _when(o.last_started),
-            o.last_outcome or "never run",
+            outcome,
             o.last_holder or "-",
             _when(o.next_run),
         )
@@ -228,7 +232,49 @@ def run_job(
     ``LienthongError`` after recording the job run's outcome.
     """
     assert spec.sync is not None
-    holder = default_holder()
+    # One live holder per job run, with a heartbeat: if this process is killed, the
+    # run is marked killed and its lease freed as soon as a worker notices
+    # (lienthong.holders). Named per job, as a console may run several jobs at once.
+    holder = f"{default_holder()}/{spec.name}"
+    engine = obj.engine
+    alive = Holder(engine, holder)
+    alive.start()
+    try:
+        return _run_under_lease(
+            obj,
+            spec,
+            holder,
+            dry_run=dry_run,
+            force=force,
+            since=since,
+            wait_s=wait_s,
+            progress=progress,
+            on_wait=on_wait,
+            trigger=trigger,
+            approve_run=approve_run,
+            approved_by=approved_by,
+        )
+    finally:
+        alive.stop()
+
+
+def _run_under_lease(
+    obj: SyncContext,
+    spec: JobSpec,
+    holder: str,
+    *,
+    dry_run: bool,
+    force: bool,
+    since: str | None,
+    wait_s: float,
+    progress: Callable[[int, int, Change], None] | None,
+    on_wait: Callable[[str], None] | None,
+    trigger: str,
+    approve_run: int | None,
+    approved_by: str | None,
+) -> Report:
+    """Take the job's lease (or wait for it), record the run in ``job_runs``, run the sync."""
+    assert spec.sync is not None
     engine = obj.engine
     lease = Lease(engine, job_lease_name(spec.name), holder, spec.lease_ttl_s)
     if not lease.acquire():
@@ -397,6 +443,8 @@ def sync_runs_command(obj: SyncContext, job: str | None, limit: int) -> None:
             f"{r.run_id:>6}  {_when(r.started_at)}  {r.job}  {kind}  {r.outcome}  "
             f"{_counts(r.counts)}"
         )
+        if r.outcome == "killed" and r.message:
+            click.echo(f"        {r.message}")
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -420,8 +468,10 @@ def _print_report(report: Report, limit: int | None) -> None:
     click.echo(f"  {_counts(report.counts)}")
     click.echo(f"  cursor {report.cursor_before or '-'} -> {report.cursor_after or '-'}")
     outcome = report.outcome
-    if outcome == "running" and report.finished_at is None:
-        outcome = "running, or killed before it ended (re-run the job: it converges)"
+    if outcome == "running":
+        outcome = "running (if its process dies, the run is marked killed once a worker notices)"
+    elif outcome == "killed":
+        outcome = "killed before it ended; the cursor was not moved (re-run the job: it converges)"
     click.echo(f"  outcome: {outcome}")
     if report.message:
         click.echo(f"  {report.message}")

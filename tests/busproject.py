@@ -32,6 +32,7 @@ class BusProject:
         broker: str = "embedded",
         out: str = "out",
         claim_seconds: float = 2,
+        requeue_seconds: float | None = None,
         batch: int = 100,
     ) -> None:
         config = {
@@ -42,7 +43,7 @@ class BusProject:
                 "mappings": str(REPO / "mappings"),
                 "poll_interval": 0.2,
                 "claim_seconds": claim_seconds,
-                "requeue_seconds": claim_seconds,
+                "requeue_seconds": claim_seconds if requeue_seconds is None else requeue_seconds,
                 "batch_size": batch,
                 "retry": {"initial_delay": 0.2, "max_delay": 1},
             },

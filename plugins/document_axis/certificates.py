@@ -9,7 +9,7 @@ them; the gauge ``lienthong_axis_signer_cert_soonest_expiry_timestamp_seconds``
 when the first of those still valid expires, so an alert can warn a month ahead.
 
 The table (``axis_certificates``) is created by the store's migrations
-(``0005_axis_register``).
+(``0006_axis_register``).
 """
 
 from __future__ import annotations

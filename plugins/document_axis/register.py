@@ -10,7 +10,7 @@ questions need and the store cannot answer by correlation alone:
 - which documents have no status 06 after N days (``edxml overdue``).
 
 The table (``axis_documents``) is created by the store's migrations
-(``0005_axis_register``).
+(``0006_axis_register``).
 """
 
 from __future__ import annotations

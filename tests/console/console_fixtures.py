@@ -197,11 +197,10 @@ class ConsoleProject:
     # --- the bus ---
 
     def bus(self) -> Bus:
-        """The bus that accepts and delivers (not started: tests drive its cycles)."""
+        """The bus that accepts and delivers (started, but not running: tests drive its cycles)."""
         if not self._buses:
             bus = Bus(self.config(), PluginHost(), worker="test-bus")
-            for adapter in bus.adapters.values():
-                adapter.start()
+            bus.start()
             self._buses.append(bus)
         return self._buses[0]
 

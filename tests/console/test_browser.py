@@ -141,7 +141,14 @@ def log_in(driver: Any, world: World, uid: str, password: str | None = None) -> 
     driver.get(world.url + "login")
     find(driver, "#username").send_keys(uid)
     find(driver, "#password").send_keys(password or PEOPLE[uid][0])
-    find(driver, "#login").click()
+    button = find(driver, "#login")
+    button.click()
+    # Wait for the answer to the login (a new page, whether in or refused): going on
+    # before it arrives would abort the POST and leave the browser logged out.
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
 
 
 _names = itertools.count(1)

@@ -101,3 +101,13 @@ def test_zero_reset_goes_straight_to_half_open(clock: Clock) -> None:
 def test_bad_settings_are_refused(threshold: int, reset: float) -> None:
     with pytest.raises(ValueError, match="must"):
         CircuitBreaker(failure_threshold=threshold, reset_after_s=reset)
+
+
+def test_a_trial_that_did_not_happen_lets_the_next_caller_try() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=1, reset_after_s=10, clock=lambda: now[0])
+    breaker.record_failure()
+    now[0] = 11.0
+    assert breaker.allow() and not breaker.allow(), "one trial in half-open"
+    breaker.cancel_trial()  # e.g. the bus's own store failed before the endpoint was called
+    assert breaker.allow(), "the trial is free again"

@@ -60,6 +60,25 @@ def test_run_once_then_status_dlq_trace_and_replay(project: Path) -> None:
     assert json.loads(run(project, "dlq", "list", "--json").output) == []
 
 
+def test_run_once_and_status_count_repeats_apart_from_new_messages(project: Path) -> None:
+    assert "received 4," in run(project, "run", "--once").output
+    inbox = project / "var/onestop/outbox"
+    for sample in (REPO / "config/samples").glob("*.xml"):
+        shutil.copy(sample, inbox)  # the same four files dropped again
+    (inbox / "application-4.xml").write_bytes(
+        (REPO / "config/samples/application-1.xml").read_bytes().replace(b"HS-", b"HS-NEW-")
+    )
+    again = run(project, "run", "--once")
+    assert again.exit_code == 0, again.output
+    assert "received 1, delivered 1, retried 0, dead-lettered 0; 4 repeat(s)" in again.output
+    status = json.loads(run(project, "status", "--json").output)
+    assert status["received_by_endpoint"] == {"onestop-in": 5}
+    assert status["repeats_by_endpoint"] == {"onestop-in": 4}
+    assert status["counts"]["messages"] == 5
+    table = run(project, "status").output
+    assert "received" in table and "repeats" in table
+
+
 def test_trace_of_a_delivered_message_shows_every_hop(project: Path) -> None:
     run(project, "run", "--once")
     data = json.loads(run(project, "status", "--json").output)

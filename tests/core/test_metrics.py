@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -308,3 +310,108 @@ def test_run_on_a_taken_port_exits_3_before_touching_anything(tmp_path: Path) ->
     assert done.returncode == 3, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Hint:" in done.stderr
     assert (tmp_path / "in/a.xml").exists(), "nothing was received"
+
+
+class CountingListener:
+    """A TCP port that counts the connections made to it and closes each at once."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+
+def test_health_checks_the_broker_at_most_every_few_seconds(tmp_path: Path) -> None:
+    import threading
+
+    store = Store(make_engine(f"sqlite:///{tmp_path / 'bus.db'}"))
+    store.upgrade()
+    broker = CountingListener()
+    try:
+        metrics = Metrics(store, {}, broker=Secret(f"amqp://guest:guest@127.0.0.1:{broker.port}//"))
+        reports: list[dict[str, Any]] = []
+        askers = [
+            threading.Thread(target=lambda: reports.append(metrics.health())) for _ in range(20)
+        ]
+        started = time.monotonic()
+        for asker in askers:
+            asker.start()
+        for asker in askers:
+            asker.join(30)
+        assert time.monotonic() - started < 5, "the check is reused, not redone"
+        assert len(reports) == 20 and all(r["broker"] is False for r in reports)
+        assert all(str(broker.port) in r["broker_error"] for r in reports)
+        assert 1 <= broker.accepted <= 2, "one check (with its one retry) for twenty requests"
+    finally:
+        broker.sock.close()
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_idle_connections_cannot_take_the_bus_file_descriptors(tmp_path: Path) -> None:
+    from tests.faults.harness import FaultProject, folder_in, folder_out, receipt_route
+    from tests.faults.servers import free_port
+
+    project = FaultProject(tmp_path)
+    project.write(
+        store="sqlite:///var/bus.db",
+        endpoints={"in": folder_in(), "out": folder_out()},
+        routes=[receipt_route()],
+    )
+    port = free_port()
+    worker = project.start_worker("--metrics-port", str(port))
+    idle: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _, _ = get(f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, project.logs()
+                time.sleep(0.2)
+        assert status == 200
+        before = fd_count(worker.pid)
+        for _ in range(600):
+            with contextlib.suppress(OSError):  # a full listen queue: one idle client fewer
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        assert len(idle) >= 100, "the idle clients got connected"
+        most = before
+        until = time.monotonic() + 2  # while the server accepts what is queued
+        while time.monotonic() < until:
+            most = max(most, fd_count(worker.pid))
+            time.sleep(0.05)
+        assert most <= before + 12, f"{most} descriptors, {before} before: not bounded"
+        written = project.drop(3)
+        project.wait_for(3, timeout=30)
+        assert sorted(project.outputs()) == sorted(written), "the bus kept working"
+        deadline = time.monotonic() + 30  # the idle ones time out, then /health answers again
+        while True:
+            try:
+                status, _, body = get(f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "health never answered again"
+                time.sleep(0.5)
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        assert worker.poll() is None
+    finally:
+        for conn in idle:
+            conn.close()
+        project.kill_all()

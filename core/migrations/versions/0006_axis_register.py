@@ -7,8 +7,8 @@ updated or replaced it), the status 02 refusals sent to senders (one per
 document), and the signing certificates whose signatures were verified
 (``edxml certs`` and the expiry gauge).
 
-Revision ID: 0005_axis_register
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_axis_register"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

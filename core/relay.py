@@ -1,0 +1,288 @@
+"""The relay: delivery keys between the store and RabbitMQ, through kombu, in production.
+
+The store is the durable record; a queue entry only carries a delivery's key,
+so a worker knows what to claim next. Entries are persistent, published with
+confirms (awaited once per batch) to durable queues (one per target endpoint),
+consumed with a bounded prefetch and acked only after the store recorded the
+outcome. A duplicate entry finds its delivery already claimed or done and is
+acked without effect.
+
+Threads: kombu/py-amqp connections are not thread-safe, so no connection is
+shared. Every thread that publishes (the worker loop, the pollers, scheduled
+jobs) gets a connection and producer of its own on first use; only the worker
+loop's thread consumes, on the consumer connection. A publish that fails is
+retried at once on a fresh connection; if that fails too, the keys are left for
+:meth:`Relay.republish`, which the worker loop runs every second: it publishes
+due deliveries that no queue entry covers (retries, publishes that failed, an
+entry lost with a broker).
+
+The embedded default has no broker: workers claim due deliveries from the
+store directly (kombu's server-less transports lose fetched-but-unacked
+messages on a crash, so they are not used for durability).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from amqp.exceptions import ConnectionError as AmqpConnectionError
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.message import Message
+
+from .errors import TransientError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+#: What a lost broker connection raises: kombu's wrapper, socket errors, and py-amqp's
+#: own connection errors (a broker restart closes connections with CONNECTION_FORCED,
+#: an ack on a closed connection raises RecoverableConnectionError).
+LOST = (KombuOperationalError, OSError, AmqpConnectionError)
+
+EXCHANGE = Exchange("lienthong.deliveries", type="direct", durable=True)
+
+
+def queue_for(endpoint: str) -> Queue:
+    """The durable queue holding delivery keys for one target endpoint."""
+    return Queue(f"lienthong.deliver.{endpoint}", EXCHANGE, routing_key=endpoint, durable=True)
+
+
+#: Seconds a batch of keys may wait for the broker's confirms before it counts as lost.
+CONFIRM_TIMEOUT = 30.0
+
+
+def _connection(url: str) -> Connection:
+    return Connection(url, connect_timeout=10)
+
+
+def _unreachable(connection: Connection, exc: BaseException) -> TransientError:
+    return TransientError(
+        f"RabbitMQ at {connection.as_uri()} is not reachable: {exc}. "
+        "Hint: start it with 'rabbitmq-server -detached' and check bus.broker"
+    )
+
+
+class _Publisher:
+    """One thread's connection and producer; used by that thread alone.
+
+    Publisher confirms per batch: the keys of a batch are all published, then
+    the broker's confirms awaited together (one round trip, not one per key).
+    A batch returns only when the broker has every key on disk.
+    """
+
+    def __init__(self, url: str, endpoints: Sequence[str]) -> None:
+        self.url = url
+        self.endpoints = endpoints
+        self.connection = _connection(url)
+        self.producer: Producer | None = None
+        self._published = 0  # delivery tags given on this channel (the broker counts the same)
+        self._unconfirmed: set[int] = set()
+        self._refused = False
+
+    def _open(self, retries: int) -> Producer:
+        try:
+            self.connection.ensure_connection(max_retries=retries, interval_start=0)
+        except LOST as exc:
+            raise _unreachable(self.connection, exc) from exc
+        channel = self.connection.channel()
+        for endpoint in self.endpoints:
+            queue_for(endpoint)(channel).declare()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._confirmed)
+        channel.events["basic_nack"].add(self._nacked)
+        self._published = 0
+        self._unconfirmed.clear()
+        return Producer(channel, exchange=EXCHANGE)
+
+    def _confirmed(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {t for t in self._unconfirmed if t > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _nacked(self, delivery_tag: int, multiple: bool) -> None:
+        self._refused = True
+        self._confirmed(delivery_tag, multiple)
+
+    def publish(self, items: Sequence[tuple[str, str]], *, retries: int) -> None:
+        if self.producer is None:
+            self.producer = self._open(retries)
+        self._refused = False
+        for key, endpoint in items:
+            self.producer.publish(
+                key,
+                routing_key=endpoint,
+                serializer="json",
+                delivery_mode=2,
+                declare=[queue_for(endpoint)] if endpoint not in self.endpoints else None,
+            )
+            self._published += 1
+            self._unconfirmed.add(self._published)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while self._unconfirmed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransientError(
+                    f"RabbitMQ confirmed {len(items) - len(self._unconfirmed)} of {len(items)} "
+                    f"keys in {CONFIRM_TIMEOUT:g} s. Hint: check its disk and memory alarms"
+                )
+            self.connection.drain_events(timeout=left)
+        if self._refused:
+            raise TransientError("RabbitMQ refused (nacked) some keys; they are published again")
+
+    def reset(self) -> None:
+        """Drop the connection; the next publish opens a new one."""
+        self.producer = None
+        try:
+            self.connection.close()
+        except Exception:  # closing a dead connection may fail in many ways; it is gone anyway
+            log.debug("closing a RabbitMQ publisher connection failed", exc_info=True)
+        self.connection = _connection(self.url)
+
+
+class Relay:
+    """Publishes delivery keys from any thread and consumes them on the worker loop's thread."""
+
+    def __init__(self, url: str, endpoints: Iterable[str], *, prefetch: int = 50) -> None:
+        self.url = url
+        self.endpoints = list(endpoints)
+        self.prefetch = prefetch
+        self._local = threading.local()
+        self._publishers: list[_Publisher] = []
+        self._lock = threading.Lock()
+        self.connection = _connection(url)  # the consumer's
+        self._consumer: Consumer | None = None
+        # Bumped at each reset: an entry of an older connection is acked by nobody.
+        self._generation = 0
+
+    # --- publishing: any thread, each on its own connection ---
+
+    def _publisher(self) -> _Publisher:
+        publisher: _Publisher | None = getattr(self._local, "publisher", None)
+        if publisher is None:
+            publisher = self._local.publisher = _Publisher(self.url, self.endpoints)
+            with self._lock:
+                self._publishers.append(publisher)
+        return publisher
+
+    def publish(self, items: Sequence[tuple[str, str]]) -> None:
+        """Publish ``(key, endpoint)`` pairs, persistent and confirmed, on this thread's connection.
+
+        A lost connection is opened again and the whole batch published again at
+        once (a key published twice is harmless); ``TransientError`` if that fails too.
+        """
+        if not items:
+            return
+        publisher = self._publisher()
+        try:
+            publisher.publish(items, retries=1)
+            return
+        except (*LOST, TransientError, TimeoutError) as exc:
+            publisher.reset()
+            log.warning(
+                "publishing %d delivery key(s) to RabbitMQ failed (%s); publishing them again "
+                "on a new connection",
+                len(items),
+                exc,
+            )
+        try:
+            publisher.publish(items, retries=1)
+        except (*LOST, TimeoutError) as exc:
+            publisher.reset()
+            raise TransientError(f"publishing to RabbitMQ failed again: {exc}") from exc
+        except TransientError:
+            publisher.reset()
+            raise
+
+    def republish(self, store: Store, *, stale_after: timedelta, limit: int = 1000) -> int:
+        """Publish due deliveries no live queue entry covers; returns how many."""
+        items = store.due_for_enqueue(limit=limit, stale_after=stale_after)
+        try:
+            self.publish(items)
+        except TransientError:
+            store.unmark_enqueued([key for key, _ in items])
+            raise
+        return len(items)
+
+    # --- consuming: the worker loop's thread only ---
+
+    def consume(self, handler: Callable[[str, Callable[[], None]], None]) -> None:
+        """Start consuming: ``handler(key, ack)`` is called for each entry, and acks it itself.
+
+        An ack on a lost connection raises ``TransientError``: the entry returns to
+        the queue, and whoever gets it again finds its delivery done. The ack of an
+        entry whose connection was reset since does nothing: the broker put the
+        entry back when that connection closed (and closing one may still hand
+        over entries it had in flight).
+        """
+        try:
+            self.connection.ensure_connection(max_retries=3)
+        except LOST as exc:
+            raise _unreachable(self.connection, exc) from exc
+        channel = self.connection.channel()
+        for endpoint in self.endpoints:
+            queue_for(endpoint)(channel).declare()
+
+        generation = self._generation
+
+        def on_entry(body: Any, message: Message) -> None:
+            def ack() -> None:
+                if generation != self._generation:
+                    return
+                try:
+                    message.ack()
+                except LOST as exc:
+                    self.reset()
+                    raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc
+
+            handler(str(body), ack)
+
+        self._consumer = Consumer(
+            channel,
+            queues=[queue_for(e) for e in self.endpoints],
+            callbacks=[on_entry],
+            accept=["json", "text/plain"],
+            prefetch_count=self.prefetch,
+        )
+        self._consumer.consume()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for entries; False when none came."""
+        try:
+            self.connection.drain_events(timeout=timeout)
+        except TimeoutError:  # socket.timeout is TimeoutError
+            return False
+        except LOST as exc:
+            self.reset()
+            raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc
+        return True
+
+    def reset(self) -> None:
+        """Drop the consumer's connection; unacked entries return to the queue."""
+        self._generation += 1
+        self._consumer = None
+        try:
+            self.connection.close()
+        except Exception:  # closing a dead connection may fail in many ways; it is gone anyway
+            log.debug("closing the RabbitMQ connection failed", exc_info=True)
+        self.connection = _connection(self.url)
+
+    @property
+    def consuming(self) -> bool:
+        return self._consumer is not None
+
+    def close(self) -> None:
+        """Close the consumer's connection and every thread's publisher."""
+        self.reset()
+        self.connection.close()
+        with self._lock:
+            publishers, self._publishers = self._publishers, []
+        for publisher in publishers:
+            publisher.reset()
+            publisher.connection.close()
