@@ -42,7 +42,15 @@ class ConfigError(LienthongError):
 
 
 class TransientError(LienthongError):
-    """A passing failure (network, timeout, server busy): the bus retries with back-off."""
+    """A passing failure (network, timeout, server busy): the bus retries with back-off.
+
+    ``retry_after`` (seconds) is how long the system asked us to wait (HTTP
+    ``Retry-After``): the bus retries no sooner than that.
+    """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(TransientError):
