@@ -37,7 +37,7 @@ import secrets
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -88,20 +88,33 @@ _VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 @dataclass
 class Year:
-    """A synthetic year of dossiers and steps, computed from an index instead of stored."""
+    """A synthetic year of dossiers and steps, computed from an index instead of stored.
+
+    Dossier ``i`` is received ``i * 365 days / dossiers`` after midnight of
+    ``first_day`` (Vietnam's time); its number counts, per agency, the dossiers of
+    its day.
+    """
 
     dossiers: int
     steps_per_dossier: int
-    start: datetime
+    first_day: date
+
+    def __post_init__(self) -> None:
+        self.start = datetime(
+            self.first_day.year, self.first_day.month, self.first_day.day, tzinfo=_VN
+        )
+
+    def _seconds(self, i: int) -> int:
+        return i * 365 * 86400 // self.dossiers
 
     def receive_time(self, i: int) -> datetime:
-        return self.start + timedelta(seconds=i * 365 * 86400 / self.dossiers)
+        return self.start + timedelta(seconds=self._seconds(i))
 
     def dossier(self, i: int) -> dict[str, Any]:
         received = self.receive_time(i)
         code, agency = AGENCIES[i % len(AGENCIES)]
-        day = int(i * 365 / self.dossiers)
-        first = -(-day * self.dossiers // 365)
+        day = i * 365 // self.dossiers  # = self._seconds(i) // 86400
+        first = -(-day * self.dossiers // 365)  # the day's first index
         number = (i - first) // len(AGENCIES) + 1
         service = SERVICES[i % len(SERVICES)]
         return {
@@ -287,8 +300,7 @@ class OneStopSandbox(JsonSandbox):
 
     def synthetic_year(self, dossiers: int, *, steps_per_dossier: int = 5) -> None:
         """Serve ``dossiers`` dossiers and their steps, computed on the fly (for benchmarks)."""
-        start = datetime(2025, 1, 1, 7, 30, tzinfo=_VN)
-        self.year = Year(dossiers, steps_per_dossier, start)
+        self.year = Year(dossiers, steps_per_dossier, date(2025, 1, 1))
 
     def expire_tokens(self) -> None:
         """Forget every issued token, as a token service restart or a revocation would."""
