@@ -573,7 +573,7 @@ def double_to_string(value: float) -> str:
     if value == 0.0:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     shortest = Decimal(repr(value)).normalize()  # the shortest digits that round-trip
-    if Decimal("0.000001") <= abs(Decimal(value)) < Decimal(1000000):
+    if 1e-6 <= abs(value) < 1e6:  # compared as doubles, as XPath compares them
         return format(shortest, "f")
     sign, digits, exponent = shortest.as_tuple()
     assert isinstance(exponent, int)
