@@ -55,6 +55,9 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 #: What ``escape: true`` writes as a JSON escape (spec: x00-x1F, x7F-x9F, non-XML, backslash).
 _SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\\\\]")
 _TWO_CHAR = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+#: Text that needs neither XML escaping nor JSON care: copied as it is (the common case).
+_CAREFREE = re.compile("[&<>\r\\\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_CAREFREE_ESCAPED = re.compile("[&<>\\\\\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _ATTR = str.maketrans(
     {
@@ -220,7 +223,7 @@ def _plain(value: Any, limits: Limits, duplicates: str, depth: int) -> Any:
         for key, item in value:
             if key in result:
                 if duplicates == "reject":
-                    raise _Unpack(_duplicate(key), "FOJS0003", [])
+                    raise _Unpack(_duplicate(key), "FOJS0003", [_key_step(key)])
                 if duplicates == "use-first":
                     continue
             try:
@@ -310,8 +313,16 @@ def to_xml(
     return ("<?xml version='1.0' encoding='UTF-8'?>\n" + "".join(parts)).encode("utf-8")
 
 
+_KEY_ATTRIBUTES: dict[bool, dict[str, str]] = {False: {}, True: {}}
+
+
 class _Writer:
-    """Writes the XML text of a parsed JSON value, element by element."""
+    """Writes the XML text of a parsed JSON value, element by element.
+
+    Hot path of every polled item: types are dispatched exactly (the parser makes
+    exactly these), key attributes are written once per distinct key, and text
+    needing no care is copied as it is.
+    """
 
     def __init__(
         self,
@@ -325,13 +336,29 @@ class _Writer:
         self.fallback = fallback
         self.limits = limits
         self.parts: list[str] = []
+        # Key attributes repeat item after item: without a fallback they depend on the key
+        # and the escape mode alone, so they are shared by every writer.
+        self._keys: dict[str, str] = {} if fallback is not None else _KEY_ATTRIBUTES[escape]
+        self._carefree = _CAREFREE_ESCAPED if escape else _CAREFREE
 
     def value(self, value: Any, key: str | None, depth: int) -> None:
         if depth > self.limits.max_depth:
             raise _Unpack(_too_deep(self.limits), "", [])
         out = self.parts
-        attrs = "" if key is None else self._key(key)
-        if isinstance(value, JsonObject):
+        attrs = "" if key is None else self._keys.get(key) or self._key(key)
+        kind = type(value)
+        if kind is str:
+            if self._carefree.search(value) is None:
+                out.append(f"<string{attrs}>{value}</string>")
+            else:
+                text, escaped = self._string(value)
+                flag = ' escaped="true"' if escaped else ""
+                out.append(f"<string{attrs}{flag}>{text.translate(_TEXT)}</string>")
+        elif kind is JsonNumber:
+            if len(value) > self.limits.max_number_chars:
+                _check_number(value, self.limits)
+            out.append(f"<number{attrs}>{value}</number>")
+        elif kind is JsonObject:
             if not value:
                 out.append(f"<map{attrs}/>")
                 return
@@ -340,7 +367,7 @@ class _Writer:
             for name, item in value:
                 if name in seen:
                     if self.duplicates == "reject":
-                        raise _Unpack(_duplicate(name), "FOJS0003", [])
+                        raise _Unpack(_duplicate(name), "FOJS0003", [_key_step(name)])
                     if self.duplicates == "use-first":
                         continue
                 seen.add(name)
@@ -350,7 +377,7 @@ class _Writer:
                     exc.path.append(_key_step(name))
                     raise
             out.append("</map>")
-        elif isinstance(value, list):
+        elif kind is list:
             if not value:
                 out.append(f"<array{attrs}/>")
                 return
@@ -362,22 +389,20 @@ class _Writer:
                     exc.path.append(f"[{index}]")
                     raise
             out.append("</array>")
-        elif isinstance(value, JsonNumber):
-            _check_number(value, self.limits)
-            out.append(f"<number{attrs}>{value}</number>")
-        elif isinstance(value, str):
-            text, escaped = self._string(value)
-            flag = ' escaped="true"' if escaped else ""
-            out.append(f"<string{attrs}{flag}>{text.translate(_TEXT)}</string>")
         elif value is True or value is False:
             out.append(f"<boolean{attrs}>{'true' if value else 'false'}</boolean>")
-        else:
+        elif value is None:
             out.append(f"<null{attrs}/>")
+        else:
+            raise TypeError(f"not a value from jsonxml.parse: {type(value).__name__}")
 
     def _key(self, key: str) -> str:
         text, escaped = self._string(key)
         flag = ' escaped-key="true"' if escaped else ""
-        return f' key="{text.translate(_ATTR)}"{flag}'
+        attrs = f' key="{text.translate(_ATTR)}"{flag}'
+        if len(self._keys) < 10_000:  # bounded: keys from outside are not all worth keeping
+            self._keys[key] = attrs
+        return attrs
 
     def _string(self, value: str) -> tuple[str, bool]:
         """The string as the element holds it, and whether it is in escaped form."""
@@ -457,8 +482,8 @@ def _invalid(element: etree._Element, why: str) -> _Unpack:
 
 
 def _attributes(element: etree._Element, allowed: frozenset[str]) -> None:
-    for name in element.attrib:
-        if name in allowed or (name.startswith("{") and not name.startswith(f"{{{NS}}}")):
+    for name in element.keys():  # noqa: SIM118 - lxml: keys() avoids building an attrib proxy
+        if name in allowed or (name[0] == "{" and not name.startswith(_NS_PREFIX)):
             continue  # attributes in other namespaces are ignored
         raise _invalid(element, f"attribute '{name}' is not allowed here")
 
@@ -474,10 +499,12 @@ def _flag(element: etree._Element, name: str) -> bool:
 
 
 def _simple_text(element: etree._Element) -> str:
+    if not len(element):
+        return element.text or ""
     for child in element:
         if isinstance(child.tag, str):
             raise _invalid(element, f"<{etree.QName(child).localname}> cannot be inside it")
-    return "".join(element.itertext()) if len(element) else (element.text or "")
+    return "".join(element.itertext())
 
 
 def _only_whitespace(element: etree._Element) -> None:
@@ -486,6 +513,8 @@ def _only_whitespace(element: etree._Element) -> None:
         raise _invalid(element, "text is not allowed between its members")
 
 
+_NS_PREFIX = f"{{{NS}}}"
+_KEYED = frozenset({"key", "escaped-key"})
 _ALLOWED = {
     MAP: frozenset(),
     ARRAY: frozenset(),
@@ -494,22 +523,34 @@ _ALLOWED = {
     BOOLEAN: frozenset(),
     NULL: frozenset(),
 }
-_KEYED = frozenset({"key", "escaped-key"})
+#: What a member of a map may carry: its own attributes and the key.
+_ALLOWED_KEYED = {tag: allowed | _KEYED for tag, allowed in _ALLOWED.items()}
+#: Integers whose xs:double is written exactly as they are (below a million, no leading zero).
+_PLAIN_INTEGER = re.compile(r"-?[1-9][0-9]{0,5}|0")
 
 
 def _write(element: etree._Element, out: list[str], depth: int, in_map: bool = False) -> None:
     if depth > _MAX_XML_DEPTH:
         raise _invalid(element, f"nested deeper than {_MAX_XML_DEPTH} levels")
     tag = element.tag
-    allowed = _ALLOWED.get(tag) if isinstance(tag, str) else None
+    # A key is required inside a map, forbidden inside an array, tolerated on the root.
+    table = _ALLOWED_KEYED if in_map or depth == 0 else _ALLOWED
+    allowed = table.get(tag) if isinstance(tag, str) else None
     if allowed is None:
         raise _invalid(
             element,
             f"<{tag}> is not map, array, string, number, boolean or null in the namespace {NS}",
         )
-    # A key is required inside a map, forbidden inside an array, tolerated on the root.
-    _attributes(element, allowed | _KEYED if in_map or depth == 0 else allowed)
-    if tag == MAP:
+    if element.keys():  # noqa: SIM118
+        _attributes(element, allowed)
+    if tag == STRING:
+        text = _simple_text(element)
+        escaped = _flag(element, "escaped")
+        if not escaped and _OUT_PLAIN.search(text) is None:
+            out.append(f'"{text}"')
+        else:
+            out.append(f'"{_out_string(element, text, escaped)}"')
+    elif tag == MAP:
         _only_whitespace(element)
         out.append("{")
         seen: set[str] = set()
@@ -528,9 +569,22 @@ def _write(element: etree._Element, out: list[str], depth: int, in_map: bool = F
             if not first:
                 out.append(",")
             first = False
-            out.append(f'"{_out_string(child, key, escaped)}":')
+            name = key if not escaped and _OUT_PLAIN.search(key) is None else None
+            name = name if name is not None else _out_string(child, key, escaped)
+            # The common member, a plain string with only its key, without a call per member.
+            if (
+                child.tag == STRING and not len(child) and len(child.keys()) == 1  # noqa: SIM118
+            ):
+                text = child.text or ""
+                if _OUT_PLAIN.search(text) is None:
+                    out.append(f'"{name}":"{text}"')
+                    continue
+            out.append(f'"{name}":')
             _write(child, out, depth + 1, in_map=True)
         out.append("}")
+    elif tag == NUMBER:
+        text = _simple_text(element).strip()
+        out.append(text if _PLAIN_INTEGER.fullmatch(text) else _number(element, text))
     elif tag == ARRAY:
         _only_whitespace(element)
         out.append("[")
@@ -543,11 +597,6 @@ def _write(element: etree._Element, out: list[str], depth: int, in_map: bool = F
             first = False
             _write(child, out, depth + 1)
         out.append("]")
-    elif tag == STRING:
-        text = _simple_text(element)
-        out.append(f'"{_out_string(element, text, _flag(element, "escaped"))}"')
-    elif tag == NUMBER:
-        out.append(_number(element, _simple_text(element).strip()))
     elif tag == BOOLEAN:
         value = _XS_BOOLEAN.get(_simple_text(element).strip())
         if value is None:

@@ -13,11 +13,26 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _TOKENS = re.compile(r"yyyy|yy|MM|dd|HH|mm|ss")
 _FORMATS = {"yyyy": "%Y", "yy": "%y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
+
+
+@lru_cache(maxsize=64)
+def _strftime_format(pattern: str) -> str:
+    """Java letters -> one strftime format (a mapping calls this per value: cached)."""
+    return _TOKENS.sub(lambda m: _FORMATS[m.group()], pattern.replace("%", "%%"))
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"format_datetime: unknown time zone {name!r}") from exc
 
 
 def _text(value: Any) -> str:
@@ -31,10 +46,7 @@ def format_datetime(context: Any, value: Any, pattern: Any, zone: Any) -> str:
     text = _text(value).strip()
     if not text:
         return ""
-    try:
-        tz = ZoneInfo(_text(zone))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"format_datetime: unknown time zone {_text(zone)!r}") from exc
+    tz = _zone(_text(zone))
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -42,13 +54,7 @@ def format_datetime(context: Any, value: Any, pattern: Any, zone: Any) -> str:
             f"format_datetime: {text!r} is not an ISO 8601 time (e.g. 2026-03-02T08:15:00+07:00)"
         ) from exc
     moment = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
-    parts = _TOKENS.split(_text(pattern))
-    tokens = _TOKENS.findall(_text(pattern))
-    out = [parts[0]]
-    for token, rest in zip(tokens, parts[1:], strict=True):
-        out.append(moment.strftime(_FORMATS[token]))
-        out.append(rest)
-    return "".join(out)
+    return moment.strftime(_strftime_format(_text(pattern)))
 
 
 FUNCTIONS = {"format_datetime": format_datetime}

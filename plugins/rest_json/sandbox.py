@@ -340,8 +340,11 @@ def _make_handler(sandbox: JsonSandbox) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             if "Content-Length" not in reply.headers:
                 self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            # Headers and body in one write (end_headers would send them apart: two
+            # packets, two wake-ups of the client per answer).
+            self._headers_buffer.append(b"\r\n")
+            self.wfile.write(b"".join(self._headers_buffer) + payload)
+            self._headers_buffer = []
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

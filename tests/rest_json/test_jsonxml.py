@@ -92,7 +92,7 @@ def test_the_duplicates_policies(policy: str, expected: str | None) -> None:
         assert [e.get("key") for e in root] == ["a", "b", "a"]
     else:
         assert jsonxml.xml_to_json(root) == expected
-    with pytest.raises(jsonxml.JsonRejected, match=r"at \$: .*key 'a' twice.*FOJS0003"):
+    with pytest.raises(jsonxml.JsonRejected, match=r"at \$.a: .*key 'a' twice.*FOJS0003"):
         jsonxml.json_to_xml('{"a": 1, "b": 3, "a": 2}', duplicates="reject")
 
 
