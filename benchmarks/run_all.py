@@ -53,6 +53,7 @@ BENCHMARKS = (
     Benchmark("edxml", "bench_edxml.py"),
     Benchmark("soap", "bench_soap.py", (), ("--calls", "30", "--rounds", "1")),
     Benchmark("directory", "bench_directory.py", (), ("--accounts", "2000", "--repeat", "1")),
+    Benchmark("onestop", "bench_onestop.py", (), ("--quick",)),
 )
 
 
