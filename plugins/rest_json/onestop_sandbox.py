@@ -98,8 +98,12 @@ class Year:
     dossiers: int
     steps_per_dossier: int
     first_day: date
+    #: How many of the year's dossiers (and their steps) the feeds show so far.
+    released: int = -1
 
     def __post_init__(self) -> None:
+        if self.released < 0:
+            self.released = self.dossiers
         self.start = datetime(
             self.first_day.year, self.first_day.month, self.first_day.day, tzinfo=_VN
         )
@@ -298,9 +302,26 @@ class OneStopSandbox(JsonSandbox):
             for n in range(steps):
                 self.add_step(dossier["dossierNo"], **_officer(n))
 
-    def synthetic_year(self, dossiers: int, *, steps_per_dossier: int = 5) -> None:
-        """Serve ``dossiers`` dossiers and their steps, computed on the fly (for benchmarks)."""
-        self.year = Year(dossiers, steps_per_dossier, date(2025, 1, 1))
+    def synthetic_year(
+        self, dossiers: int, *, steps_per_dossier: int = 5, released: int | None = None
+    ) -> None:
+        """Serve ``dossiers`` dossiers and their steps, computed on the fly (for benchmarks).
+
+        ``released`` shows only the first that many (and their steps) until
+        ``POST /_sandbox/release {"dossiers": N}`` shows more: a benchmark can then
+        feed the year in slices.
+        """
+        self.year = Year(
+            dossiers, steps_per_dossier, date(2025, 1, 1), -1 if released is None else released
+        )
+        self.route("POST", r"/_sandbox/release", self._release, "release")
+
+    def _release(self, request: SandboxRequest) -> Reply:
+        body = request.json()
+        assert self.year is not None
+        with self.lock:
+            self.year.released = max(0, min(int(body["dossiers"]), self.year.dossiers))
+        return Reply(200, {"released": self.year.released})
 
     def expire_tokens(self) -> None:
         """Forget every issued token, as a token service restart or a revocation would."""
@@ -419,12 +440,11 @@ class OneStopSandbox(JsonSandbox):
         per_page = min(_positive(request.query.get("per_page", "100"), "per_page"), MAX_PAGE)
         if self.year is not None:
             year = self.year
-            first = bisect_left(
-                range(year.dossiers), since, key=lambda i: stamp(year.receive_time(i))
-            )
+            shown = year.released
+            first = bisect_left(range(shown), since, key=lambda i: stamp(year.receive_time(i)))
             begin = first + (page - 1) * per_page
-            items = [year.dossier(i) for i in range(begin, min(begin + per_page, year.dossiers))]
-            total = year.dossiers - first
+            items = [year.dossier(i) for i in range(begin, min(begin + per_page, shown))]
+            total = shown - first
         else:
             with self.lock:
                 found = sorted(
@@ -450,7 +470,7 @@ class OneStopSandbox(JsonSandbox):
         after = _seq(request.query.get("cursor", ""))
         limit = min(_positive(request.query.get("limit", "100"), "limit"), MAX_PAGE)
         if self.year is not None:
-            total = self.year.dossiers * self.year.steps_per_dossier
+            total = self.year.released * self.year.steps_per_dossier
             items = [self.year.step(s) for s in range(after, min(after + limit, total))]
         else:
             with self.lock:

@@ -376,13 +376,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--portal-port", type=int, default=0)
     parser.add_argument("--year", type=int, default=0, help="serve a synthetic year of N dossiers")
     parser.add_argument("--steps", type=int, default=5, help="steps per dossier in --year")
+    parser.add_argument(
+        "--hold", action="store_true", help="--year: show nothing until POST /_sandbox/release"
+    )
     parser.add_argument("--lean", action="store_true", help="portal keeps counts, not records")
     parser.add_argument("--token-ttl", type=float, default=3600.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     onestop = OneStopSandbox(port=args.onestop_port, token_ttl=args.token_ttl)
     if args.year:
-        onestop.synthetic_year(args.year, steps_per_dossier=args.steps)
+        onestop.synthetic_year(
+            args.year, steps_per_dossier=args.steps, released=0 if args.hold else None
+        )
     else:
         onestop.seed_demo()
     portal = PortalSandbox(port=args.portal_port, lean=args.lean, session_ttl=args.token_ttl)
