@@ -43,10 +43,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urljoin
 
 import jsonschema
 import jsonschema.exceptions
@@ -72,8 +71,11 @@ from lienthong.message import Message
 from lienthong.store import Cursors
 
 from . import auth as auth_schemes
+from . import operations
 from .client import Answer, AnswerRefused, CallFailed, HttpClient, Request, origin
-from .paths import JsonPath, Missing, PathError, Template, scalar_text
+from .operations import Operation
+from .paths import JsonPath, Missing, PathError, scalar_text
+from .position import Position, compare, query_param, with_query_param
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +83,6 @@ AUTH_SCHEMES = ("none", "basic", "bearer", "login", "oauth2", "api_key", "hmac")
 PAGINATION = ("none", "next_link", "page", "cursor")
 INVALID_CHARACTERS = ("replace", "reject", "escape")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-_OPERATION_KEYS = {
-    "method": "HTTP method (GET, POST, PUT, PATCH, DELETE)",
-    "path": "path template after base_url, e.g. /dossiers/{body.MaHoSo}",
-    "query": "query parameters: name -> template",
-    "headers": "extra headers: name -> template",
-    "kind": "message kind(s) this operation sends",
-    "body": "send the message as the JSON body (default: yes except for GET and DELETE)",
-    "idempotency_header": "header that carries the delivery key, e.g. Idempotency-Key",
-    "idempotency_field": "top-level body field that carries the delivery key",
-    "request_schema": "JSON Schema file the body must satisfy",
-    "response_schema": "JSON Schema file a 2xx answer must satisfy",
-    "done_statuses": "HTTP statuses meaning 'already there' (e.g. [409])",
-    "resend_with": "result code -> top-level body fields to change and call once more",
-}
 DEFAULT_HMAC_MESSAGE = "{method}\n{path}\n{timestamp}\n{nonce}\n{body_sha256}"
 DEFAULT_HMAC_HEADERS = {
     "X-Key-Id": "{key_id}",
@@ -102,8 +90,6 @@ DEFAULT_HMAC_HEADERS = {
     "X-Nonce": "{nonce}",
     "X-Signature": "{signature}",
 }
-#: Placeholders of a call's templates; ``body.`` names reach into the JSON sent.
-_CALL_VALUES = ("key", "message_id", "correlation_id", "kind", "cursor", "page", "page_size")
 
 
 class _AuthRefused(Exception):
@@ -118,52 +104,6 @@ class _Resend(Exception):
         self.code = code
         self.fields = fields
         self.text = text
-
-
-@dataclass
-class Operation:
-    """One configured call of the system."""
-
-    name: str
-    method: str
-    path: Template
-    query: dict[str, Template] = field(default_factory=dict)
-    headers: dict[str, Template] = field(default_factory=dict)
-    kinds: frozenset[str] = frozenset()
-    body: bool = True
-    idempotency_header: str = ""
-    idempotency_field: str = ""
-    request_schema: Any = None
-    response_schema: Any = None
-    done_statuses: frozenset[int] = frozenset()
-    resend_with: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
-class Position:
-    """Where polling resumes: a cursor value, and the items at exactly that value already taken."""
-
-    value: str = ""
-    seen: tuple[str, ...] = ()
-
-    @classmethod
-    def load(cls, stored: str | None, start: str) -> Position:
-        if not stored:
-            return cls(start)
-        if stored.startswith("{"):
-            try:
-                data = json.loads(stored)
-            except ValueError:
-                data = None
-            if isinstance(data, dict) and "value" in data:
-                return cls(str(data["value"]), tuple(map(str, data.get("seen", ()))))
-        return cls(stored)
-
-    def dump(self) -> str:
-        """A plain value when that is all there is (readable in the cursors table), else JSON."""
-        if not self.seen and not self.value.startswith("{"):
-            return self.value
-        return json.dumps({"value": self.value, "seen": list(self.seen)}, ensure_ascii=False)
 
 
 def _codes(text: str) -> frozenset[str]:
@@ -388,7 +328,12 @@ class RestJsonAdapter(Adapter):
         ):
             if s[option] not in allowed:
                 problems.append(f"{option} is {s[option]!r}; one of {', '.join(allowed)}")
-        self.operations = self._operations(problems)
+        self.operations = operations.parse(
+            s["operations"],
+            receive_operation=s["receive_operation"],
+            load_schema=self._schema,
+            problems=problems,
+        )
         for option in ("send_operation", "receive_operation"):
             if s[option] and s[option] not in self.operations:
                 problems.append(
@@ -439,87 +384,6 @@ class RestJsonAdapter(Adapter):
         if client is not None:
             client.close()
 
-    def _operations(self, problems: list[str]) -> dict[str, Operation]:
-        raw = self.settings["operations"]
-        if not isinstance(raw, Mapping) or not raw:
-            problems.append("operations must name at least one call: name -> {method, path, ...}")
-            return {}
-        operations = {}
-        for name, spec in raw.items():
-            where = f"operations.{name}"
-            if not isinstance(spec, Mapping):
-                problems.append(f"{where} must be a mapping of {', '.join(_OPERATION_KEYS)}")
-                continue
-            for key in spec:
-                if key not in _OPERATION_KEYS:
-                    problems.append(
-                        f"{where}.{key} is not an operation setting; "
-                        f"known: {', '.join(_OPERATION_KEYS)}"
-                    )
-            method = str(
-                spec.get("method", "GET" if name == self.settings["receive_operation"] else "POST")
-            ).upper()
-            if method not in METHODS:
-                problems.append(f"{where}.method {method!r} is not one of {', '.join(METHODS)}")
-            try:
-                path = Template.compile(str(spec.get("path", "")))
-                query = {
-                    str(k): Template.compile(str(v)) for k, v in (spec.get("query") or {}).items()
-                }
-                headers = {
-                    str(k): Template.compile(str(v)) for k, v in (spec.get("headers") or {}).items()
-                }
-            except (PathError, AttributeError) as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-            for template in (path, *query.values(), *headers.values()):
-                for placeholder in template.names:
-                    if placeholder not in _CALL_VALUES and not placeholder.startswith("body."):
-                        problems.append(
-                            f"{where}: unknown placeholder {{{placeholder}}} in {template.text!r}; "
-                            f"known: {', '.join(_CALL_VALUES)}, body.FIELD"
-                        )
-            if path.text and not path.text.startswith("/"):
-                problems.append(f"{where}.path {path.text!r} must start with '/'")
-            kinds = spec.get("kind") or ()
-            kinds = frozenset([kinds] if isinstance(kinds, str) else map(str, kinds))
-            try:
-                done = frozenset(int(x) for x in (spec.get("done_statuses") or ()))
-            except (TypeError, ValueError):
-                problems.append(
-                    f"{where}.done_statuses must be a list of HTTP statuses, e.g. [409]"
-                )
-                done = frozenset()
-            resend = spec.get("resend_with") or {}
-            if not isinstance(resend, Mapping) or not all(
-                isinstance(v, Mapping) for v in resend.values()
-            ):
-                problems.append(
-                    f"{where}.resend_with must map result codes to fields, e.g. "
-                    '{"-3": {"isUpdating": "True"}}'
-                )
-                resend = {}
-            operations[str(name)] = Operation(
-                name=str(name),
-                method=method,
-                path=path,
-                query=query,
-                headers=headers,
-                kinds=kinds,
-                body=bool(spec.get("body", method not in ("GET", "DELETE"))),
-                idempotency_header=str(spec.get("idempotency_header") or ""),
-                idempotency_field=str(spec.get("idempotency_field") or ""),
-                request_schema=self._schema(
-                    spec.get("request_schema"), f"{where}.request_schema", problems
-                ),
-                response_schema=self._schema(
-                    spec.get("response_schema"), f"{where}.response_schema", problems
-                ),
-                done_statuses=done,
-                resend_with={str(k): dict(v) for k, v in resend.items()},
-            )
-        return operations
-
     def _paths(self, problems: list[str]) -> dict[str, JsonPath | None]:
         compiled: dict[str, JsonPath | None] = {}
         for option in (
@@ -564,23 +428,7 @@ class RestJsonAdapter(Adapter):
             problems.append("max_pages and page_size must be at least 1")
 
     def _schema(self, value: Any, option: str, problems: list[str]) -> Any:
-        if not value:
-            return None
-        path = Path(str(value))
-        path = path if path.is_absolute() else self.services.base_dir / path
-        try:
-            schema = jsonxml.loads(path.read_bytes(), what=f"JSON Schema '{path}'")
-            validator_class = jsonschema.validators.validator_for(schema)
-            validator_class.check_schema(schema)
-        except OSError as exc:
-            problems.append(f"{option}: '{path}' cannot be read: {exc.strerror}")
-            return None
-        except (RejectedError, jsonschema.exceptions.SchemaError) as exc:
-            problems.append(
-                f"{option}: '{path}' is not a usable JSON Schema: {getattr(exc, 'message', exc)}"
-            )
-            return None
-        return validator_class(schema)
+        return operations.load_schema(value, option, problems, self.services.base_dir)
 
     def _auth(self, problems: list[str]) -> auth_schemes.Auth:
         s = self.settings
@@ -1128,7 +976,7 @@ class RestJsonAdapter(Adapter):
             if found is None or isinstance(found, list):
                 continue
             value = scalar_text(found)
-            order = _compare(value, best) if best else 1
+            order = compare(value, best) if best else 1
             if order > 0:
                 best, seen = value, [key]
             elif order == 0:
@@ -1145,8 +993,8 @@ class RestJsonAdapter(Adapter):
         if s["pagination"] == "page":
             if s["page_size_param"] and len(items) < s["page_size"]:
                 return None
-            current = int(_param(url, s["page_param"]) or s["page_start"])
-            return _with_param(url, s["page_param"], str(current + 1))
+            current = int(query_param(url, s["page_param"]) or s["page_start"])
+            return with_query_param(url, s["page_param"], str(current + 1))
         next_path = self.paths["next_path"]
         assert next_path is not None
         found = next_path.get(answer)
@@ -1154,9 +1002,9 @@ class RestJsonAdapter(Adapter):
         if not link:
             return None
         if s["pagination"] == "cursor":
-            if link == _param(url, s["cursor_param"]):
+            if link == query_param(url, s["cursor_param"]):
                 return None
-            return _with_param(url, s["cursor_param"], link)
+            return with_query_param(url, s["cursor_param"], link)
         target = urljoin(url, link)
         if origin(target) != origin(self.base_url):
             raise FatalError(
@@ -1180,15 +1028,6 @@ def _lookup(values: Mapping[str, str]) -> Callable[[str], str]:
     return lambda name: values.get(name, "")
 
 
-def _compare(a: str, b: str) -> int:
-    """Order two cursor values: as numbers when both are, else as text (ISO times sort so)."""
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
-        x, y = a, b  # type: ignore[assignment]
-    return (x > y) - (x < y)
-
-
 def _splice(text: str, fields: Mapping[str, Any]) -> str:
     """Add top-level ``fields`` to a JSON object's text (written by fn:xml-to-json)."""
     if not fields:
@@ -1207,20 +1046,6 @@ def _changed(text: str, changes: Mapping[str, Any]) -> str:
         raise RejectedError("resend_with changes fields of a JSON object, but the body is not one")
     kept = [(k, v) for k, v in document if k not in changes]
     return jsonxml.to_json(jsonxml.JsonObject([*kept, *changes.items()]))
-
-
-def _param(url: str, name: str) -> str:
-    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
-        if key == name:
-            return value
-    return ""
-
-
-def _with_param(url: str, name: str, value: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
-    query.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _local_name(element: Any) -> str:

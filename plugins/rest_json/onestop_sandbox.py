@@ -234,7 +234,7 @@ class OneStopSandbox(JsonSandbox):
             number = len(self.dossiers) + 1
             code, agency = AGENCIES[(number - 1) % len(AGENCIES)]
             service = SERVICES[(number - 1) % len(SERVICES)]
-            dossier = {
+            dossier: dict[str, Any] = {
                 "dossierNo": f"{code}-{now.astimezone(_VN):%y%m%d}-{number:04d}",
                 "serviceCode": service[0],
                 "serviceName": service[1],

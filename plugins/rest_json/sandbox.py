@@ -342,9 +342,10 @@ def _make_handler(sandbox: JsonSandbox) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(payload)))
             # Headers and body in one write (end_headers would send them apart: two
             # packets, two wake-ups of the client per answer).
-            self._headers_buffer.append(b"\r\n")
-            self.wfile.write(b"".join(self._headers_buffer) + payload)
-            self._headers_buffer = []
+            buffered: list[bytes] = self._headers_buffer  # type: ignore[has-type,attr-defined]
+            buffered.append(b"\r\n")
+            self.wfile.write(b"".join(buffered) + payload)
+            buffered.clear()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
