@@ -456,7 +456,7 @@ class Bus:
                 log.warning(
                     "endpoint %s raised an undeclared error; retrying: %s", delivery.endpoint, text
                 )
-            self._breaker_result(delivery.endpoint, ok=False)
+            self._breaker_result(delivery.endpoint, ok=getattr(exc, "endpoint_up", False))
             return self._retry(delivery, text, at_least=getattr(exc, "retry_after", None))
         self._breaker_result(delivery.endpoint, ok=True)
         return Outcome(delivery, "ok")

@@ -642,7 +642,8 @@ class RestJsonAdapter(Adapter):
         if code in self.error_auth:
             raise _AuthRefused(f"{error_path.text} {code}: {text}")
         if code in self.error_transient:
-            raise TransientError(f"{where}: {error_path.text} {code}: {text}")
+            # The system answered: only this message waits, the endpoint is not failing.
+            raise TransientError(f"{where}: {error_path.text} {code}: {text}", endpoint_up=True)
         raise RejectedError(f"{where}: the system answered {error_path.text} {code}: {text}")
 
     def _invalid(self, validator: Any, value: Any) -> str | None:

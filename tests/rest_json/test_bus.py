@@ -183,3 +183,36 @@ def test_an_error_code_failure_is_dead_lettered_with_the_code(
     assert "error_code -2" in dead["reason"]
     assert "MaHoSo 'HS-2026-0001' không đúng mẫu" in dead["reason"]
     assert list(portal.dossiers) == [good]
+
+
+def test_steps_before_their_dossier_wait_without_opening_the_portals_circuit(
+    lienthong_bus: Any, onestop: OneStopSandbox, portal: PortalSandbox
+) -> None:
+    # With several workers nothing orders deliveries: steps can reach the portal before
+    # their dossier. The portal answers -4 ("no such dossier"); that message waits, but
+    # the portal is up, so its circuit must stay closed for everything else.
+    number = onestop.add_dossier()["dossierNo"]
+    for status in ("received", "processing", "done"):
+        onestop.add_step(number, stepStatus=status)
+    bus = lienthong_bus(
+        mappings=REPO / "mappings",
+        bus={"breaker_failures": 2},
+        endpoints={
+            "onestop-steps": configs.onestop_steps(onestop),
+            "portal": configs.portal(portal),
+        },
+        routes=configs.ROUTES[1:],
+    )
+    bus.run(once=True)
+    assert portal.refusals.get("-4", 0) >= 3 and portal.steps_recorded == 0
+    assert bus.breakers["portal"].state.value == "closed"
+    dossiers = lienthong_bus(
+        mappings=REPO / "mappings",
+        endpoints={
+            "onestop-dossiers": configs.onestop_dossiers(onestop),
+            "portal": configs.portal(portal),
+        },
+        routes=configs.ROUTES[:1],
+    )
+    until(lambda: number in portal.dossiers, "the dossier", lambda: dossiers.run(once=True))
+    until(lambda: portal.steps_recorded == 3, "the steps, retried", lambda: bus.run(once=True), 20)
