@@ -28,7 +28,6 @@ import socket
 import ssl
 import sys
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -405,7 +404,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         onestop.stop()
         portal.stop()
-        time.sleep(0)
 
 
 if __name__ == "__main__":
