@@ -73,7 +73,10 @@ def sandboxes(dossiers: int) -> Iterator[dict[str, str]]:
     until :func:`release` shows a slice of the year."""
     process = subprocess.Popen(
         [sys.executable, "-m", "lienthong.plugins.rest_json.sandbox"]
-        + ["--year", str(dossiers), "--steps", str(STEPS), "--lean", "--hold"],
+        + ["--year", str(dossiers), "--steps", str(STEPS), "--lean", "--hold"]
+        # A production year takes over an hour: tokens and sessions must outlive it (the
+        # raw loop does not renew; the adapter's renewal is tested elsewhere).
+        + ["--token-ttl", str(24 * 3600)],
         stdout=subprocess.PIPE,
         text=True,
     )
