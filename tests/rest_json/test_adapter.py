@@ -586,3 +586,20 @@ def test_the_endpoint_declares_only_what_its_config_does(
     assert receiver.capabilities == frozenset({Capability.RECEIVE})
     assert sender.capabilities == frozenset({Capability.SEND})
     assert RestJsonAdapter.capabilities == frozenset({Capability.SEND, Capability.RECEIVE})
+
+
+def test_an_answer_outside_its_response_schema_fails_the_poll(
+    make_adapter: Make, onestop: OneStopSandbox, tmp_path: Path
+) -> None:
+    schema = {"type": "object", "required": ["response"], "properties": {"code": {"const": "200"}}}
+    (tmp_path / "answer.schema.json").write_text(json.dumps(schema))
+    onestop.add_dossier()
+    raw = configs.onestop_dossiers(onestop)
+    raw["operations"]["dossiers"]["response_schema"] = "answer.schema.json"
+    adapter = make_adapter(raw)
+    onestop.inject(200, {"code": "200", "items": []}, path="/dossiers")
+    with pytest.raises(
+        FatalError, match="does not match response_schema: \\$: 'response' is a required"
+    ):
+        adapter.receive(RecordingInbox())
+    assert adapter.receive(RecordingInbox()) == 1, "a conforming answer is taken"
