@@ -57,6 +57,7 @@ BENCHMARKS = (
     Benchmark(
         "console", "bench_console.py", (), ("--messages", "5000", "--dead", "500", "--repeat", "3")
     ),
+    Benchmark("onestop", "bench_onestop.py", (), ("--quick",)),
 )
 
 

@@ -787,8 +787,8 @@ class Bus:
                 log.warning(
                     "endpoint %s raised an undeclared error; retrying: %s", delivery.endpoint, text
                 )
-            self._breaker_result(delivery.endpoint, ok=False)
-            return self._retry(delivery, text)
+            self._breaker_result(delivery.endpoint, ok=getattr(exc, "endpoint_up", False))
+            return self._retry(delivery, text, at_least=getattr(exc, "retry_after", None))
         self._breaker_result(delivery.endpoint, ok=True)
         return Outcome(delivery, "ok")
 
@@ -808,12 +808,20 @@ class Bus:
         except TransientError:
             log.warning("could not record the circuit state of %s", endpoint)
 
-    def _retry(self, delivery: Delivery, error: str, delay: float | None = None) -> Outcome:
+    def _retry(
+        self,
+        delivery: Delivery,
+        error: str,
+        delay: float | None = None,
+        at_least: float | None = None,
+    ) -> Outcome:
         policy = self.config.bus.retry
         attempt = delivery.attempts + 1
         if attempt >= policy.max_attempts:
             return Outcome(delivery, "rejected", f"gave up after {attempt} attempts: {error}")
         wait = retry_delay(policy, attempt) if delay is None else delay
+        if at_least is not None:
+            wait = max(wait, at_least)  # the system asked for this much (Retry-After)
         return Outcome(delivery, "transient", error, retry_at=utcnow() + timedelta(seconds=wait))
 
     def _finish(self, outcomes: list[Outcome], result: CycleResult, claimed_at: float) -> None:

@@ -42,7 +42,20 @@ class ConfigError(LienthongError):
 
 
 class TransientError(LienthongError):
-    """A passing failure (network, timeout, server busy): the bus retries with back-off."""
+    """A passing failure (network, timeout, server busy): the bus retries with back-off.
+
+    ``retry_after`` (seconds) is how long the system asked us to wait (HTTP
+    ``Retry-After``): the bus retries no sooner than that. ``endpoint_up``: the
+    system answered, only this message must wait (a step that came before its
+    dossier), so the endpoint's circuit breaker does not count it as a failure.
+    """
+
+    def __init__(
+        self, *args: object, retry_after: float | None = None, endpoint_up: bool = False
+    ) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
+        self.endpoint_up = endpoint_up
 
 
 class StoreUnavailable(TransientError):

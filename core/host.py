@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("document_axis", "lienthong.plugins.document_axis.plugin"),
     ("email_directory", "lienthong.plugins.email_directory.plugin"),
     ("accounting_soap", "lienthong.plugins.accounting_soap.plugin"),
+    ("rest_json", "lienthong.plugins.rest_json.plugin"),
 )
 
 

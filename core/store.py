@@ -347,16 +347,22 @@ class Store:
     # --- accept ---
 
     def _insert_ignoring_duplicates(self, conn: Connection, row: dict[str, Any]) -> bool:
-        from sqlalchemy.dialects import postgresql, sqlite
+        """Insert one message unless its source key is stored; True if it was new.
 
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        statement = (
-            dialect.insert(messages)
-            .values(**row)
-            .on_conflict_do_nothing()
-            .returning(messages.c.id)  # rowcount is not reliable here on every driver
+        Driver-level SQL, as in :meth:`_insert_many`: building a Core statement per
+        message cost several times the insert itself (every polled item has a key).
+        """
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
+        sql = (
+            f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join([mark] * len(row))}) "
+            "ON CONFLICT DO NOTHING RETURNING id"  # rowcount is not reliable on every driver
         )
-        return conn.execute(statement).first() is not None
+        values = tuple(
+            v.isoformat(" ", "microseconds") if sqlite and isinstance(v, datetime) else v
+            for v in row.values()
+        )
+        return conn.exec_driver_sql(sql, values).first() is not None
 
     def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows with the driver's executemany: the hot path skips Core's per-value work.
