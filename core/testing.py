@@ -131,8 +131,9 @@ def _limit_runs(bus: Any, limit: float, overrun: list[str]) -> None:
             "test was stopped. A receive() that hands over new items on every poll (no "
             "source key, or one that changes, so the bus cannot tell a repeat) keeps a run "
             "busy forever; so does a receive() or send() that never returns. Hint: run the "
-            "adapter through lienthong.testing.AdapterContract; if the test really needs longer, pass "
-            "lienthong_bus(time_limit=...) or set the ini option lienthong_time_limit"
+            "adapter through lienthong.testing.AdapterContract; if the test really needs "
+            "longer, pass lienthong_bus(time_limit=...) or set the ini option "
+            "lienthong_time_limit"
         )
         stopped = threading.Event()
 
