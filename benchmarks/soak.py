@@ -87,6 +87,9 @@ class Report:
             f"latency accept->delivery: p50 {self.p50_ms:.0f} ms, p99 {self.p99_ms:.0f} ms",
         ]
         for worker in sorted(self.rss):
+            if not self.rss[worker]:
+                out.append(f"worker {worker}: no RSS sample (the run ended within the warm-up)")
+                continue
             first, last = self.quarters(worker)
             out.append(
                 f"worker {worker}: peak RSS {max(self.rss[worker]):.1f} MiB; median RSS first "

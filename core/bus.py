@@ -513,6 +513,7 @@ class Bus:
                         0,
                     )
                     for o in intake.outgoing
+                    if o.order is None  # an ordered one waits for the store's turn check
                 )
             self.host.after_accept(message=m, parked=intake.parked)
             if intake.parked:
@@ -560,8 +561,8 @@ class Bus:
         if tally is not None:
             tally[0] += new_count
             tally[1] += repeats
-        if claimed:
-            self._wake.set()
+        if claim and new_count:
+            self._wake.set()  # the loop sends them (an ordered one after its turn check)
         return acceptances
 
     def _publish(self, items: list[tuple[str, str]]) -> None:

@@ -26,7 +26,7 @@ from .console import settings as console_settings
 from .console.settings import ConsoleSettings
 from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
-from .router import EndpointFrom, Route, Target, compile_xpath
+from .router import EndpointFrom, OrderBy, Route, Target, compile_xpath
 from .scheduler import JobSpec, jobs_from_config
 
 DEFAULT_CONFIG = Path("config/lienthong.yaml")
@@ -76,6 +76,7 @@ class BusSettings:
     @property
     def anchor_path(self) -> Path:
         return self.audit_anchor or self.var_dir / "audit.anchor"
+
     # The web console (lienthong.console) served by 'lienthong run'; None: not served.
     console_port: int | None = None
     console_host: str = "127.0.0.1"
@@ -323,7 +324,8 @@ _BUS_KEYS = [
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
-_TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind"]
+_TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind", "order_by"]
+_ORDER_KEYS = ["group", "sequence"]
 _SECTIONS = ["bus", "endpoints", "routes", "jobs", "access", "console"]
 
 
@@ -550,7 +552,33 @@ def _target(
             c.problem(
                 (*keys, "validate"), f"schema '{raw['validate']}' not found in {bus.mappings}"
             )
+    if "order_by" in raw:
+        target.order_by = _order_by(c, (*keys, "order_by"), raw["order_by"], namespaces, host)
     return target
+
+
+def _order_by(
+    c: _Checker, keys: tuple[Any, ...], raw: Any, namespaces: dict[str, str], host: PluginHost
+) -> OrderBy | None:
+    if not isinstance(raw, Mapping) or not raw.get("group"):
+        c.problem(
+            keys,
+            "order_by needs 'group': an XPath on the message naming what must stay in order "
+            "(e.g. a dossier number), and may have 'sequence': an XPath giving its place",
+        )
+        return None
+    c.unknown_keys(raw, _ORDER_KEYS, keys)
+    compiled = {}
+    for name in _ORDER_KEYS:
+        if raw.get(name):
+            try:
+                compiled[name] = compile_xpath(
+                    str(raw[name]), namespaces, host.xpath_functions, c.where(*keys, name)
+                )
+            except ConfigError as exc:
+                c.problems.extend(exc.problems)
+                return None
+    return OrderBy(compiled["group"], compiled.get("sequence"))
 
 
 def _jobs(c: _Checker, raw: Any, declared: set[str]) -> dict[str, JobSpec]:

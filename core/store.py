@@ -39,6 +39,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     insert,
     make_url,
@@ -94,7 +95,12 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", DateTime, nullable=False),
     Column("delivered_at", DateTime),
+    # A route target's order_by: deliveries of one group to one endpoint go one at a
+    # time, lowest order_seq first (compared as text); no group, no order.
+    Column("order_group", String(200)),
+    Column("order_seq", String(200)),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_order", "endpoint", "order_group", "state"),
 )
 
 attempts = Table(
@@ -203,6 +209,8 @@ class Outgoing:
     endpoint: str
     body: bytes
     headers: dict[str, str]
+    #: The target's order_by: (group, place in it); None when its order does not matter.
+    order: tuple[str, str] | None = None
 
 
 @dataclass
@@ -492,8 +500,11 @@ class Store:
                             "next_attempt_at": now,
                             "created_at": now,
                             "enqueued_at": now if enqueued else None,
-                            "claimed_by": claimed_by,
-                            "claimed_until": claimed_until,
+                            # An ordered delivery waits for the store's check of its group.
+                            "claimed_by": None if out.order else claimed_by,
+                            "claimed_until": None if out.order else claimed_until,
+                            "order_group": out.order[0] if out.order else None,
+                            "order_seq": out.order[1] if out.order else None,
                         }
                     )
             if plain_rows:
@@ -542,6 +553,20 @@ class Store:
 
     # --- claim and finish ---
 
+    @staticmethod
+    def _in_turn() -> Any:
+        """Not waiting behind an earlier pending delivery of its order group (``order_by``)."""
+        earlier = deliveries.alias("earlier")
+        return or_(
+            deliveries.c.order_group.is_(None),
+            ~exists().where(
+                earlier.c.endpoint == deliveries.c.endpoint,
+                earlier.c.order_group == deliveries.c.order_group,
+                earlier.c.state == "pending",
+                earlier.c.order_seq < deliveries.c.order_seq,
+            ),
+        )
+
     def claim_due(
         self, worker: str, *, limit: int, lease: timedelta, endpoints: Iterable[str] | None = None
     ) -> list[Delivery]:
@@ -551,6 +576,7 @@ class Store:
             deliveries.c.state == "pending",
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+            self._in_turn(),
         )
         if endpoints is not None:
             condition = and_(condition, deliveries.c.endpoint.in_(list(endpoints)))
@@ -588,12 +614,31 @@ class Store:
                             deliveries.c.claimed_until.is_(None),
                             deliveries.c.claimed_until < now,
                         ),
+                        self._in_turn(),
                     )
                     .values(claimed_by=worker, claimed_until=now + lease)
                     .returning(deliveries.c.id)
                 ).scalars()
             )
-            return self._load_deliveries(conn, claimed) if claimed else []
+            # Those waiting behind an earlier one of their order group: the relay
+            # queues them again once it is their turn.
+            taken = set(claimed)
+            waiting = [k for k in keys if k not in taken]
+            if waiting:
+                conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(waiting),
+                        deliveries.c.state == "pending",
+                        deliveries.c.order_group.is_not(None),
+                        or_(
+                            deliveries.c.claimed_until.is_(None),
+                            deliveries.c.claimed_until < now,
+                        ),
+                    )
+                    .values(enqueued_at=None)
+                )
+            return self._load_deliveries(conn, [k for k in keys if k in taken]) if taken else []
 
     def _load_deliveries(self, conn: Connection, ids: list[str]) -> list[Delivery]:
         rows = conn.execute(
@@ -612,6 +657,9 @@ class Store:
             .join(messages, messages.c.id == deliveries.c.message_id)
             .where(deliveries.c.id.in_(ids))
         )
+        # In the order asked for (the order they were claimed in): a source's items go
+        # out in the order it offered them, e.g. a dossier's progress steps.
+        place = {key: i for i, key in enumerate(ids)}
         return [
             Delivery(
                 r.id,
@@ -625,7 +673,7 @@ class Store:
                 r.body,
                 r.attempts,
             )
-            for r in rows
+            for r in sorted(rows, key=lambda r: place[r.id])
         ]
 
     def finish(self, outcomes: Sequence[Outcome], worker: str) -> None:
@@ -766,6 +814,7 @@ class Store:
                         deliveries.c.enqueued_at.is_(None),
                         deliveries.c.enqueued_at < now - stale_after,
                     ),
+                    self._in_turn(),
                 )
                 .order_by(deliveries.c.next_attempt_at)
                 .limit(limit)
@@ -825,7 +874,7 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(
                 select(func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.state == "pending"
+                    deliveries.c.state == "pending", self._in_turn()
                 )
             ).scalar_one()
 

@@ -854,9 +854,11 @@ class RestJsonAdapter(Adapter):
         position = Position.load(self._cursors.get(name), s["cursor_start"])
         start = position
         url: str | None = None
-        new = 0
+        handed = 0
+        budget = s["max_pages"] * s["page_size"]
         # Pages holding only items already taken (a run of equal cursor values) do not
-        # count against max_pages: without them a long run would be read forever.
+        # count against max_pages: without them a long run would be read forever. The
+        # batch stays bounded: a poll hands over at most max_pages × page_size items.
         pages = s["max_pages"] + -(-len(start.seen) // s["page_size"])
         for number in range(pages):
             page = s["page_start"] + number
@@ -875,18 +877,22 @@ class RestJsonAdapter(Adapter):
             answer = self._fetch(op, target, headers, f"poll page {number + 1}")
             items = [(item, self._source_key(item)) for item in self._items(answer, op)]
             fresh = [(item, key) for item, key in items if not self._taken(start, item, key)]
+            if len(fresh) > budget - handed:
+                # Only part of this page fits: take what fits, read the rest next poll.
+                fresh = fresh[: budget - handed]
+                items = items[: items.index(fresh[-1]) + 1] if fresh else []
             if fresh:
-                acceptances = inbox.accept([self._message(item, key, op) for item, key in fresh])
-                new += sum(1 for a in acceptances if not a.duplicate)
+                inbox.accept([self._message(item, key, op) for item, key in fresh])
+                handed += len(fresh)
             # Only now, with the page safe in the store, does the position move.
             position = self._advance(position, answer, items)
             stored = position.dump()
             if stored != (self._cursors.get(name) or ""):
                 self._cursors.set(name, stored)
             url = self._next(answer, [item for item, _ in items], target)
-            if url is None:
+            if url is None or handed >= budget:
                 break
-        return new
+        return handed
 
     def _fetch(self, op: Operation, url: str, headers: Mapping[str, str], what: str) -> Any:
         def build(changes: Mapping[str, Any]) -> tuple[Request, int]:

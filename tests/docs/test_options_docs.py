@@ -36,7 +36,7 @@ def test_the_option_tables_are_generated_for_every_built_in_adapter() -> None:
     assert ("folder.md", "lienthong adapters --options folder --markdown") in blocks
     every = blocks[("options.md", "lienthong adapters --options all --markdown")]
     listed = re.findall(r"^## (\w+)$", every, re.MULTILINE)
-    assert listed == ["accounting_soap", "axis", "email_directory", "folder", "memory"]
+    assert listed == ["accounting_soap", "axis", "email_directory", "folder", "memory", "rest_json"]
 
 
 @pytest.mark.parametrize(("page", "command", "text"), generated_blocks())

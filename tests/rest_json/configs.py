@@ -146,6 +146,9 @@ ROUTES = [
                 "endpoint": "portal",
                 "mapping": "onestop/step-to-portal-progress.xsl",
                 "kind": "portal.progress",
+                # A dossier's steps reach the portal in the order they happened, also
+                # when the first waits for its dossier to be there ("-4", retried).
+                "order_by": {"group": "string(//*[@key='dossierNo'])"},
             }
         ],
     },

@@ -4,9 +4,9 @@ Sending: an opinion posted as a step of a dossier, read back from the sandbox
 under its Idempotency-Key. Receiving: a dossier the sandbox offers in its
 changes feed comes out as exactly the ``fn:json-to-xml`` form of its JSON.
 
-The suite's ``make`` builds an adapter without the store's cursors, which a
-polling adapter needs; ``make`` is overridden to hand it a real one (the same
-gap issue 14 records for the contract suite).
+The suite hands the adapter a real cursor store. Each sample is a dossier of
+its own, changed later than the one before, as the changes feed offers them;
+a bounded batch is one page of ``page_size`` (``max_pages: 1``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from typing import Any
 import pytest
 
 from lienthong import jsonxml, xml
-from lienthong.adapter import Adapter, Services, resolve_options
-from lienthong.errors import ConfigError
+from lienthong.adapter import Adapter
 from lienthong.plugins.rest_json.adapter import RestJsonAdapter
 from lienthong.plugins.rest_json.onestop_sandbox import OneStopSandbox
-from lienthong.store import Cursors, Store, make_engine
 from lienthong.testing import AdapterContract
 from tests.rest_json import configs
 
@@ -56,18 +54,6 @@ class _WithSandbox(AdapterContract):
             self.server = server
             yield server
 
-    def make(self, tmp_path: Path, **overrides: Any) -> Adapter:
-        raw = {**self.settings(tmp_path), **overrides}
-        settings, problems = resolve_options(self.adapter_class, raw, "endpoint")
-        if problems:
-            raise ConfigError(problems)
-        store = Store(make_engine(f"sqlite:///{tmp_path / 'contract.db'}"))
-        store.upgrade()
-        services = Services(
-            base_dir=tmp_path, var_dir=tmp_path / "var", cursors=Cursors(store.engine)
-        )
-        return self.adapter_class("contract", settings, services)
-
 
 class TestRestJsonSendContract(_WithSandbox):
     sample_body = jsonxml.json_to_xml(json.dumps(OPINION, ensure_ascii=False))
@@ -78,11 +64,13 @@ class TestRestJsonSendContract(_WithSandbox):
         raw["send_operation"] = "add-step"  # the suite's message has kind 'test'
         return raw
 
-    def fetch(self, adapter: Adapter, key: str) -> bytes:
-        steps = self.server.steps
-        assert len(steps) == 1, "posted exactly once"
-        posted = {name: steps[0][name] for name in OPINION}
-        return jsonxml.json_to_xml(json.dumps(posted, ensure_ascii=False))
+    def fetch(self, adapter: Adapter) -> list[bytes]:
+        return [
+            jsonxml.json_to_xml(
+                json.dumps({name: step[name] for name in OPINION}, ensure_ascii=False)
+            )
+            for step in self.server.steps
+        ]
 
 
 class TestRestJsonReceiveContract(_WithSandbox):
@@ -93,8 +81,20 @@ class TestRestJsonReceiveContract(_WithSandbox):
         raw.pop("adapter")
         return raw
 
+    def sample(self, index: int) -> bytes:
+        """Dossiers with their own numbers, each changed later than the one before."""
+        dossier = {
+            **OFFERED,
+            "dossierNo": f"000.00.16.H41-260302-{index + 2:04d}",
+            "updatedAt": f"2026-03-02T01:{15 + index:02d}:00.000000Z",
+        }
+        return jsonxml.json_to_xml(json.dumps(dossier, ensure_ascii=False))
+
+    def batch_settings(self, size: int) -> dict[str, Any]:
+        return {"page_size": size, "max_pages": 1}
+
     def put(self, adapter: Adapter, body: bytes) -> None:
         offered = json.loads(jsonxml.xml_to_json(xml.parse(body)))
         with self.server.lock:
-            self.server.dossiers.clear()
+            self.server.dossiers.pop(DOSSIER, None)  # the send tests' dossier
             self.server.dossiers[offered["dossierNo"]] = offered
