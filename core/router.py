@@ -174,8 +174,11 @@ class Router:
         else:
             endpoints = [target.endpoint or ""]
         body = message.body
+        version = None
         if target.mapping:
-            mapped = self.mappings.get(target.mapping).apply(tree(), target.params)
+            mapping = self.mappings.get(target.mapping)
+            version = mapping.version
+            mapped = mapping.apply(tree(), target.params)
             if target.schema:
                 xml.validate(mapped, target.schema, what=f"output of mapping '{target.mapping}'")
             body = xml.serialize(mapped)
@@ -186,7 +189,13 @@ class Router:
             headers["kind"] = target.kind
         return [
             Outgoing(
-                delivery_key(message.id, route.name, endpoint), route.name, endpoint, body, headers
+                delivery_key(message.id, route.name, endpoint),
+                route.name,
+                endpoint,
+                body,
+                headers,
+                version,
+                target.params,
             )
             for endpoint in endpoints
         ]
