@@ -113,7 +113,8 @@ def diff_stored(
 def delivery_lineage(bus: Any, message_id: str, delivery: dict[str, Any]) -> dict[str, Any]:
     """Lineage of one traced delivery's body, by the version that made it, on its input.
 
-    The input is the kept one, else the message's own body (the router maps that).
+    The input is the message's own body, which is what the router maps (and what
+    the kept input copies), so lineage works past bus.mapping_inputs_days too.
     """
     from .lineage import format_lineage, lineage
 
