@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -61,8 +61,59 @@ from .store import (
 from .store import audit as audit_table
 from .sync import Report, SyncSpec
 from .threads import DaemonPool
+from .xmldiff import Difference, diff
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreviewTarget:
+    """One delivery a replay preview found: made now, against what was attempted."""
+
+    endpoint: str
+    route: str
+    mapping: str | None  # name@hash of the mapping that makes it now
+    attempted_mapping: str | None  # name@hash of the one that made the attempted body
+    differences: list[Difference]
+    body: bytes
+
+
+@dataclass
+class ReplayPreview:
+    """What ``lienthong dlq replay --dry-run`` shows for one dead letter."""
+
+    dead_id: int
+    action: str
+    targets: list[PreviewTarget] = field(default_factory=list)
+    now_fails: str | None = None
+    attempted: bool = True  # False: a message parked before routing, nothing was sent
+
+    def lines(self) -> list[str]:
+        """The preview as the command prints it."""
+        shown = [f"#{self.dead_id}: {self.action}"]
+        if self.now_fails:
+            shown.append(f"  with the current routes and mappings it fails: {self.now_fails}")
+        for t in self.targets:
+            via = f"route {t.route}" + (f", mapping {t.mapping}" if t.mapping else "")
+            if not self.attempted:
+                shown.append(f"  to {t.endpoint} by {via}: {len(t.body)} bytes")
+                continue
+            was = f" (attempted: {t.attempted_mapping})" if t.attempted_mapping else ""
+            if not t.differences:
+                shown.append(f"  to {t.endpoint} by {via}: the same as attempted{was}")
+                continue
+            shown.append(
+                f"  to {t.endpoint} by {via}: {len(t.differences)} difference(s) from what "
+                f"was attempted{was}"
+            )
+            shown.extend(f"    {d}" for d in t.differences)
+        return shown
+
+
+def _mapping_label(delivery: dict[str, Any] | None) -> str | None:
+    if delivery is None or not delivery.get("mapping"):
+        return None
+    return f"{delivery['mapping']}@{(delivery['mapping_hash'] or '')[:12]}"
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
@@ -74,6 +125,8 @@ def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = N
 
 #: Acceptance times kept for the lag metric at most; more means they were lost.
 _LAG_TRACKED = 100_000
+# Seconds between purges of mapping inputs older than bus.mapping_inputs_days.
+_PURGE_EVERY = 3600.0
 
 #: How long a deferred delivery waits when its endpoint is busy in another thread.
 _BUSY_WAIT_S = 0.2
@@ -173,6 +226,7 @@ class Bus:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         settings = config.bus
         self.store = Store(make_engine(settings.store.reveal()))
+        self.store.keep_mapping_inputs = settings.mapping_inputs_days > 0
         self._prepare_schema()
         # The audit chain's anchors outside the database (lienthong.audit).
         self.store.audit_key = audit.load_key(
@@ -234,6 +288,7 @@ class Bus:
         self._started = False
         self._registered = False
         self._last_relay = 0.0
+        self._last_purge = -_PURGE_EVERY  # the first cycle purges
         self._queued: list[tuple[str, Any]] = []
         # Shared between the poll and job threads that accept and the loop that delivers:
         self._lock = threading.Lock()
@@ -899,10 +954,64 @@ class Bus:
         intake = self._intake(message)
         if intake.parked:
             raise RejectedError(f"dead letter #{dead_id} still fails: {intake.parked}")
-        self.store.add_deliveries(message.id, intake.outgoing)
+        self.store.add_deliveries(message.id, intake.outgoing, message.body)
         self.store.mark_replayed(dead_id)
         targets = ", ".join(o.endpoint for o in intake.outgoing)
         return f"routed again to {targets}"
+
+    def replay_preview(self, dead_id: int) -> ReplayPreview:
+        """What :meth:`replay` would do for a dead letter, changing nothing.
+
+        For each delivery the current routes and mappings make of the message:
+        its node-level differences from the body that was attempted (a parked
+        message had none attempted).
+        """
+        dead = self.store.dead_letter(dead_id)
+        if dead is None:
+            raise RejectedError(f"no dead letter #{dead_id}. Hint: 'lienthong dlq list'")
+        if dead["replayed_at"] is not None:
+            at = f"{dead['replayed_at']:%Y-%m-%d %H:%M:%S}"
+            return ReplayPreview(dead_id, f"already replayed at {at}: replay refuses it")
+        message = self.store.message(dead["message_id"])
+        assert message is not None
+        attempted = self.store.delivery(dead["delivery_id"]) if dead["delivery_id"] else None
+        if attempted is not None:
+            refusal = self.config.access.refusal(dead["source"], [dead["endpoint"]])
+            action = (
+                f"cannot be replayed: {refusal}"
+                if refusal
+                else f"would queue the delivery to '{dead['endpoint']}' again "
+                "(the attempted body, key unchanged)"
+            )
+        else:
+            action = "would route the message again"
+        sent = attempted is not None
+        intake = self._intake(message)
+        if intake.parked:
+            return ReplayPreview(dead_id, action, now_fails=intake.parked, attempted=sent)
+        targets = []
+        for out in intake.outgoing:
+            if attempted is not None and out.key != attempted["id"]:
+                continue
+            before = attempted["body"] if attempted is not None else None
+            targets.append(
+                PreviewTarget(
+                    endpoint=out.endpoint,
+                    route=out.route,
+                    mapping=f"{out.mapping.name}@{out.mapping.hash[:12]}" if out.mapping else None,
+                    attempted_mapping=_mapping_label(attempted),
+                    differences=diff(before, out.body) if before is not None else [],
+                    body=out.body,
+                )
+            )
+        if attempted is not None and not targets:
+            return ReplayPreview(
+                dead_id,
+                action,
+                now_fails=f"the current routes no longer send this message to "
+                f"'{dead['endpoint']}' by route '{attempted['route']}'",
+            )
+        return ReplayPreview(dead_id, action, targets, attempted=sent)
 
     # --- production: queue relay and consumer ---
 
@@ -937,6 +1046,7 @@ class Bus:
         """One pass: poll the sources (concurrently), then deliver what is due."""
         self._wake.clear()
         self._retry_starts()
+        self._housekeeping()
         self._poll_round()
         result = self._take_counts()
         if self.relay is None:
@@ -967,6 +1077,21 @@ class Bus:
         result.add(self._take_counts())  # accepted by the polls meanwhile
         result.polling = self._polling()
         return result
+
+    def _housekeeping(self) -> None:
+        """Forget mapping inputs past bus.mapping_inputs_days, once an hour (any worker may)."""
+        if time.monotonic() - self._last_purge < _PURGE_EVERY:
+            return
+        self._last_purge = time.monotonic()
+        days = self.config.bus.mapping_inputs_days
+        before = utcnow() - timedelta(days=days) if days > 0 else utcnow() + timedelta(days=1)
+        try:
+            purged = self.store.purge_mapping_inputs(before)
+        except (StoreUnavailable, sqlalchemy.exc.OperationalError) as exc:
+            log.warning("purging old mapping inputs failed; the next hour retries: %s", exc)
+            return
+        if purged:
+            log.info("forgot %d mapping input(s) kept over %g days", purged, days)
 
     def run(self, *, once: bool = False) -> CycleResult:
         """Run until stopped (SIGTERM/SIGINT), or with ``once`` until nothing is due now."""

@@ -28,6 +28,7 @@ from .console.i18n import duration
 from .demo import demo
 from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable, TransientError
 from .host import PluginHost
+from .mapping_commands import register as register_mapping_commands
 from .sync_commands import register as register_sync_commands
 
 EXIT_PROBLEMS = 1
@@ -359,6 +360,12 @@ def _chosen_dead_letters(
 @click.option(
     "--all", "replay_all", is_flag=True, help="Replay every dead letter matching the filters."
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Change nothing: show what the current routes and mappings would send, "
+    "against what was attempted.",
+)
 @pass_state
 def dlq_replay(
     state: State,
@@ -367,9 +374,15 @@ def dlq_replay(
     stage: str | None,
     reason: str | None,
     replay_all: bool,
+    dry_run: bool,
 ) -> None:
     """Send dead letters through again, by id or by filter."""
     chosen = _chosen_dead_letters(state, ids, endpoint, stage, reason, replay_all)
+    if dry_run:
+        for dead_id in chosen:
+            for line in state.bus.replay_preview(dead_id).lines():
+                click.echo(line)
+        return
     failed = 0
     for dead_id in chosen:
         try:
@@ -410,12 +423,20 @@ def dlq_purge(
 @cli.command()
 @click.argument("message_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--lineage", is_flag=True, help="For each mapped delivery, where each output value came from."
+)
 @pass_state
-def trace(state: State, message_id: str, as_json: bool) -> None:
+def trace(state: State, message_id: str, as_json: bool, lineage: bool) -> None:
     """Every hop, delivery and attempt of one message (an id or its unique prefix)."""
+    from .mapping_commands import delivery_lineage
+
     data = state.bus.store.trace(message_id)
     if data is None:
         raise RejectedError(f"no single message with id {message_id!r}. Hint: use more of the id")
+    if lineage:
+        for d in data["deliveries"]:
+            d["lineage"] = delivery_lineage(state.bus, data["id"], d)
     if as_json:
         _print_json(data)
         return
@@ -430,10 +451,14 @@ def trace(state: State, message_id: str, as_json: bool) -> None:
             f"{hop['endpoint'] or '-':<16} {hop['detail']}"
         )
     for d in data["deliveries"]:
+        made = f", mapping {d['mapping']}@{d['mapping_hash'][:12]}" if d["mapping"] else ""
         click.echo(
-            f"  delivery {d['id']} → {d['endpoint']} via {d['route']}: {d['state']}, "
+            f"  delivery {d['id']} → {d['endpoint']} via {d['route']}{made}: {d['state']}, "
             f"{d['attempts']} attempt(s)"
         )
+        if lineage and d["mapping"]:
+            click.echo("    lineage:")
+            click.echo("\n".join(f"      {line}" for line in d["lineage"]["text"].splitlines()))
         for a in d["attempt_log"]:
             click.echo(
                 f"    attempt {a['number']} {a['at']:%H:%M:%S} {a['outcome']} {a['error'] or ''}"
@@ -908,6 +933,7 @@ def console_adduser(state: State, name: str, role: str, password: str) -> None:
 
 
 register_sync_commands(cli)
+register_mapping_commands(mapping)
 cli.add_command(demo)
 
 

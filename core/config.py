@@ -80,6 +80,9 @@ class BusSettings:
     # The web console (lienthong.console) served by 'lienthong run'; None: not served.
     console_port: int | None = None
     console_host: str = "127.0.0.1"
+    # Days the inputs of mapped deliveries are kept for 'lienthong mapping diff'
+    # (lienthong.mapping_commands); 0: not kept. The bus purges older ones.
+    mapping_inputs_days: float = 30.0
 
     @property
     def embedded(self) -> bool:
@@ -321,6 +324,7 @@ _BUS_KEYS = [
     "audit_anchor_seconds",
     "console_port",
     "console_host",
+    "mapping_inputs_days",
 ]
 _RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
@@ -371,6 +375,16 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
                 c.problem(("bus", name), f"expected a positive number, got {value!r}")
             else:
                 setattr(bus, name, kind(value))
+    if "mapping_inputs_days" in raw:
+        days = raw["mapping_inputs_days"]
+        if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
+            c.problem(
+                ("bus", "mapping_inputs_days"),
+                f"expected a number of days, 0 or more, got {days!r}. Hint: 30 keeps a "
+                "month of inputs for 'lienthong mapping diff'; 0 keeps none",
+            )
+        else:
+            bus.mapping_inputs_days = float(days)
     if bus.heartbeat_seconds >= bus.heartbeat_timeout:
         c.problem(
             ("bus", "heartbeat_timeout"),

@@ -226,8 +226,11 @@ class Router:
         else:
             endpoints = [target.endpoint or ""]
         body = message.body
+        version = None
         if target.mapping:
-            mapped = self.mappings.get(target.mapping).apply(tree(), target.params)
+            mapping = self.mappings.get(target.mapping)
+            version = mapping.version
+            mapped = mapping.apply(tree(), target.params)
             if target.schema:
                 xml.validate(mapped, target.schema, what=f"output of mapping '{target.mapping}'")
             body = xml.serialize(mapped)
@@ -244,7 +247,9 @@ class Router:
                 endpoint,
                 body,
                 headers,
-                order,
+                mapping=version,
+                params=target.params,
+                order=order,
             )
             for endpoint in endpoints
         ]

@@ -15,11 +15,11 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -51,8 +51,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from . import audit as audit_module
-from .errors import ConfigError, StoreUnavailable
+from .errors import ConfigError, RejectedError, StoreUnavailable
 from .message import Message
+
+if TYPE_CHECKING:
+    from .mapping import MappingVersion
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +102,36 @@ deliveries = Table(
     # time, lowest order_seq first (compared as text); no group, no order.
     Column("order_group", String(200)),
     Column("order_seq", String(200)),
+    # The mapping that made the body: its name, version hash (mapping_versions) and params.
+    Column("mapping", String(300)),
+    Column("mapping_hash", String(64)),
+    Column("mapping_params", Text),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_order", "endpoint", "order_group", "state"),
+    Index("ix_deliveries_mapping", "mapping", "mapping_hash"),
+)
+
+# Each mapping version's text (MappingVersion.to_text) by its hash, stored the
+# first time a process uses it (last_used: the latest such first use; the
+# deliveries say when it was last used exactly).
+mapping_versions = Table(
+    "mapping_versions",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("mapping", String(300), nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("first_used", DateTime, nullable=False),
+    Column("last_used", DateTime, nullable=False),
+)
+
+# The body a mapped message was mapped from, kept bus.mapping_inputs_days for
+# 'lienthong mapping diff'; one row per message, whatever its number of deliveries.
+mapping_inputs = Table(
+    "mapping_inputs",
+    metadata,
+    Column("message_id", String(64), ForeignKey("messages.id"), primary_key=True),
+    Column("kept_at", DateTime, nullable=False, index=True),
+    Column("body", LargeBinary, nullable=False),
 )
 
 attempts = Table(
@@ -202,13 +233,19 @@ def utcnow() -> datetime:
 
 @dataclass
 class Outgoing:
-    """One delivery the router produced for an accepted message."""
+    """One delivery the router produced for an accepted message.
+
+    ``mapping`` is the version of the mapping that made ``body`` from the
+    message's body with ``params`` (None: the body is the message's own).
+    """
 
     key: str
     route: str
     endpoint: str
     body: bytes
     headers: dict[str, str]
+    mapping: MappingVersion | None = None
+    params: dict[str, str] = field(default_factory=dict)
     #: The target's order_by: (group, place in it); None when its order does not matter.
     order: tuple[str, str] | None = None
 
@@ -334,6 +371,10 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.audit_key = audit_key  # HMAC key of the audit chain (lienthong.audit)
+        # Whether mapped messages' inputs are kept (bus.mapping_inputs_days > 0).
+        self.keep_mapping_inputs = True
+        # Hashes of the mapping versions this process has stored.
+        self._versions_stored: set[str] = set()
 
     def checkpoint(self) -> None:
         """Copy the SQLite write-ahead log into the database file, without blocking writers."""
@@ -431,6 +472,8 @@ class Store:
         delivery_rows: list[dict[str, Any]] = []
         dead_rows: list[dict[str, Any]] = []
         audit_rows: list[dict[str, Any]] = []
+        input_rows: list[dict[str, Any]] = []
+        versions: dict[str, MappingVersion] = {}
         with self._begin() as conn:
             plain_rows: list[dict[str, Any]] = []
             for intake in intakes:
@@ -486,7 +529,13 @@ class Store:
                             "detail": intake.parked,
                         }
                     )
+                mapped = False
                 for out in intake.outgoing:
+                    version = out.mapping
+                    if version is not None:
+                        mapped = True
+                        if version.hash not in self._versions_stored:
+                            versions[version.hash] = version
                     delivery_rows.append(
                         {
                             "id": out.key,
@@ -505,17 +554,59 @@ class Store:
                             "claimed_until": None if out.order else claimed_until,
                             "order_group": out.order[0] if out.order else None,
                             "order_seq": out.order[1] if out.order else None,
+                            "mapping": version.name if version else None,
+                            "mapping_hash": version.hash if version else None,
+                            "mapping_params": _dumps(out.params) if version else None,
                         }
                     )
+                if mapped and self.keep_mapping_inputs:
+                    input_rows.append({"message_id": m.id, "kept_at": now, "body": m.body})
             if plain_rows:
                 self._insert_many(conn, messages, plain_rows)
             if delivery_rows:
                 self._insert_many(conn, deliveries, delivery_rows)
+            if input_rows:
+                self._insert_many(conn, mapping_inputs, input_rows)
+            stored_versions = self._store_versions(conn, versions.values(), now)
             if dead_rows:
                 conn.execute(insert(dead_letters), dead_rows)
             self._count_sources(conn, results, now)
             self._append_audit(conn, audit_rows)
+        self._versions_stored.update(stored_versions)
         return results
+
+    def _store_versions(
+        self, conn: Connection, versions: Iterable[MappingVersion], now: datetime
+    ) -> set[str]:
+        """Keep each version's text under its hash (once) and note it as used now.
+
+        Called only with versions this process has not stored yet, so the hot
+        path writes nothing here. Returns the hashes to remember once the
+        transaction commits.
+        """
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        done: set[str] = set()
+        for version in versions:
+            conn.execute(
+                dialect.insert(mapping_versions)
+                .values(
+                    hash=version.hash,
+                    mapping=version.name,
+                    text=version.to_text(),
+                    first_used=now,
+                    last_used=now,
+                )
+                .on_conflict_do_nothing(index_elements=[mapping_versions.c.hash])
+            )
+            conn.execute(
+                update(mapping_versions)
+                .where(mapping_versions.c.hash == version.hash)
+                .values(last_used=now)
+            )
+            done.add(version.hash)
+        return done
 
     def _count_sources(
         self, conn: Connection, results: Sequence[tuple[Intake, bool]], now: datetime
@@ -983,9 +1074,15 @@ class Store:
                 ],
             )
 
-    def add_deliveries(self, message_id: str, outgoing: Sequence[Outgoing]) -> None:
-        """Route a parked message after all (a replay): its deliveries join the queue."""
+    def add_deliveries(
+        self, message_id: str, outgoing: Sequence[Outgoing], body: bytes | None = None
+    ) -> None:
+        """Route a parked message after all (a replay): its deliveries join the queue.
+
+        ``body`` is the message's, kept as the mapped deliveries' input.
+        """
         now = utcnow()
+        versions = {o.mapping.hash: o.mapping for o in outgoing if o.mapping is not None}
         with self._begin() as conn:
             conn.execute(
                 insert(deliveries),
@@ -1001,10 +1098,21 @@ class Store:
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
+                        "mapping": o.mapping.name if o.mapping else None,
+                        "mapping_hash": o.mapping.hash if o.mapping else None,
+                        "mapping_params": _dumps(o.params) if o.mapping else None,
                     }
                     for o in outgoing
                 ],
             )
+            stored = self._store_versions(conn, versions.values(), now)
+            if versions and body is not None and self.keep_mapping_inputs:
+                conn.execute(
+                    delete(mapping_inputs).where(mapping_inputs.c.message_id == message_id)
+                )
+                conn.execute(
+                    insert(mapping_inputs).values(message_id=message_id, kept_at=now, body=body)
+                )
             conn.execute(update(messages).where(messages.c.id == message_id).values(state="routed"))
             self._append_audit(
                 conn,
@@ -1019,6 +1127,7 @@ class Store:
                     for o in outgoing
                 ],
             )
+        self._versions_stored.update(stored)
 
     def purge_dead_letters(self, ids: Sequence[int]) -> int:
         """Forget dead letters (the messages and the audit trail stay)."""
@@ -1071,10 +1180,14 @@ class Store:
                         deliveries.c.state,
                         deliveries.c.attempts,
                         deliveries.c.last_error,
+                        deliveries.c.mapping,
+                        deliveries.c.mapping_hash,
+                        deliveries.c.mapping_params,
                     ).where(deliveries.c.message_id == m.id)
                 )
             ]
             for d in dlv:
+                d["mapping_params"] = _headers(d["mapping_params"] or "")
                 d["attempt_log"] = [
                     dict(a._mapping)
                     for a in conn.execute(
@@ -1096,6 +1209,129 @@ class Store:
             "deliveries": dlv,
             "correlated": [{**r, "headers": _headers(r["headers"])} for r in related],
         }
+
+    # --- mapping versions and inputs (lienthong.mapping_commands) ---
+
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        """One delivery's route, endpoint, body as attempted, and the mapping that made it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        if row is None:
+            return None
+        found = dict(row._mapping)
+        found["headers"] = _headers(found["headers"])
+        found["mapping_params"] = _headers(found["mapping_params"] or "")
+        return found
+
+    def mapping_versions(self, mapping: str) -> list[dict[str, Any]]:
+        """The versions of ``mapping`` the store knows, oldest first.
+
+        Each: ``hash``, ``first_used``, ``last_used`` (its latest delivery, else
+        when it was last taken up) and ``deliveries`` (how many it made).
+        """
+        with self.engine.connect() as conn:
+            used = {
+                r.mapping_hash: r
+                for r in conn.execute(
+                    select(
+                        deliveries.c.mapping_hash,
+                        func.count().label("made"),
+                        func.min(deliveries.c.created_at).label("first"),
+                        func.max(deliveries.c.created_at).label("last"),
+                    )
+                    .where(deliveries.c.mapping == mapping)
+                    .group_by(deliveries.c.mapping_hash)
+                )
+            }
+            rows = conn.execute(
+                select(
+                    mapping_versions.c.hash,
+                    mapping_versions.c.first_used,
+                    mapping_versions.c.last_used,
+                ).where(mapping_versions.c.mapping == mapping)
+            ).all()
+        found = []
+        for r in rows:
+            u = used.get(r.hash)
+            found.append(
+                {
+                    "hash": r.hash,
+                    "first_used": min(r.first_used, u.first) if u else r.first_used,
+                    "last_used": u.last if u else r.last_used,
+                    "deliveries": int(u.made) if u else 0,
+                }
+            )
+        return sorted(found, key=lambda v: (v["first_used"], v["hash"]))
+
+    def mapping_version_text(self, mapping: str, hash_prefix: str) -> tuple[str, str]:
+        """The full hash and text of the version of ``mapping`` whose hash starts so.
+
+        Raises ``RejectedError`` naming the versions there are when none or several match.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(mapping_versions.c.hash, mapping_versions.c.text)
+                .where(
+                    mapping_versions.c.mapping == mapping,
+                    mapping_versions.c.hash.startswith(hash_prefix.lower(), autoescape=True),
+                )
+                .limit(2)
+            ).all()
+        if len(rows) == 1:
+            return rows[0].hash, rows[0].text
+        known = ", ".join(v["hash"][:12] for v in self.mapping_versions(mapping)) or "none"
+        what = "several versions" if rows else "no version"
+        raise RejectedError(
+            f"mapping '{mapping}': {what} in the store with a hash starting {hash_prefix!r} "
+            f"(known: {known}). Hint: 'lienthong mapping versions {mapping}'"
+        )
+
+    def mapping_inputs(
+        self,
+        mapping: str,
+        *,
+        version: str | None = None,
+        endpoint: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        chunk: int = 500,
+    ) -> Iterator[tuple[str, str, dict[str, str], bytes]]:
+        """The kept inputs of deliveries ``mapping`` made, newest first.
+
+        Yields (delivery id, version hash, params, input body), read ``chunk``
+        rows at a time so ten thousand bodies are never all in memory.
+        """
+        query = (
+            select(
+                deliveries.c.id,
+                deliveries.c.mapping_hash,
+                deliveries.c.mapping_params,
+                mapping_inputs.c.body,
+            )
+            .join(mapping_inputs, mapping_inputs.c.message_id == deliveries.c.message_id)
+            .where(deliveries.c.mapping == mapping)
+            .order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
+        )
+        if version is not None:
+            query = query.where(deliveries.c.mapping_hash == version)
+        if endpoint is not None:
+            query = query.where(deliveries.c.endpoint == endpoint)
+        if since is not None:
+            query = query.where(deliveries.c.created_at >= since)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+            for rows in result.partitions(chunk):
+                for r in rows:
+                    yield r.id, r.mapping_hash, _headers(r.mapping_params or ""), r.body
+
+    def purge_mapping_inputs(self, before: datetime) -> int:
+        """Forget the inputs kept before ``before`` (bus.mapping_inputs_days)."""
+        with self._begin() as conn:
+            return conn.execute(
+                delete(mapping_inputs).where(mapping_inputs.c.kept_at < before)
+            ).rowcount
 
     def _begin(self) -> Any:
         return _Transaction(self.engine)
