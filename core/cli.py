@@ -21,14 +21,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, logs
+from . import __version__, logs, sync_commands
 from . import config as config_module
 from .adapter import Adapter, Option
 from .console.i18n import duration
-from .demo import demo
 from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable, TransientError
 from .host import PluginHost
-from .sync_commands import register as register_sync_commands
 
 EXIT_PROBLEMS = 1
 EXIT_CANNOT_START = 3
@@ -907,13 +905,14 @@ def console_adduser(state: State, name: str, role: str, password: str) -> None:
     click.echo(f"{name} ({role}) written to {path}")
 
 
-register_sync_commands(cli)
-cli.add_command(demo)
-
-
 def build() -> click.Group:
-    """The command with the plugins' subcommands added."""
+    """The command with the plugins' subcommands added, the core's own ``jobs`` and ``sync`` too.
+
+    Those join through ``lienthong_register_commands`` like a third party's commands.
+    """
     host = PluginHost()
+    host.add(sync_commands, "sync_commands", origin="built-in")
+    host.refresh()
     host.register_commands(cli)
     return cli
 

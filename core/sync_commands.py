@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from .adapter import Adapter, Change
 from .errors import ConfigError, LienthongError
 from .holders import Holder
+from .hookspecs import hookimpl
 from .lease import Lease, LeaseHeld, default_holder
 from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
 from .sync import (
@@ -496,3 +497,8 @@ def register(cli: click.Group) -> None:
     """Add ``jobs`` and ``sync`` to the ``lienthong`` command."""
     cli.add_command(jobs_command)
     cli.add_command(sync_group)
+
+
+@hookimpl
+def lienthong_register_commands(cli: click.Group) -> None:
+    register(cli)
