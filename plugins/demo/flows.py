@@ -42,6 +42,7 @@ from sqlalchemy import select
 from lienthong import config as config_module
 from lienthong.bus import Bus
 from lienthong.errors import ConfigError
+from lienthong.exits import Exit
 from lienthong.host import PluginHost
 from lienthong.store import Store, deliveries, messages, utcnow
 from lienthong.sync import recent_runs
@@ -235,9 +236,18 @@ RECALLS = {2: "1201"}
 
 
 class DemoError(click.ClickException):
-    """The demo cannot run as configured; the message says why and what to do."""
+    """The demo cannot run as configured, or not now; the message says why and what to do.
 
-    exit_code = 3
+    Exits with the table's code for a config problem (:mod:`lienthong.exits`).
+    """
+
+    exit_code = Exit.CONFIG
+
+
+class DemoUnavailable(DemoError):
+    """What the demo needs is missing or taken on this machine (a port, slapd): not now."""
+
+    exit_code = Exit.UNAVAILABLE
 
 
 def _loopback_port(url: str, where: str) -> int:
@@ -256,7 +266,7 @@ def _check_free(port: int, what: str) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise DemoError(
+            raise DemoUnavailable(
                 f"port {port} on 127.0.0.1 ({what}) is in use: {exc.strerror}. Hint: is another "
                 "demo still running? Stop it, or change the port in the config"
             ) from exc
@@ -391,7 +401,7 @@ class Sandboxes:
         try:
             server = TemporarySlapd(str(d["base_dn"]), password=d["password"].reveal())
         except SlapdMissing as exc:
-            raise DemoError(f"{exc}. The demo's email directory is a real slapd") from exc
+            raise DemoUnavailable(f"{exc}. The demo's email directory is a real slapd") from exc
         server.port = _loopback_port(str(d["url"]), "directory url")
         containers = {str(d["agencies_dn"]), str(d["accounts_dn"])}
         for ep in self.cfg.endpoints.values():
@@ -422,7 +432,7 @@ class Sandboxes:
         server.start()
         if server.port != _loopback_port(str(d["url"]), "directory url"):
             server.stop()
-            raise DemoError(f"slapd could not listen on {d['url']}. Hint: free that port")
+            raise DemoUnavailable(f"slapd could not listen on {d['url']}. Hint: free that port")
         self.slapd = server
         self._started.append(server.stop)
 

@@ -304,7 +304,7 @@ def test_a_var_folder_the_demo_did_not_make_is_never_wiped(tmp_path: Path) -> No
 def test_the_demo_refuses_a_production_config(tmp_path: Path) -> None:
     config = write_config(tmp_path, broker="amqp://guest:guest@127.0.0.1:5672//")
     result = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
-    assert result.exit_code == 3
+    assert result.exit_code == 4
     assert "runs on the embedded default" in result.output
 
 
