@@ -1,8 +1,7 @@
 """The ``lienthong`` command: run the bus and look after it.
 
-Exit codes: 0 done; 1 the command ran and found problems (failed mapping
-cases, config problems, replays that failed again); 2 wrong usage; 3 the bus
-cannot start (bad config, store or broker unreachable).
+Exit codes and the ``error: `` prefix are those of :mod:`lienthong.exits`, for
+every command (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -21,18 +20,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, logs
+from . import __version__, logs, sync_commands
 from . import config as config_module
 from .adapter import Adapter, Option
 from .console.i18n import duration
-from .demo import demo
-from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable, TransientError
+from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable
+from .exits import Exit, code_of, fail, prefixed
 from .host import PluginHost
 from .mapping_commands import register as register_mapping_commands
-from .sync_commands import register as register_sync_commands
-
-EXIT_PROBLEMS = 1
-EXIT_CANNOT_START = 3
 
 console = Console()
 
@@ -93,20 +88,23 @@ def _print_json(data: Any) -> None:
 
 
 class LienthongGroup(click.Group):
-    """Turns the bus's errors into one clear line and an exit code, not a traceback."""
+    """Turns every error into one ``error: `` line and the table's exit code, not a traceback."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            prefixed(exc)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_CANNOT_START)
-        except TransientError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_CANNOT_START)
+        except click.ClickException as exc:
+            prefixed(exc)
+            raise
         except LienthongError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_PROBLEMS)
+            fail(str(exc), code_of(exc))
 
 
 @click.group(cls=LienthongGroup)
@@ -392,7 +390,7 @@ def dlq_replay(
             click.echo(f"#{dead_id}: {exc}", err=True)
     click.echo(f"replayed {len(chosen) - failed}, failed {failed}")
     if failed:
-        sys.exit(EXIT_PROBLEMS)
+        sys.exit(Exit.PROBLEMS)
 
 
 @dlq.command("purge")
@@ -502,7 +500,7 @@ def mapping_test(state: State, path: str | None, root: str | None) -> None:
     results = run_cases(_mapping_library(state, root), Path(path) if path else None)
     click.echo(format_results(results))
     if not results or not all(r.ok for r in results):
-        sys.exit(EXIT_PROBLEMS)
+        sys.exit(Exit.PROBLEMS)
 
 
 @mapping.command("apply")
@@ -577,7 +575,7 @@ def config_check(state: State) -> None:
         cfg = state.config
     except ConfigError as exc:
         click.echo(str(exc))
-        sys.exit(EXIT_PROBLEMS)
+        sys.exit(Exit.PROBLEMS)
     from .mapping import MappingLibrary
 
     library = MappingLibrary(cfg.bus.mappings, functions=state.host.xpath_functions)
@@ -592,7 +590,7 @@ def config_check(state: State) -> None:
     for p in problems:
         click.echo(p)
     if problems:
-        sys.exit(EXIT_PROBLEMS)
+        sys.exit(Exit.PROBLEMS)
     click.echo(
         f"{cfg.path}: ok ({len(cfg.endpoints)} endpoints, {len(cfg.routes)} routes, "
         f"store {'SQLite' if 'sqlite' in cfg.bus.store.reveal() else 'PostgreSQL'}, "
@@ -813,7 +811,7 @@ def audit_verify(state: State, anchor_path: Path | None, key_files: tuple[Path, 
     if not verdict.ok:
         where = f" after {verdict.records - 1} good records" if verdict.broken_at else ""
         click.echo(f"audit trail broken{where}: {verdict.problem}")
-        sys.exit(EXIT_PROBLEMS)
+        sys.exit(Exit.PROBLEMS)
     click.echo(f"audit trail intact: {verdict.records} records")
     if verdict.keyed_from is not None and key is not None:
         click.echo(f"  keyed (key id {audit_chain.key_id(key)}) from record #{verdict.keyed_from}")
@@ -932,14 +930,17 @@ def console_adduser(state: State, name: str, role: str, password: str) -> None:
     click.echo(f"{name} ({role}) written to {path}")
 
 
-register_sync_commands(cli)
 register_mapping_commands(mapping)
-cli.add_command(demo)
 
 
 def build() -> click.Group:
-    """The command with the plugins' subcommands added."""
+    """The command with the plugins' subcommands added, the core's own ``jobs`` and ``sync`` too.
+
+    Those join through ``lienthong_register_commands`` like a third party's commands.
+    """
     host = PluginHost()
+    host.add(sync_commands, "sync_commands", origin="built-in")
+    host.refresh()
     host.register_commands(cli)
     return cli
 

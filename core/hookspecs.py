@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import click
 
     from .adapter import Adapter
+    from .console.queries import Queries
     from .message import Message
 
 PROJECT = "lienthong"
@@ -114,6 +115,27 @@ def lienthong_describe_message(kind: str, headers: dict[str, str]) -> str | None
     ``kind`` and ``headers`` are the stored message's. Return a short label
     (``"status 03 from 000.00.01.H15"``) or ``None`` to leave it to another
     plugin; the first label wins. Called once per message shown.
+    """
+
+
+@hookspec(firstresult=True)
+def lienthong_list_documents(queries: Queries, limit: int) -> list[dict[str, Any]] | None:
+    """List the documents most recently active, for the console's Documents page.
+
+    ``queries`` is the console's read model over the store. Return up to
+    ``limit`` dicts with ``correlation_id``, ``document_id``, ``messages`` and
+    ``last`` (newest first), or ``None`` to leave it to another plugin; the
+    page shows none when no plugin answers. Called once per page view.
+    """
+
+
+@hookspec(firstresult=True)
+def lienthong_describe_document(queries: Queries, document_id: str) -> Any | None:
+    """Tell the life of one document, for the console's Documents page.
+
+    ``document_id`` is what the user typed (a document id or a correlation id).
+    Return an object with ``document_id``, ``correlation_id``, ``messages`` and
+    ``events``, or ``None`` to leave it to another plugin. Called once per view.
     """
 
 

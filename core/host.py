@@ -1,14 +1,14 @@
 """The plugin host: loads adapters and extensions through pluggy, and is their only caller.
 
-Discovery is explicit: the built-in plugins are listed in :data:`BUILTIN_PLUGINS`;
-installed packages join through the entry-point group ``lienthong.adapters``;
+Discovery is explicit and the core names no plugin: the built-in plugins are
+listed in lienthong's own ``setup.cfg``, entry-point group ``lienthong.builtins``
+(loaded first); installed packages join through the group ``lienthong.adapters``;
 ``LIENTHONG_DISABLE_PLUGINS`` (comma-separated names) blocks any of them.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -27,18 +27,30 @@ from .errors import ConfigError, LienthongError
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lienthong.adapters"
+BUILTIN_GROUP = "lienthong.builtins"
 DISABLE_VARIABLE = "LIENTHONG_DISABLE_PLUGINS"
 XPATH_NAMESPACE = "urn:lienthong:functions"
 
-#: Built-in plugins: name -> module. Each module implements hooks at top level.
-BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("folder", "lienthong.plugins.folder"),
-    ("memory", "lienthong.plugins.memory"),
-    ("document_axis", "lienthong.plugins.document_axis.plugin"),
-    ("email_directory", "lienthong.plugins.email_directory.plugin"),
-    ("accounting_soap", "lienthong.plugins.accounting_soap.plugin"),
-    ("rest_json", "lienthong.plugins.rest_json.plugin"),
-)
+
+def builtin_plugins() -> list[metadata.EntryPoint]:
+    """The plugins lienthong ships, as its own distribution declares them.
+
+    Only lienthong's entries count, so another package cannot pass for built-in.
+    """
+    found = [
+        ep
+        for ep in metadata.entry_points(group=BUILTIN_GROUP)
+        if ep.dist is None or ep.dist.name == "lienthong"
+    ]
+    if not found:
+        raise ConfigError(
+            [
+                f"no built-in plugins are declared (entry-point group '{BUILTIN_GROUP}'): "
+                "the installed metadata is older than this code. "
+                "Hint: reinstall with scripts/setup (pip install -e .)"
+            ]
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -65,9 +77,9 @@ class PluginHost:
         for name in self._blocked:
             self.pm.set_blocked(name)
         if load_builtins:
-            for name, module_name in BUILTIN_PLUGINS:
-                if name not in self._blocked:
-                    self.add(importlib.import_module(module_name), name, origin="built-in")
+            for ep in builtin_plugins():
+                if ep.name not in self._blocked:
+                    self.add(ep.load(), ep.name, origin="built-in")
         if load_entry_points:
             self._load_entry_points()
         self.pm.check_pending()
@@ -177,6 +189,14 @@ class PluginHost:
     def describe_message(self, kind: str, headers: dict[str, str]) -> str:
         """A plugin's short label for a stored message, or ``""``."""
         return self.pm.hook.lienthong_describe_message(kind=kind, headers=headers) or ""
+
+    def list_documents(self, queries: Any, limit: int) -> list[dict[str, Any]]:
+        """The recently active documents a plugin lists, or none."""
+        return self.pm.hook.lienthong_list_documents(queries=queries, limit=limit) or []
+
+    def describe_document(self, queries: Any, document_id: str) -> Any | None:
+        """A plugin's account of one document's life, or ``None`` when none knows it."""
+        return self.pm.hook.lienthong_describe_document(queries=queries, document_id=document_id)
 
     def prepare_metrics(self, **kwargs: Any) -> None:
         self.pm.hook.lienthong_prepare_metrics(**kwargs)

@@ -26,11 +26,11 @@ import click
 
 from . import regression
 from .errors import ConfigError, LienthongError
+from .exits import Exit
 from .mapping import Mapping, MappingLibrary
 from .regression import Report, Sample
 from .store import Store
 
-EXIT_DIFFERS = 1
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
 
@@ -207,7 +207,7 @@ def diff_command(
     else:
         click.echo(found.format())
     if found.changed:
-        sys.exit(EXIT_DIFFERS)
+        sys.exit(Exit.PROBLEMS)  # anything differs: a config repository's CI fails
 
 
 def register(group: click.Group) -> None:

@@ -11,9 +11,10 @@
 ``lienthong sync runs [JOB] [--limit N]``
     the latest runs, to find a RUN_ID.
 
-Exit codes of ``sync run`` (for cron and scripts): 0 ok, 1 some items failed,
-2 refused by the disable guard, 3 lease held by another run, 4 configuration
-error, 5 interrupted by a transient error (re-run later; nothing is lost).
+Exit codes of ``sync run`` (for cron and scripts), from the one table of
+:mod:`lienthong.exits`: 0 ok, 1 some items failed, 2 refused by the disable
+guard, 3 lease held by another run, 4 configuration error, 5 interrupted by a
+transient error (re-run later; nothing is lost).
 
 The commands read what they need from the click context object, which must
 satisfy :class:`SyncContext`; ``lienthong.cli`` provides it.
@@ -35,7 +36,9 @@ from sqlalchemy.engine import Engine
 
 from .adapter import Adapter, Change
 from .errors import ConfigError, LienthongError
+from .exits import Exit, fail
 from .holders import Holder
+from .hookspecs import hookimpl
 from .lease import Lease, LeaseHeld, default_holder
 from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
 from .sync import (
@@ -49,19 +52,12 @@ from .sync import (
     run,
 )
 
-EXIT_OK = 0
-EXIT_ITEMS_FAILED = 1
-EXIT_REFUSED = 2
-EXIT_LEASE_HELD = 3
-EXIT_CONFIG = 4
-EXIT_INTERRUPTED = 5
-
 _OUTCOME_EXIT = {
-    "ok": EXIT_OK,
-    "failed": EXIT_ITEMS_FAILED,
-    "refused": EXIT_REFUSED,
-    "interrupted": EXIT_INTERRUPTED,
-    "error": EXIT_ITEMS_FAILED,
+    "ok": Exit.OK,
+    "failed": Exit.PROBLEMS,
+    "refused": Exit.REFUSED,
+    "interrupted": Exit.INTERRUPTED,
+    "error": Exit.PROBLEMS,
 }
 
 
@@ -79,23 +75,18 @@ class SyncContext(Protocol):
         ...
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
-
-
 def _jobs(obj: SyncContext) -> Mapping[str, JobSpec]:
     try:
         return obj.jobs
     except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), Exit.CONFIG)
 
 
 def _engine(obj: SyncContext) -> Engine:
     try:
         return obj.engine
     except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), Exit.CONFIG)
 
 
 def _when(value: Any) -> str:
@@ -199,12 +190,12 @@ def _find_job(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
         close = difflib.get_close_matches(name, jobs, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         known = ", ".join(sorted(j for j in jobs if jobs[j].sync)) or "none"
-        _fail(f"no job '{name}' in the config.{hint} Sync jobs: {known}", EXIT_CONFIG)
+        fail(f"no job '{name}' in the config.{hint} Sync jobs: {known}", Exit.CONFIG)
     if spec.sync is None:
-        _fail(
+        fail(
             f"job '{name}' is a poll of '{spec.poll}', not a sync. Hint: 'lienthong jobs' "
             "lists what each job does",
-            EXIT_CONFIG,
+            Exit.CONFIG,
         )
     return spec
 
@@ -379,7 +370,7 @@ def sync_approve_command(obj: SyncContext, run_id: int, force: bool, as_json: bo
     """Apply exactly the plan dry run RUN_ID stored; refused if the target changed since."""
     planned = load_report(_engine(obj), run_id)
     if planned is None:
-        _fail(f"no sync run {run_id}. Hint: 'lienthong sync runs' lists them", EXIT_CONFIG)
+        fail(f"no sync run {run_id}. Hint: 'lienthong sync runs' lists them", Exit.CONFIG)
     spec = _find_job(_jobs(obj), planned.job)
     _run_and_exit(
         lambda: run_job(obj, spec, force=force, approve_run=run_id, trigger="approval"), as_json
@@ -391,22 +382,22 @@ def _run_and_exit(start: Callable[[], Report], as_json: bool) -> NoReturn:
     try:
         report = start()
     except LeaseHeld as exc:
-        _fail(str(exc), EXIT_LEASE_HELD)
+        fail(str(exc), Exit.UNAVAILABLE)
     except GuardRefused as exc:
-        _fail(str(exc), EXIT_REFUSED)
+        fail(str(exc), Exit.REFUSED)
     except PlanChanged as exc:
         for d in exc.drift:
             click.echo(f"  {d.action:<8} {d.key} {d.field}: {_shown(d.planned)} -> {_shown(d.now)}")
-        _fail(str(exc), EXIT_REFUSED)
+        fail(str(exc), Exit.REFUSED)
     except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), Exit.CONFIG)
     except LienthongError as exc:
-        _fail(str(exc), EXIT_ITEMS_FAILED)
+        fail(str(exc), Exit.PROBLEMS)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
         _print_report(report, limit=20)
-    sys.exit(_OUTCOME_EXIT.get(report.outcome, EXIT_ITEMS_FAILED))
+    sys.exit(_OUTCOME_EXIT.get(report.outcome, Exit.PROBLEMS))
 
 
 @sync_group.command("report")
@@ -418,8 +409,8 @@ def sync_report_command(obj: SyncContext, run_id: int, show_all: bool, as_json: 
     """Show the stored report of sync run RUN_ID."""
     report = load_report(_engine(obj), run_id)
     if report is None:
-        _fail(
-            f"no sync run {run_id}. Hint: 'lienthong sync runs' lists the latest runs", EXIT_CONFIG
+        fail(
+            f"no sync run {run_id}. Hint: 'lienthong sync runs' lists the latest runs", Exit.CONFIG
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
@@ -496,3 +487,8 @@ def register(cli: click.Group) -> None:
     """Add ``jobs`` and ``sync`` to the ``lienthong`` command."""
     cli.add_command(jobs_command)
     cli.add_command(sync_group)
+
+
+@hookimpl
+def lienthong_register_commands(cli: click.Group) -> None:
+    register(cli)

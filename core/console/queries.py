@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, select
 
 from .. import audit as audit_chain
 from ..config import Config
+from ..host import PluginHost
 from ..message import Message
 from ..scheduler import JobOverview, jobs_overview
 from ..store import Store, attempts, audit, dead_letters, deliveries, messages, utcnow
@@ -112,9 +113,10 @@ class EndpointState:
 class Queries:
     """The console's reads over one store and the config that names its endpoints and jobs."""
 
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(self, store: Store, config: Config, host: PluginHost) -> None:
         self.store = store
         self.config = config
+        self.host = host
         self.engine = store.engine
 
     # --- overview ---
@@ -353,17 +355,21 @@ class Queries:
     def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]:
         return self.store.messages_by_correlation(correlation_id)
 
-    # --- documents (the axis adapter's history) ---
+    # --- documents (told by the plugin that knows them: the axis's) ---
 
-    def recent_documents(self, limit: int = 30) -> list[dict[str, Any]]:
-        """The edXML documents most recently active: correlation id, messages, last activity."""
-        from lienthong.plugins.document_axis.correlation import DOCUMENT_ID_HEADER, PREFIX
+    def recent_correlations(
+        self, prefix: str, name_header: str, limit: int = 30
+    ) -> list[dict[str, Any]]:
+        """The correlations starting with ``prefix`` most recently active, newest first.
 
+        Each has its ``correlation_id``, ``messages``, ``last`` activity and, as
+        ``document_id``, the first ``name_header`` header its messages carry.
+        """
         last = func.max(messages.c.accepted_at).label("last")
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(messages.c.correlation_id, func.count().label("count"), last)
-                .where(self._starts(messages.c.correlation_id, PREFIX))
+                .where(self._starts(messages.c.correlation_id, prefix))
                 .group_by(messages.c.correlation_id)
                 .order_by(last.desc())
                 .limit(limit)
@@ -375,7 +381,7 @@ class Queries:
                     messages.c.correlation_id.in_(ids)
                 )
             ):
-                document = json.loads(headers or "{}").get(DOCUMENT_ID_HEADER)
+                document = json.loads(headers or "{}").get(name_header)
                 if document:
                     names.setdefault(cid, document)
         return [
@@ -388,12 +394,13 @@ class Queries:
             for r in rows
         ]
 
-    def document_history(self, document_id: str) -> Any:
-        """The document's life as the axis adapter records it (its public ``history``)."""
-        from lienthong.plugins.document_axis.history import history
+    def recent_documents(self, limit: int = 30) -> list[dict[str, Any]]:
+        """The documents most recently active, as a plugin lists them (none without one)."""
+        return self.host.list_documents(self, limit)
 
-        axis = {n for n, e in self.config.endpoints.items() if e.adapter == "axis"}
-        return history(self, document_id, axis_endpoints=axis)
+    def document_history(self, document_id: str) -> Any:
+        """A document's life as the plugin that knows it tells it, or ``None``."""
+        return self.host.describe_document(self, document_id)
 
     # --- syncs ---
 

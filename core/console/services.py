@@ -95,7 +95,7 @@ class Console:
         self.config = config
         self.settings = config.console
         bus = Bus(config, host, worker=f"console@{socket.gethostname()}:{os.getpid()}")
-        self.queries = Queries(bus.store, config)
+        self.queries = Queries(bus.store, config, bus.host)
         self.actions = Actions(bus, self.queries)
         self.mappings: MappingLibrary = bus.mappings
         self.limiter = limiter or LoginLimiter()

@@ -971,7 +971,7 @@ def summary(obj: Document | Status) -> dict[str, Any]:
         "other_info": None
         if other is None
         else {
-            **_plain(other),
+            **(_plain(other) or {}),
             "priority_meaning": PRIORITIES.get(other.priority or "") if other.priority else None,
         },
         "attachments": [

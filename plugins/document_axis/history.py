@@ -257,7 +257,7 @@ def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> His
 def _register(engine: Any, document_id: str, correlation: str) -> tuple[list[Link], list[str]]:
     """The document's links to others, and the parties expected to answer it."""
     entries = register.of_correlation(engine, correlation)
-    links = []
+    links: list[Link] = []
     parties: list[str] = []
     for entry in entries:
         relation = RELATIONS.get(entry.business)

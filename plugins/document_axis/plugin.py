@@ -1,10 +1,13 @@
-"""Registers the axis adapter, the ``edxml`` commands and a metric; correlates edXML messages."""
+"""Registers the axis adapter, the ``edxml`` commands and a metric; correlates edXML messages.
+
+It also tells the console's Documents page what documents passed and each one's life.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lienthong.hookspecs import hookimpl
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from lienthong.adapter import Adapter
+    from lienthong.console.queries import Queries
     from lienthong.message import Message
 
 
@@ -84,3 +88,20 @@ def lienthong_describe_message(kind: str, headers: dict[str, str]) -> str | None
             return f"document from {sender}"
         return f"{business} from {sender} of {headers.get(CONCERNS_HEADER, '?')}"
     return None
+
+
+@hookimpl
+def lienthong_list_documents(queries: Queries, limit: int) -> list[dict[str, Any]]:
+    """The edXML documents most recently active: correlation id, document id, messages, last."""
+    from .correlation import DOCUMENT_ID_HEADER, PREFIX
+
+    return queries.recent_correlations(PREFIX, DOCUMENT_ID_HEADER, limit)
+
+
+@hookimpl
+def lienthong_describe_document(queries: Queries, document_id: str) -> Any:
+    """The document's life as this adapter records it (its public ``history``)."""
+    from .history import history
+
+    axis = {n for n, e in queries.config.endpoints.items() if e.adapter == AxisAdapter.name}
+    return history(queries, document_id, axis_endpoints=axis)

@@ -149,7 +149,7 @@ class CrlFiles:
         self.current()
 
     def _stat(self) -> tuple[Any, ...]:
-        stamps = []
+        stamps: list[tuple[int, int, int] | None] = []
         for path in self.paths:
             try:
                 st = os.stat(path)

@@ -424,7 +424,7 @@ class FolderAdapter(Adapter):
             )
         self.renames = {_clean(str(k)): _clean(v) for k, v in renames.items()}
         named = list(self.renames.values())
-        twice = sorted({n for n in named if named.count(n) > 1})
+        twice = sorted({n for n in named if named.count(n) > 1}, key=str)
         if twice:
             raise self._config(f"sync_fields names field(s) {twice} for more than one column")
         delimiter = self.settings["sync_delimiter"]

@@ -126,11 +126,11 @@ def test_config_check_adapters_and_db_upgrade(project: Path) -> None:
     assert run(project, "db", "upgrade").output.startswith("store schema at")
 
 
-def test_a_broken_config_exits_3_with_every_problem(project: Path) -> None:
+def test_a_broken_config_exits_4_with_every_problem(project: Path) -> None:
     path = project / "config/lienthong.yaml"
     path.write_text(path.read_text().replace("adapter: folder", "adapter: foldr", 1))
     result = run(project, "run", "--once")
-    assert result.exit_code == 3
+    assert result.exit_code == 4
     assert "Did you mean 'folder'" in result.output
 
 

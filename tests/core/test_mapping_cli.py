@@ -71,7 +71,7 @@ def test_lineage_of_an_unknown_mapping_suggests_the_close_one() -> None:
         "onestop/application-to-reciept.xsl",
         str(CASE / "input.xml"),
     )
-    assert result.exit_code == 3
+    assert result.exit_code == 4
     assert "Did you mean 'onestop/application-to-receipt.xsl'" in result.output
 
 

@@ -279,7 +279,7 @@ def test_store_metrics_read_postgresql_too(pg_url: str) -> None:
     store.engine.dispose()
 
 
-def test_run_on_a_taken_port_exits_3_before_touching_anything(tmp_path: Path) -> None:
+def test_run_on_a_taken_port_exits_4_before_touching_anything(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in/a.xml").write_bytes(b"<a/>")
     config = tmp_path / "lienthong.yaml"
@@ -307,7 +307,7 @@ def test_run_on_a_taken_port_exits_3_before_touching_anything(tmp_path: Path) ->
             timeout=120,
             check=False,
         )
-    assert done.returncode == 3, done.stderr
+    assert done.returncode == 4, done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Hint:" in done.stderr
     assert (tmp_path / "in/a.xml").exists(), "nothing was received"
 

@@ -24,8 +24,19 @@ import yaml
 from click.testing import CliRunner
 
 from lienthong import cli as cli_module
-from lienthong.demo import MARKER, NGHEAN, SGD, STC, SYT, UBND, Demo, DemoError, Summary, demo
 from lienthong.message import Message
+from lienthong.plugins.demo.flows import (
+    MARKER,
+    NGHEAN,
+    SGD,
+    STC,
+    SYT,
+    UBND,
+    Demo,
+    DemoError,
+    Summary,
+)
+from lienthong.plugins.demo.plugin import demo
 from lienthong.plugins.email_directory import mail
 from lienthong.plugins.email_directory.slapd import find_binary
 from tests.flows.flowconfig import write_config
@@ -293,7 +304,7 @@ def test_a_var_folder_the_demo_did_not_make_is_never_wiped(tmp_path: Path) -> No
 def test_the_demo_refuses_a_production_config(tmp_path: Path) -> None:
     config = write_config(tmp_path, broker="amqp://guest:guest@127.0.0.1:5672//")
     result = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
-    assert result.exit_code == 3
+    assert result.exit_code == 4
     assert "runs on the embedded default" in result.output
 
 
@@ -324,7 +335,7 @@ def test_without_once_the_bus_keeps_running_until_ctrl_c_and_stops_cleanly(
 ) -> None:
     config = write_config(tmp_path)
     program = (
-        "import sys; from lienthong import cli; from lienthong.demo import demo; "
+        "import sys; from lienthong import cli; from lienthong.plugins.demo.plugin import demo; "
         "group = cli.build(); group.add_command(demo); group(sys.argv[1:])"
     )
     process = subprocess.Popen(

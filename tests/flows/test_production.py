@@ -19,7 +19,7 @@ import ldap
 import pytest
 import sqlalchemy as sa
 
-from lienthong.demo import SGD, STC, SYT, Demo
+from lienthong.plugins.demo.flows import SGD, STC, SYT, Demo
 from lienthong.plugins.email_directory.slapd import find_binary
 from lienthong.store import Store, make_engine
 from tests.flows.flowconfig import write_config

@@ -14,7 +14,7 @@ def test_two_workers_carry_folder_to_folder_through_a_mapping(
 ) -> None:
     bus_project.write_config(store=pg_url, broker=amqp_url, out=f"out-{unique}")
     refused = bus_project.command("run", "--once")
-    assert refused.returncode == 3 and "lienthong db upgrade" in refused.stderr
+    assert refused.returncode == 4 and "lienthong db upgrade" in refused.stderr
     assert bus_project.command("db", "upgrade").returncode == 0
     written = bus_project.drop(300)
     bus_project.start_worker()

@@ -39,12 +39,13 @@ from urllib.parse import urlsplit
 import click
 from sqlalchemy import select
 
-from . import config as config_module
-from .bus import Bus
-from .errors import ConfigError
-from .host import PluginHost
-from .store import Store, deliveries, messages, utcnow
-from .sync import recent_runs
+from lienthong import config as config_module
+from lienthong.bus import Bus
+from lienthong.errors import ConfigError
+from lienthong.exits import Exit
+from lienthong.host import PluginHost
+from lienthong.store import Store, deliveries, messages, utcnow
+from lienthong.sync import recent_runs
 
 DEFAULT_FLOWS = Path("config/reference-flows.yaml")
 #: Marks a var folder a demo made, so only such a folder is ever wiped.
@@ -235,9 +236,18 @@ RECALLS = {2: "1201"}
 
 
 class DemoError(click.ClickException):
-    """The demo cannot run as configured; the message says why and what to do."""
+    """The demo cannot run as configured, or not now; the message says why and what to do.
 
-    exit_code = 3
+    Exits with the table's code for a config problem (:mod:`lienthong.exits`).
+    """
+
+    exit_code = Exit.CONFIG
+
+
+class DemoUnavailable(DemoError):
+    """What the demo needs is missing or taken on this machine (a port, slapd): not now."""
+
+    exit_code = Exit.UNAVAILABLE
 
 
 def _loopback_port(url: str, where: str) -> int:
@@ -256,7 +266,7 @@ def _check_free(port: int, what: str) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise DemoError(
+            raise DemoUnavailable(
                 f"port {port} on 127.0.0.1 ({what}) is in use: {exc.strerror}. Hint: is another "
                 "demo still running? Stop it, or change the port in the config"
             ) from exc
@@ -297,8 +307,8 @@ class Sandboxes:
     """Every sandbox the config's endpoints name, started on their configured ports."""
 
     def __init__(self, cfg: config_module.Config) -> None:
-        from .plugins.accounting_soap.sandbox import AccountingSandbox
-        from .plugins.document_axis.sandbox import SandboxAxis
+        from ..accounting_soap.sandbox import AccountingSandbox
+        from ..document_axis.sandbox import SandboxAxis
 
         self.cfg = cfg
         self.axis_endpoints: dict[str, dict[str, Any]] = {}
@@ -384,14 +394,14 @@ class Sandboxes:
             raise
 
     def _start_directory(self) -> None:
-        from .plugins.email_directory.slapd import SlapdMissing, TemporarySlapd
+        from ..email_directory.slapd import SlapdMissing, TemporarySlapd
 
         assert self.directory is not None
         d = self.directory
         try:
             server = TemporarySlapd(str(d["base_dn"]), password=d["password"].reveal())
         except SlapdMissing as exc:
-            raise DemoError(f"{exc}. The demo's email directory is a real slapd") from exc
+            raise DemoUnavailable(f"{exc}. The demo's email directory is a real slapd") from exc
         server.port = _loopback_port(str(d["url"]), "directory url")
         containers = {str(d["agencies_dn"]), str(d["accounts_dn"])}
         for ep in self.cfg.endpoints.values():
@@ -422,7 +432,7 @@ class Sandboxes:
         server.start()
         if server.port != _loopback_port(str(d["url"]), "directory url"):
             server.stop()
-            raise DemoError(f"slapd could not listen on {d['url']}. Hint: free that port")
+            raise DemoUnavailable(f"slapd could not listen on {d['url']}. Hint: free that port")
         self.slapd = server
         self._started.append(server.stop)
 
@@ -463,7 +473,7 @@ def make_pki(folder: Path) -> Pki:
     Each agency's clerk signs with a certificate whose ``O`` is the agency's
     name, as the config's ``signer_agencies`` binds it.
     """
-    from .plugins.document_axis.sandbox_ca import SandboxCA, write_key
+    from ..document_axis.sandbox_ca import SandboxCA, write_key
 
     ca = SandboxCA(
         "CN=SANDBOX CA phục vụ các cơ quan nhà nước,O=lienthong demo,C=VN",
@@ -478,7 +488,7 @@ def make_pki(folder: Path) -> Pki:
 
 def build_document(doc: Incoming, pki: Pki, today: str) -> bytes:
     """The edXML of ``doc``, with one attachment, signed unless it is the unsigned one."""
-    from .plugins.document_axis import edxml, signature
+    from ..document_axis import edxml, signature
 
     built = edxml.Document(
         sender=edxml.Organization(
@@ -533,7 +543,7 @@ def document_id(sender: str, today: str, number: str) -> str:
 
 def _status(organ: str, answered: str, document: str, code: str, text: str) -> Any:
     """A status ``code`` from ``organ`` about ``document``, a document of ``answered``."""
-    from .plugins.document_axis import edxml
+    from ..document_axis import edxml
 
     return edxml.Status(
         sender=edxml.Organization(organ_id=organ, organ_name=NAMES.get(organ)),
@@ -657,7 +667,7 @@ class Summary:
 
 
 def _texts(body: bytes, path: str) -> list[str]:
-    from . import xml
+    from lienthong import xml
 
     tree = xml.parse(body)
     return [str(t).strip() for t in tree.xpath(path, namespaces={"ed": ED, "acc": ACC})]
@@ -788,9 +798,10 @@ class Demo:
 
     def _ask_recall(self, recalled: str) -> None:
         """UBND tỉnh's document system asks the recipients to recall a document (status 13)."""
-        from .adapter import Secret
-        from .plugins.document_axis import edxml, signature
-        from .plugins.document_axis.client import AxisClient
+        from lienthong.adapter import Secret
+
+        from ..document_axis import edxml, signature
+        from ..document_axis.client import AxisClient
 
         assert self.pki is not None
         status = _status(UBND, UBND, recalled, "13", "Đề nghị thu hồi văn bản do ban hành nhầm")
@@ -813,7 +824,7 @@ class Demo:
         is agreed to (15). Each status is a file in the document system's
         outbox, which the bus sends through the agency's axis endpoint.
         """
-        from .plugins.document_axis import edxml
+        from ..document_axis import edxml
 
         dropped = 0
         for organ, (inbox, outbox) in self._dms_folders.items():
@@ -844,7 +855,7 @@ class Demo:
         return dropped
 
     def _drop_status(self, outbox: Path, status: Any) -> int:
-        from .plugins.document_axis import edxml
+        from ..document_axis import edxml
 
         outbox.mkdir(parents=True, exist_ok=True)
         self._dropped += 1
@@ -929,9 +940,10 @@ class Demo:
 
         It signs its statuses, as our axis endpoints require (signature_policy: require).
         """
-        from .adapter import Secret
-        from .plugins.document_axis import edxml, signature
-        from .plugins.document_axis.client import AxisClient
+        from lienthong.adapter import Secret
+
+        from ..document_axis import edxml, signature
+        from ..document_axis.client import AxisClient
 
         client = AxisClient(self.sandboxes.axis.url, FINANCE_SYSTEM[0], Secret(FINANCE_SYSTEM[1]))
         answered = 0
@@ -1066,7 +1078,7 @@ class Demo:
                         headers.get("edxml_concerns", "?"),
                     )
                 )
-        from .plugins.document_axis import refusal
+        from ..document_axis import refusal
 
         with store.engine.connect() as conn:
             refused = conn.execute(
@@ -1138,9 +1150,9 @@ def _serve_console(instance: Demo) -> Any:
     config's own console accounts are never touched. A taken port is reported
     and the demo goes on without the console.
     """
-    from .console.auth import add_local_account
-    from .console.server import ConsoleServer
-    from .console.settings import DEFAULT_PORT
+    from lienthong.console.auth import add_local_account
+    from lienthong.console.server import ConsoleServer
+    from lienthong.console.settings import DEFAULT_PORT
 
     users = instance.var_dir / "console-users"
     password = secrets.token_urlsafe(9)
@@ -1167,23 +1179,8 @@ def _config_path(ctx: click.Context) -> Path:
     return Path(given) if given else DEFAULT_FLOWS
 
 
-@click.command("demo")
-@click.option("--once", is_flag=True, help="run one cycle, print what moved and exit")
-@click.option(
-    "--cycles",
-    type=click.IntRange(min=1),
-    default=None,
-    help="run this many cycles and exit (default: 3, then keep the bus running until Ctrl-C)",
-)
-@click.pass_context
-def demo(ctx: click.Context, once: bool, cycles: int | None) -> None:
-    """Run the reference flows against sandboxes and print what moved.
-
-    Uses config/reference-flows.yaml unless --config names another. Starts a
-    SANDBOX axis, accounting services, directory (slapd) and mail sink on the
-    loopback ports the config gives, seeds them, and runs the flows. Everything
-    it makes is under var/demo/ (mails as .eml in var/demo/mailbox/).
-    """
+def run_demo(ctx: click.Context, once: bool, cycles: int | None) -> None:
+    """What ``lienthong demo`` does (the command itself is in :mod:`.plugin`)."""
     path = _config_path(ctx)
     count = 1 if once else (cycles or 3)
     try:
