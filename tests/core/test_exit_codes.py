@@ -29,6 +29,8 @@ READS_CONFIG: dict[str, list[str]] = {
     "jobs": [],
     "mapping apply": ["x.xsl", "{file}"],
     "mapping lineage": ["x.xsl", "{file}"],
+    "mapping versions": ["x.xsl"],
+    "mapping diff": ["x.xsl"],
     "mapping test": [],
     "run": ["--once"],
     "status": [],

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from lienthong import cli as cli_module
 from lienthong.bus import Bus
 from lienthong.config import load
+from lienthong.exits import Exit
 from lienthong.message import Message
 from lienthong.store import Outcome, Store, make_engine, metadata, utcnow
 
@@ -252,7 +253,7 @@ def test_no_inputs_are_kept_when_the_retention_is_zero(tmp_path: Path) -> None:
 def test_a_negative_retention_is_refused_with_a_hint(tmp_path: Path) -> None:
     project = Project(tmp_path, "sqlite:///var/bus.db", mapping_inputs_days=-1)
     result = project.run("mapping", "versions", "summary.xsl")
-    assert result.exit_code == 3
+    assert result.exit_code == Exit.CONFIG
     assert "mapping_inputs_days" in result.output and "0 keeps none" in result.output
 
 
