@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from sqlalchemy.exc import OperationalError
 from . import audit as audit_module
 from .errors import ConfigError, StoreUnavailable
 from .message import Message
+from .model import Delivery, DeliveryState, Intake, MessageState, Outcome, Outgoing, Result
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ messages = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("accepted_at", DateTime, nullable=False),
-    # routed: has deliveries; parked: a dead letter before routing.
+    # lienthong.model.MessageState: routed (has deliveries) or parked (a dead letter).
     Column("state", String(20), nullable=False),
     UniqueConstraint("source", "source_key", name="uq_messages_source_key"),
 )
@@ -84,7 +84,7 @@ deliveries = Table(
     Column("endpoint", String(100), nullable=False),
     Column("headers", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    # pending -> delivered | dead
+    # lienthong.model.DeliveryState: pending -> delivered | dead
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime, nullable=False),
@@ -105,7 +105,7 @@ attempts = Table(
     Column("number", Integer, nullable=False),
     Column("at", DateTime, nullable=False),
     Column("worker", String(100), nullable=False),
-    # ok | transient | rejected
+    # lienthong.model.Result: ok | transient | rejected
     Column("outcome", String(20), nullable=False),
     Column("error", Text),
 )
@@ -117,7 +117,7 @@ dead_letters = Table(
     Column("message_id", String(64), ForeignKey("messages.id"), nullable=False, index=True),
     Column("delivery_id", String(64), ForeignKey("deliveries.id")),
     Column("endpoint", String(100)),
-    # accept | route | deliver
+    # lienthong.model.Stage: accept | route | access | deliver
     Column("stage", String(20), nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
@@ -192,65 +192,6 @@ cursors = Table(
 def utcnow() -> datetime:
     """Naive UTC, the one time form the store keeps (SQLite has no time zones)."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass
-class Outgoing:
-    """One delivery the router produced for an accepted message."""
-
-    key: str
-    route: str
-    endpoint: str
-    body: bytes
-    headers: dict[str, str]
-
-
-@dataclass
-class Intake:
-    """A received message and what the bus decided for it, stored in one transaction."""
-
-    message: Message
-    outgoing: list[Outgoing] = field(default_factory=list)
-    parked: str | None = None
-    stage: str = "route"
-
-
-@dataclass
-class Delivery:
-    """A claimed delivery, ready for an adapter's ``send``."""
-
-    key: str
-    message_id: str
-    correlation_id: str
-    kind: str
-    source: str
-    route: str
-    endpoint: str
-    headers: dict[str, str]
-    body: bytes
-    attempts: int
-
-    def to_message(self) -> Message:
-        # A route's target may give the mapped message a kind of its own.
-        return Message(
-            body=self.body,
-            kind=self.headers.get("kind", self.kind),
-            source=self.source,
-            headers=dict(self.headers),
-            id=self.message_id,
-            correlation_id=self.correlation_id,
-        )
-
-
-@dataclass
-class Outcome:
-    """What happened to one claimed delivery."""
-
-    delivery: Delivery
-    result: str  # ok | transient | rejected | deferred (not tried: the endpoint's circuit is open)
-    error: str | None = None
-    retry_at: datetime | None = None
-    stage: str = "deliver"  # of the dead letter, when rejected: deliver, or access
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -437,7 +378,7 @@ class Store:
                     "body": m.body,
                     "created_at": m.created_at.astimezone(UTC).replace(tzinfo=None),
                     "accepted_at": now,
-                    "state": "parked" if intake.parked else "routed",
+                    "state": MessageState.PARKED if intake.parked else MessageState.ROUTED,
                 }
                 if m.source_key is None:
                     plain_rows.append(row)
@@ -487,7 +428,7 @@ class Store:
                             "endpoint": out.endpoint,
                             "headers": _dumps(out.headers),
                             "body": out.body,
-                            "state": "pending",
+                            "state": DeliveryState.PENDING,
                             "attempts": 0,
                             "next_attempt_at": now,
                             "created_at": now,
@@ -548,7 +489,7 @@ class Store:
         """Claim up to ``limit`` deliveries that are due and not claimed by a live worker."""
         now = utcnow()
         condition = and_(
-            deliveries.c.state == "pending",
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
         )
@@ -582,7 +523,7 @@ class Store:
                     update(deliveries)
                     .where(
                         deliveries.c.id.in_(list(keys)),
-                        deliveries.c.state == "pending",
+                        deliveries.c.state == DeliveryState.PENDING,
                         deliveries.c.next_attempt_at <= now,
                         or_(
                             deliveries.c.claimed_until.is_(None),
@@ -635,19 +576,19 @@ class Store:
         now = utcnow()
         attempt_rows, dead_rows, audit_rows = [], [], []
         with self._begin() as conn:
-            delivered = [o.delivery.key for o in outcomes if o.result == "ok"]
+            delivered = [o.delivery.key for o in outcomes if o.result == Result.OK]
             if delivered:
                 # The hot path: one prepared statement, executemany at driver level.
                 mark = "?" if self.dialect == "sqlite" else "%s"
                 stamp = now.isoformat(" ", "microseconds") if self.dialect == "sqlite" else now
                 conn.exec_driver_sql(
-                    "UPDATE deliveries SET state = 'delivered', delivered_at = "
+                    f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', delivered_at = "
                     f"{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id = {mark}",
                     [(stamp, key) for key in delivered],
                 )
             for o in outcomes:
                 d = o.delivery
-                if o.result == "deferred":
+                if o.result == Result.DEFERRED:
                     conn.execute(
                         update(deliveries)
                         .where(deliveries.c.id == d.key)
@@ -667,7 +608,7 @@ class Store:
                         "error": o.error,
                     }
                 )
-                if o.result == "ok":
+                if o.result == Result.OK:
                     audit_rows.append(
                         {
                             "message_id": d.message_id,
@@ -677,7 +618,7 @@ class Store:
                             "detail": f"attempt {number}",
                         }
                     )
-                elif o.result == "transient":
+                elif o.result == Result.TRANSIENT:
                     conn.execute(
                         update(deliveries)
                         .where(deliveries.c.id == d.key)
@@ -703,7 +644,10 @@ class Store:
                         update(deliveries)
                         .where(deliveries.c.id == d.key)
                         .values(
-                            state="dead", attempts=number, claimed_until=None, last_error=o.error
+                            state=DeliveryState.DEAD,
+                            attempts=number,
+                            claimed_until=None,
+                            last_error=o.error,
                         )
                     )
                     dead_rows.append(
@@ -736,7 +680,9 @@ class Store:
             with self._begin() as conn:
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == "pending")
+                    .where(
+                        deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING
+                    )
                     .values(claimed_until=None, claimed_by=None, enqueued_at=None)
                 )
 
@@ -748,7 +694,9 @@ class Store:
             with self._begin() as conn:
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == "pending")
+                    .where(
+                        deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING
+                    )
                     .values(enqueued_at=None)
                 )
 
@@ -759,7 +707,7 @@ class Store:
             query = (
                 select(deliveries.c.id, deliveries.c.endpoint)
                 .where(
-                    deliveries.c.state == "pending",
+                    deliveries.c.state == DeliveryState.PENDING,
                     deliveries.c.next_attempt_at <= now,
                     or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
                     or_(
@@ -797,9 +745,9 @@ class Store:
             total = conn.execute(select(func.count()).select_from(messages)).scalar_one()
         return {
             "messages": total,
-            "pending": by_state.get("pending", 0),
-            "delivered": by_state.get("delivered", 0),
-            "dead": by_state.get("dead", 0),
+            "pending": by_state.get(DeliveryState.PENDING, 0),
+            "delivered": by_state.get(DeliveryState.DELIVERED, 0),
+            "dead": by_state.get(DeliveryState.DEAD, 0),
             "dead_letters_waiting": waiting,
         }
 
@@ -825,7 +773,7 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(
                 select(func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.state == "pending"
+                    deliveries.c.state == DeliveryState.PENDING
                 )
             ).scalar_one()
 
@@ -919,7 +867,12 @@ class Store:
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id)
-                .values(state="pending", next_attempt_at=now, claimed_until=None, enqueued_at=None)
+                .values(
+                    state=DeliveryState.PENDING,
+                    next_attempt_at=now,
+                    claimed_until=None,
+                    enqueued_at=None,
+                )
             )
             self._append_audit(
                 conn,
@@ -948,7 +901,7 @@ class Store:
                         "endpoint": o.endpoint,
                         "headers": json.dumps(o.headers, ensure_ascii=False),
                         "body": o.body,
-                        "state": "pending",
+                        "state": DeliveryState.PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
@@ -956,7 +909,11 @@ class Store:
                     for o in outgoing
                 ],
             )
-            conn.execute(update(messages).where(messages.c.id == message_id).values(state="routed"))
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(state=MessageState.ROUTED)
+            )
             self._append_audit(
                 conn,
                 [
@@ -1064,7 +1021,7 @@ class Store:
                     retrying,
                     func.min(deliveries.c.created_at),
                 )
-                .where(deliveries.c.state == "pending")
+                .where(deliveries.c.state == DeliveryState.PENDING)
                 .group_by(deliveries.c.endpoint)
             ).all()
         return {
