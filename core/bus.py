@@ -786,9 +786,9 @@ class Bus:
             # What happens next is decided in one place: lienthong.disposition.
             disposition = decide(exc, adapter)
             self._tell_circuit(delivery.endpoint, endpoint_up(exc, disposition))
-            if disposition is Disposition.RETRY_SLOW:
+            if disposition is Disposition.RETRY_SLOW:  # a person must look
                 log.error(
-                    "endpoint %s: %s; retried after bus.retry.max_delay",
+                    "endpoint %s: %s",
                     delivery.endpoint,
                     describe(exc),
                     exc_info=undeclared(exc, disposition),
