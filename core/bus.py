@@ -31,7 +31,15 @@ import sqlalchemy.exc
 from . import audit, sync
 from .adapter import INVALID_HEADER, Acceptance, Adapter, Capability, Change, Services, SyncBatch
 from .breaker import CircuitBreaker
-from .config import Config, RetryPolicy
+from .config import Config
+from .disposition import (
+    Disposition,
+    decide,
+    describe,
+    endpoint_up,
+    failed_send,
+    undeclared,
+)
 from .errors import (
     ConfigError,
     FatalError,
@@ -45,19 +53,11 @@ from .host import PluginHost
 from .mapping import MappingLibrary
 from .message import Message
 from .metrics import Metrics, MetricsServer
+from .model import Delivery, Intake, Outcome, Result, Stage
 from .relay import Relay
 from .router import Router
 from .scheduler import PollReport, Scheduler
-from .store import (
-    Cursors,
-    Delivery,
-    Intake,
-    Outcome,
-    Store,
-    make_engine,
-    store_error,
-    utcnow,
-)
+from .store import Cursors, Store, make_engine, store_error, utcnow
 from .store import audit as audit_table
 from .sync import Report, SyncSpec
 from .threads import DaemonPool
@@ -114,13 +114,6 @@ def _mapping_label(delivery: dict[str, Any] | None) -> str | None:
     if delivery is None or not delivery.get("mapping"):
         return None
     return f"{delivery['mapping']}@{(delivery['mapping_hash'] or '')[:12]}"
-
-
-def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, jittered."""
-    base = min(policy.max_delay, policy.initial_delay * policy.multiplier ** (attempt - 1))
-    spread = base * policy.jitter
-    return max(0.0, base + (rng or random).uniform(-spread, spread))
 
 
 #: Acceptance times kept for the lag metric at most; more means they were lost.
@@ -635,21 +628,21 @@ class Bus:
     def _intake(self, message: Message) -> Intake:
         invalid = message.headers.get(INVALID_HEADER)
         if invalid:
-            return Intake(message, parked=f"invalid at the source: {invalid}", stage="accept")
+            return Intake(message, parked=f"invalid at the source: {invalid}", stage=Stage.ACCEPT)
         try:
             message.tree(max_bytes=self.config.bus.max_message_bytes)
             self.host.prepare_message(message)
         except RejectedError as exc:
-            return Intake(message, parked=str(exc), stage="accept")
+            return Intake(message, parked=str(exc), stage=Stage.ACCEPT)
         try:
             outgoing = self.router.route(message)
         except TransientError:
             raise
         except LienthongError as exc:
-            return Intake(message, parked=str(exc), stage="route")
+            return Intake(message, parked=str(exc), stage=Stage.ROUTE)
         refusal = self.config.access.refusal(message.source, [o.endpoint for o in outgoing])
         if refusal:
-            return Intake(message, parked=refusal, stage="access")
+            return Intake(message, parked=refusal, stage=Stage.ACCESS)
         return Intake(message, outgoing=outgoing)
 
     # --- receive ---
@@ -670,37 +663,57 @@ class Bus:
         """
         return sum(self._poll_one(name) for name in self._receivers())
 
-    def _poll_one(self, name: str) -> int:
-        """Poll one endpoint unless its circuit is open; errors open its circuit, not ours."""
+    def _poll_one(self, name: str, *, scheduled: bool = False) -> int:
+        """Poll one endpoint unless its circuit is open; errors open its circuit, not ours.
+
+        The worker loop's poll round logs an error and goes on; a ``scheduled`` poll
+        (a job's) raises it for the job's record, a passing one as a
+        ``TransientError`` (the run is interrupted, the next tick tries again).
+        The circuit is told the same either way (lienthong.disposition).
+        """
         adapter = self.adapters[name]
         if name in self._not_started:
+            if scheduled:
+                raise TransientError(
+                    f"endpoint '{name}' has not started: {self.not_started()[name]}. Hint: "
+                    "'lienthong status' shows when its start is tried again"
+                )
             return 0
         with self.gates[name]:
-            if not self.breakers[name].allow():
-                return 0  # it keeps failing: leave it alone until its circuit half-opens
+            breaker = self.breakers[name]
+            if not breaker.allow():
+                # It keeps failing: leave it alone until its circuit half-opens.
+                if scheduled:
+                    raise TransientError(
+                        f"endpoint '{name}' not polled: circuit {breaker.describe()}"
+                    )
+                return 0
             try:
                 handed = adapter.receive(self)
-            except StoreUnavailable:
-                self.breakers[name].cancel_trial()  # not this endpoint's failure, nor a success
-                raise  # the bus's own store: the run loop waits for it
-            except TransientError as exc:
-                log.warning("endpoint %s could not be polled: %s", name, exc)
-                self._breaker_result(name, ok=False)
-            except FatalError as exc:
-                log.error("endpoint %s: %s", name, exc)
-                self._breaker_result(name, ok=False)
-            except LienthongError as exc:
-                log.error("endpoint %s: %s", name, exc)
             except Exception as exc:
-                if not adapter.is_transient(exc):
-                    log.exception("endpoint %s failed while polling", name)
+                disposition = decide(exc, adapter)
+                self._tell_circuit(name, endpoint_up(exc, disposition))
+                if disposition is Disposition.HOLD:
+                    raise  # the bus's own store: the run loop waits for it
+                passing = disposition is Disposition.RETRY
+                if scheduled:
+                    if passing and not isinstance(exc, TransientError):
+                        raise TransientError(
+                            f"endpoint '{name}' could not be polled: {describe(exc)}"
+                        ) from exc
+                    raise
+                if passing:
+                    log.warning("endpoint %s could not be polled: %s", name, describe(exc))
                 else:
-                    log.warning("endpoint %s could not be polled: %s", name, exc)
-                    self._breaker_result(name, ok=False)
-            else:
-                self._breaker_result(name, ok=True)
-                return handed
-        return 0
+                    log.error(
+                        "endpoint %s failed while polling: %s",
+                        name,
+                        describe(exc),
+                        exc_info=undeclared(exc, disposition),
+                    )
+                return 0
+            self._breaker_result(name, ok=True)
+            return handed
 
     def _poll_task(self, name: str) -> None:
         try:
@@ -732,14 +745,12 @@ class Bus:
         return bool(self._pool.busy(self._receivers()) - starting)
 
     def poll_endpoint(self, name: str) -> int:
-        """Poll one endpoint now (a scheduled poll job); errors go to the job's record."""
-        if name in self.not_started():
-            raise TransientError(
-                f"endpoint '{name}' has not started: {self.not_started()[name]}. Hint: "
-                "'lienthong status' shows when its start is tried again"
-            )
-        with self.gates[name]:
-            return self.adapters[name].receive(self)
+        """Poll one endpoint now (a scheduled poll job); errors go to the job's record.
+
+        Through the endpoint's circuit, as the worker loop's polls: an open
+        circuit is not called, and a failure counts (``Bus._poll_one``).
+        """
+        return self._poll_one(name, scheduled=True)
 
     def _scheduled_poll(self, name: str) -> PollReport:
         """A scheduled poll, with how many of the messages it handed over were new."""
@@ -799,20 +810,20 @@ class Bus:
         adapter = self.adapters.get(name)
         if adapter is None:
             return Outcome(
-                delivery, "rejected", f"endpoint '{name}' is not configured in this process"
+                delivery, Result.REJECTED, f"endpoint '{name}' is not configured in this process"
             )
         refusal = self.config.access.refusal(delivery.source, [name])
         if refusal:
             # A rule added after the message was accepted: checked again at every send.
-            return Outcome(delivery, "rejected", refusal, stage="access")
+            return Outcome(delivery, Result.REJECTED, refusal, stage=Stage.ACCESS)
         if name in self._not_started:  # a read: the lock guards the changes
             wait = max(self.breakers[name].retry_in(), _BUSY_WAIT_S)
-            return Outcome(delivery, "deferred", retry_at=utcnow() + timedelta(seconds=wait))
+            return Outcome(delivery, Result.DEFERRED, retry_at=utcnow() + timedelta(seconds=wait))
         gate = self.gates[name]
         if not gate.acquire(blocking=False):
             # Another thread is in this adapter (a poll, a sync): not an attempt, back soon.
             return Outcome(
-                delivery, "deferred", retry_at=utcnow() + timedelta(seconds=_BUSY_WAIT_S)
+                delivery, Result.DEFERRED, retry_at=utcnow() + timedelta(seconds=_BUSY_WAIT_S)
             )
         try:
             return self._send_through(adapter, delivery)
@@ -824,29 +835,31 @@ class Bus:
         if not breaker.allow():
             # Not an attempt: the endpoint keeps failing, so it is left alone for a while.
             wait = max(breaker.retry_in(), 0.05)
-            return Outcome(delivery, "deferred", retry_at=utcnow() + timedelta(seconds=wait))
+            return Outcome(delivery, Result.DEFERRED, retry_at=utcnow() + timedelta(seconds=wait))
         try:
             adapter.send(delivery.to_message(), key=delivery.key)
-        except RejectedError as exc:
-            self._breaker_result(delivery.endpoint, ok=True)  # it answered: it is up
-            return Outcome(delivery, "rejected", str(exc))
-        except (FatalError, ConfigError) as exc:
-            # The endpoint itself is wrong (a refused password, a missing key): a person
-            # must act, so wait long between tries and let the circuit open.
-            log.error("endpoint %s: %s", delivery.endpoint, exc)
-            self._breaker_result(delivery.endpoint, ok=False)
-            return self._retry(delivery, str(exc), delay=self.config.bus.retry.max_delay)
         except Exception as exc:
-            transient = isinstance(exc, TransientError) or adapter.is_transient(exc)
-            text = str(exc) if isinstance(exc, LienthongError) else f"{type(exc).__name__}: {exc}"
-            if not transient:
-                log.warning(
-                    "endpoint %s raised an undeclared error; retrying: %s", delivery.endpoint, text
+            # What happens next is decided in one place: lienthong.disposition.
+            disposition = decide(exc, adapter)
+            self._tell_circuit(delivery.endpoint, endpoint_up(exc, disposition))
+            if disposition is Disposition.RETRY_SLOW:  # a person must look
+                log.error(
+                    "endpoint %s: %s",
+                    delivery.endpoint,
+                    describe(exc),
+                    exc_info=undeclared(exc, disposition),
+                    extra=_fields(delivery),
                 )
-            self._breaker_result(delivery.endpoint, ok=getattr(exc, "endpoint_up", False))
-            return self._retry(delivery, text, at_least=getattr(exc, "retry_after", None))
+            return failed_send(delivery, exc, disposition, self.config.bus.retry, utcnow())
         self._breaker_result(delivery.endpoint, ok=True)
-        return Outcome(delivery, "ok")
+        return Outcome(delivery, Result.OK)
+
+    def _tell_circuit(self, endpoint: str, up: bool | None) -> None:
+        """Record a failed call's verdict on the endpoint; ``None`` gives back a trial call."""
+        if up is None:
+            self.breakers[endpoint].cancel_trial()
+        else:
+            self._breaker_result(endpoint, ok=up)
 
     def _breaker_result(self, endpoint: str, *, ok: bool) -> None:
         before, after = self.breakers[endpoint].record(ok=ok)
@@ -864,29 +877,13 @@ class Bus:
         except TransientError:
             log.warning("could not record the circuit state of %s", endpoint)
 
-    def _retry(
-        self,
-        delivery: Delivery,
-        error: str,
-        delay: float | None = None,
-        at_least: float | None = None,
-    ) -> Outcome:
-        policy = self.config.bus.retry
-        attempt = delivery.attempts + 1
-        if attempt >= policy.max_attempts:
-            return Outcome(delivery, "rejected", f"gave up after {attempt} attempts: {error}")
-        wait = retry_delay(policy, attempt) if delay is None else delay
-        if at_least is not None:
-            wait = max(wait, at_least)  # the system asked for this much (Retry-After)
-        return Outcome(delivery, "transient", error, retry_at=utcnow() + timedelta(seconds=wait))
-
     def _finish(self, outcomes: list[Outcome], result: CycleResult, claimed_at: float) -> None:
         self.store.finish(outcomes, self.worker)
         self.metrics.finished(outcomes, claimed_at, self._accepted_at)
         info = log.isEnabledFor(logging.INFO)
         for o in outcomes:
             d = o.delivery
-            if o.result == "ok":
+            if o.result == Result.OK:
                 result.delivered += 1
                 if info:
                     log.info(
@@ -901,9 +898,9 @@ class Bus:
                 self.host.after_deliver(
                     message=d.to_message(), endpoint=d.endpoint, attempts=d.attempts + 1
                 )
-            elif o.result == "deferred":
+            elif o.result == Result.DEFERRED:
                 continue
-            elif o.result == "transient":
+            elif o.result == Result.TRANSIENT:
                 result.retried += 1
                 log.info(
                     "message %s to %s will be retried (attempt %d failed): %s",

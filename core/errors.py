@@ -3,7 +3,28 @@
 - ``ConfigError``: refuse to start; every problem is reported at once.
 - ``TransientError``: retry with back-off; the message stays queued.
 - ``RejectedError``: dead-letter the message with its reason and keep going.
-- ``FatalError``: stop the route or the process; a human must act.
+- ``FatalError``: a human must fix the endpoint: retried only slowly, and
+  counted against its circuit, which stops calls to it after a few in a row.
+
+When an adapter's call (send, poll, sync) fails, one function,
+:func:`lienthong.disposition.decide`, says what comes next, by the first row
+that matches (tests/core/test_disposition.py reads this table):
+
+| raised                                            | disposition |
+|---------------------------------------------------|-------------|
+| ``StoreUnavailable`` (the bus's own store)        | hold        |
+| ``TransientError``                                | retry       |
+| ``RejectedError``                                 | park        |
+| ``FatalError``                                    | retry-slow  |
+| ``ConfigError`` (raised after the start)          | retry-slow  |
+| a class in the adapter's ``transient_errors``     | retry       |
+| any other exception (undeclared: a surprise)      | retry-slow  |
+
+retry: back-off (exponential, jittered, no sooner than ``retry_after``);
+retry-slow: after ``retry.max_delay``, logged as an error; park: dead-letter
+this message (a sync: fail this item), the endpoint answered; hold: no endpoint
+is blamed, the work waits for the store. What each means for a send, a poll and
+a sync: :mod:`lienthong.disposition`.
 
 Messages name the thing, show the bad value and give the fix.
 """
@@ -67,4 +88,4 @@ class RejectedError(LienthongError):
 
 
 class FatalError(LienthongError):
-    """Something a human must fix before the route can go on."""
+    """Something a human must fix in the endpoint: until then it is retried only slowly."""

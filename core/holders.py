@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .model import DeliveryState
 from .store import deliveries, holders
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ def _release(engine: Engine, row: object, why: str, noticed_by: str) -> DeadHold
             return None
         released = conn.execute(
             update(deliveries)
-            .where(deliveries.c.claimed_by == name, deliveries.c.state == "pending")
+            .where(deliveries.c.claimed_by == name, deliveries.c.state == DeliveryState.PENDING)
             .values(claimed_by=None, claimed_until=None, enqueued_at=None)
         ).rowcount
         runs = conn.execute(

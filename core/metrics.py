@@ -44,14 +44,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from .adapter import Secret
 from .breaker import BreakerState, CircuitBreaker
 from .errors import ConfigError, LienthongError
-from .store import Intake, Outcome, Store, utcnow
+from .model import Intake, Outcome, Result
+from .store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
 #: Accept-to-delivered lag, from a few milliseconds to an hour.
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
-_OUTCOMES = {"ok": "delivered", "transient": "retried", "rejected": "dead"}
+_OUTCOMES = {Result.OK: "delivered", Result.TRANSIENT: "retried", Result.REJECTED: "dead"}
 
 #: Connections served at once; a scraper and a health check need one or two.
 MAX_CONNECTIONS = 8

@@ -27,7 +27,7 @@ from . import xml
 from .errors import ConfigError, ConfigProblem, RejectedError
 from .host import XPATH_NAMESPACE
 from .message import Message
-from .store import Outgoing
+from .model import Outgoing
 
 
 @dataclass

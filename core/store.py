@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ from sqlalchemy.exc import OperationalError
 from . import audit as audit_module
 from .errors import ConfigError, RejectedError, StoreUnavailable
 from .message import Message
+from .model import Delivery, DeliveryState, Intake, MessageState, Outcome, Outgoing, Result
 
 if TYPE_CHECKING:
     from .mapping import MappingVersion
@@ -73,7 +73,7 @@ messages = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("accepted_at", DateTime, nullable=False),
-    # routed: has deliveries; parked: a dead letter before routing.
+    # lienthong.model.MessageState: routed (has deliveries) or parked (a dead letter).
     Column("state", String(20), nullable=False),
     UniqueConstraint("source", "source_key", name="uq_messages_source_key"),
 )
@@ -88,7 +88,7 @@ deliveries = Table(
     Column("endpoint", String(100), nullable=False),
     Column("headers", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    # pending -> delivered | dead
+    # lienthong.model.DeliveryState: pending -> delivered | dead
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime, nullable=False),
@@ -142,7 +142,7 @@ attempts = Table(
     Column("number", Integer, nullable=False),
     Column("at", DateTime, nullable=False),
     Column("worker", String(100), nullable=False),
-    # ok | transient | rejected
+    # lienthong.model.Result: ok | transient | rejected
     Column("outcome", String(20), nullable=False),
     Column("error", Text),
 )
@@ -154,7 +154,7 @@ dead_letters = Table(
     Column("message_id", String(64), ForeignKey("messages.id"), nullable=False, index=True),
     Column("delivery_id", String(64), ForeignKey("deliveries.id")),
     Column("endpoint", String(100)),
-    # accept | route | deliver
+    # lienthong.model.Stage: accept | route | access | deliver
     Column("stage", String(20), nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
@@ -229,73 +229,6 @@ cursors = Table(
 def utcnow() -> datetime:
     """Naive UTC, the one time form the store keeps (SQLite has no time zones)."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-@dataclass
-class Outgoing:
-    """One delivery the router produced for an accepted message.
-
-    ``mapping`` is the version of the mapping that made ``body`` from the
-    message's body with ``params`` (None: the body is the message's own).
-    """
-
-    key: str
-    route: str
-    endpoint: str
-    body: bytes
-    headers: dict[str, str]
-    mapping: MappingVersion | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    #: The target's order_by: (group, place in it); None when its order does not matter.
-    order: tuple[str, str] | None = None
-
-
-@dataclass
-class Intake:
-    """A received message and what the bus decided for it, stored in one transaction."""
-
-    message: Message
-    outgoing: list[Outgoing] = field(default_factory=list)
-    parked: str | None = None
-    stage: str = "route"
-
-
-@dataclass
-class Delivery:
-    """A claimed delivery, ready for an adapter's ``send``."""
-
-    key: str
-    message_id: str
-    correlation_id: str
-    kind: str
-    source: str
-    route: str
-    endpoint: str
-    headers: dict[str, str]
-    body: bytes
-    attempts: int
-
-    def to_message(self) -> Message:
-        # A route's target may give the mapped message a kind of its own.
-        return Message(
-            body=self.body,
-            kind=self.headers.get("kind", self.kind),
-            source=self.source,
-            headers=dict(self.headers),
-            id=self.message_id,
-            correlation_id=self.correlation_id,
-        )
-
-
-@dataclass
-class Outcome:
-    """What happened to one claimed delivery."""
-
-    delivery: Delivery
-    result: str  # ok | transient | rejected | deferred (not tried: the endpoint's circuit is open)
-    error: str | None = None
-    retry_at: datetime | None = None
-    stage: str = "deliver"  # of the dead letter, when rejected: deliver, or access
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -488,7 +421,7 @@ class Store:
                     "body": m.body,
                     "created_at": m.created_at.astimezone(UTC).replace(tzinfo=None),
                     "accepted_at": now,
-                    "state": "parked" if intake.parked else "routed",
+                    "state": MessageState.PARKED if intake.parked else MessageState.ROUTED,
                 }
                 if m.source_key is None:
                     plain_rows.append(row)
@@ -544,7 +477,7 @@ class Store:
                             "endpoint": out.endpoint,
                             "headers": _dumps(out.headers),
                             "body": out.body,
-                            "state": "pending",
+                            "state": DeliveryState.PENDING,
                             "attempts": 0,
                             "next_attempt_at": now,
                             "created_at": now,
@@ -653,7 +586,7 @@ class Store:
             ~exists().where(
                 earlier.c.endpoint == deliveries.c.endpoint,
                 earlier.c.order_group == deliveries.c.order_group,
-                earlier.c.state == "pending",
+                earlier.c.state == DeliveryState.PENDING,
                 earlier.c.order_seq < deliveries.c.order_seq,
             ),
         )
@@ -664,7 +597,7 @@ class Store:
         """Claim up to ``limit`` deliveries that are due and not claimed by a live worker."""
         now = utcnow()
         condition = and_(
-            deliveries.c.state == "pending",
+            deliveries.c.state == DeliveryState.PENDING,
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
             self._in_turn(),
@@ -699,7 +632,7 @@ class Store:
                     update(deliveries)
                     .where(
                         deliveries.c.id.in_(list(keys)),
-                        deliveries.c.state == "pending",
+                        deliveries.c.state == DeliveryState.PENDING,
                         deliveries.c.next_attempt_at <= now,
                         or_(
                             deliveries.c.claimed_until.is_(None),
@@ -720,7 +653,7 @@ class Store:
                     update(deliveries)
                     .where(
                         deliveries.c.id.in_(waiting),
-                        deliveries.c.state == "pending",
+                        deliveries.c.state == DeliveryState.PENDING,
                         deliveries.c.order_group.is_not(None),
                         or_(
                             deliveries.c.claimed_until.is_(None),
@@ -774,19 +707,19 @@ class Store:
         now = utcnow()
         attempt_rows, dead_rows, audit_rows = [], [], []
         with self._begin() as conn:
-            delivered = [o.delivery.key for o in outcomes if o.result == "ok"]
+            delivered = [o.delivery.key for o in outcomes if o.result == Result.OK]
             if delivered:
                 # The hot path: one prepared statement, executemany at driver level.
                 mark = "?" if self.dialect == "sqlite" else "%s"
                 stamp = now.isoformat(" ", "microseconds") if self.dialect == "sqlite" else now
                 conn.exec_driver_sql(
-                    "UPDATE deliveries SET state = 'delivered', delivered_at = "
+                    f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', delivered_at = "
                     f"{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id = {mark}",
                     [(stamp, key) for key in delivered],
                 )
             for o in outcomes:
                 d = o.delivery
-                if o.result == "deferred":
+                if o.result == Result.DEFERRED:
                     conn.execute(
                         update(deliveries)
                         .where(deliveries.c.id == d.key)
@@ -806,7 +739,7 @@ class Store:
                         "error": o.error,
                     }
                 )
-                if o.result == "ok":
+                if o.result == Result.OK:
                     audit_rows.append(
                         {
                             "message_id": d.message_id,
@@ -816,7 +749,7 @@ class Store:
                             "detail": f"attempt {number}",
                         }
                     )
-                elif o.result == "transient":
+                elif o.result == Result.TRANSIENT:
                     conn.execute(
                         update(deliveries)
                         .where(deliveries.c.id == d.key)
@@ -842,7 +775,10 @@ class Store:
                         update(deliveries)
                         .where(deliveries.c.id == d.key)
                         .values(
-                            state="dead", attempts=number, claimed_until=None, last_error=o.error
+                            state=DeliveryState.DEAD,
+                            attempts=number,
+                            claimed_until=None,
+                            last_error=o.error,
                         )
                     )
                     dead_rows.append(
@@ -875,7 +811,9 @@ class Store:
             with self._begin() as conn:
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == "pending")
+                    .where(
+                        deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING
+                    )
                     .values(claimed_until=None, claimed_by=None, enqueued_at=None)
                 )
 
@@ -887,7 +825,9 @@ class Store:
             with self._begin() as conn:
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == "pending")
+                    .where(
+                        deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING
+                    )
                     .values(enqueued_at=None)
                 )
 
@@ -898,7 +838,7 @@ class Store:
             query = (
                 select(deliveries.c.id, deliveries.c.endpoint)
                 .where(
-                    deliveries.c.state == "pending",
+                    deliveries.c.state == DeliveryState.PENDING,
                     deliveries.c.next_attempt_at <= now,
                     or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
                     or_(
@@ -937,9 +877,9 @@ class Store:
             total = conn.execute(select(func.count()).select_from(messages)).scalar_one()
         return {
             "messages": total,
-            "pending": by_state.get("pending", 0),
-            "delivered": by_state.get("delivered", 0),
-            "dead": by_state.get("dead", 0),
+            "pending": by_state.get(DeliveryState.PENDING, 0),
+            "delivered": by_state.get(DeliveryState.DELIVERED, 0),
+            "dead": by_state.get(DeliveryState.DEAD, 0),
             "dead_letters_waiting": waiting,
         }
 
@@ -965,7 +905,7 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(
                 select(func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.state == "pending", self._in_turn()
+                    deliveries.c.state == DeliveryState.PENDING, self._in_turn()
                 )
             ).scalar_one()
 
@@ -1059,7 +999,12 @@ class Store:
             conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id)
-                .values(state="pending", next_attempt_at=now, claimed_until=None, enqueued_at=None)
+                .values(
+                    state=DeliveryState.PENDING,
+                    next_attempt_at=now,
+                    claimed_until=None,
+                    enqueued_at=None,
+                )
             )
             self._append_audit(
                 conn,
@@ -1094,13 +1039,15 @@ class Store:
                         "endpoint": o.endpoint,
                         "headers": json.dumps(o.headers, ensure_ascii=False),
                         "body": o.body,
-                        "state": "pending",
+                        "state": DeliveryState.PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
                         "mapping": o.mapping.name if o.mapping else None,
                         "mapping_hash": o.mapping.hash if o.mapping else None,
                         "mapping_params": _dumps(o.params) if o.mapping else None,
+                        "order_group": o.order[0] if o.order else None,
+                        "order_seq": o.order[1] if o.order else None,
                     }
                     for o in outgoing
                 ],
@@ -1113,7 +1060,11 @@ class Store:
                 conn.execute(
                     insert(mapping_inputs).values(message_id=message_id, kept_at=now, body=body)
                 )
-            conn.execute(update(messages).where(messages.c.id == message_id).values(state="routed"))
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(state=MessageState.ROUTED)
+            )
             self._append_audit(
                 conn,
                 [
@@ -1349,7 +1300,7 @@ class Store:
                     retrying,
                     func.min(deliveries.c.created_at),
                 )
-                .where(deliveries.c.state == "pending")
+                .where(deliveries.c.state == DeliveryState.PENDING)
                 .group_by(deliveries.c.endpoint)
             ).all()
         return {

@@ -51,7 +51,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from .adapter import Change, Record, SyncBatch
-from .errors import FatalError, LienthongError, RejectedError, TransientError
+from .disposition import Disposition, decide
+from .errors import FatalError, LienthongError, RejectedError
 from .store import Cursors, metadata
 
 #: The reserved field that marks a record as disabled (see the module docstring).
@@ -543,9 +544,11 @@ def run(
     stored = cursors.get(spec.cursor_name)
     read_since = since if since is not None else (stored if spec.mode == "delta" else None)
     recorder = _Recorder(engine, spec, dry_run=dry_run, force=force, cursor=stored, holder=holder)
+    reading = source
     try:
         batch = source.sync_read(spec.read_entity, read_since)
         source_rows = list(batch.records)
+        reading = target
         target_batch = target.sync_read(spec.entity, None)
         if not target_batch.complete:
             raise FatalError(
@@ -563,7 +566,7 @@ def run(
         )
         raise
     except BaseException as exc:
-        if _reading_failed(recorder, exc, source, target):
+        if _reading_failed(recorder, exc, reading):
             return _must_load(engine, recorder.run_id)
         raise
 
@@ -596,13 +599,18 @@ def run(
     return _must_load(engine, recorder.run_id)
 
 
-def _reading_failed(recorder: _Recorder, exc: BaseException, *adapters: SyncEndpoint) -> bool:
+#: The dispositions that end a run interrupted, to run again, rather than in error.
+_PASSING = (Disposition.RETRY, Disposition.HOLD)
+
+
+def _reading_failed(recorder: _Recorder, exc: BaseException, reading: SyncEndpoint) -> bool:
     """Record a run whose reading failed (nothing was changed): True when it was transient.
 
-    A transient failure ends the run as interrupted, to run again later; any
-    other ends it as an error, which the caller re-raises.
+    A passing failure (lienthong.disposition: retry, hold) ends the run as
+    interrupted, to run again later; any other ends it as an error, which the
+    caller re-raises.
     """
-    if isinstance(exc, TransientError) or any(a.is_transient(exc) for a in adapters):
+    if decide(exc, reading) in _PASSING:
         recorder.finish(
             "interrupted",
             {},
@@ -632,38 +640,41 @@ def _apply(
     for done, change in enumerate(changes, start=1):
         try:
             target.sync_apply(spec.entity, change)
-        except RejectedError as exc:
-            counts["failed"] += 1
-            recorder.item(
-                Item(change.key, change.action, "failed", change.fields, change.before, str(exc))
-            )
         except BaseException as exc:
-            transient = isinstance(exc, TransientError) or target.is_transient(exc)
-            recorder.item(
-                Item(
-                    change.key,
-                    change.action,
-                    "not-applied",
-                    change.fields,
-                    change.before,
-                    f"{type(exc).__name__}: {exc}",
+            disposition = decide(exc, target)
+            if disposition is Disposition.PARK:  # this change alone: the run goes on
+                counts["failed"] += 1
+                recorder.item(
+                    Item(
+                        change.key, change.action, "failed", change.fields, change.before, str(exc)
+                    )
                 )
-            )
-            counts["not_applied"] = len(changes) - done + 1
-            outcome = "interrupted" if transient else "error"
-            recorder.finish(
-                outcome,
-                counts,
-                cursor_after=cursor,
-                message=(
-                    f"stopped at change {done} of {len(changes)} ({change.action} "
-                    f"'{change.key}'): {exc}. The cursor was not moved; the next run "
-                    "picks up from here"
-                ),
-            )
-            if transient:
-                return False
-            raise
+            else:
+                recorder.item(
+                    Item(
+                        change.key,
+                        change.action,
+                        "not-applied",
+                        change.fields,
+                        change.before,
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                )
+                counts["not_applied"] = len(changes) - done + 1
+                transient = disposition in _PASSING
+                recorder.finish(
+                    "interrupted" if transient else "error",
+                    counts,
+                    cursor_after=cursor,
+                    message=(
+                        f"stopped at change {done} of {len(changes)} ({change.action} "
+                        f"'{change.key}'): {exc}. The cursor was not moved; the next run "
+                        "picks up from here"
+                    ),
+                )
+                if transient:
+                    return False
+                raise
         else:
             counts["applied"] += 1
             recorder.item(Item(change.key, change.action, "applied", change.fields, change.before))

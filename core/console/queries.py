@@ -19,12 +19,13 @@ from .. import audit as audit_chain
 from ..config import Config
 from ..host import PluginHost
 from ..message import Message
+from ..model import Stage
 from ..scheduler import JobOverview, jobs_overview
 from ..store import Store, attempts, audit, dead_letters, deliveries, messages, utcnow
 from ..sync import sync_items, sync_runs
 from .i18n import TIMEZONE
 
-STAGES = ("accept", "route", "access", "deliver")
+STAGES = tuple(Stage)
 
 
 @dataclass(frozen=True)

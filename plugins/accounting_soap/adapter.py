@@ -437,7 +437,7 @@ class AccountingSoapAdapter(Adapter):
         ),
         Option(
             "max_answer_bytes",
-            "largest answer (or WSDL) read; a bigger one stops the route with a clear error",
+            "largest answer (or WSDL) read; a bigger one is a fatal error that says so",
             default=xml.DEFAULT_MAX_BYTES,
             type=int,
         ),

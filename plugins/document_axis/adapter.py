@@ -19,7 +19,7 @@ Features:
     - correlation: a document and every status answering it share one
       correlation id, derived from the edXML ``DocumentId``;
     - errors by what happens next: network trouble, timeouts and 5xx are
-      transient; a refused secret stops the route; a refused document is
+      transient; a refused secret is fatal (retried slowly); a refused document is
       dead-lettered.
 
 Connection settings:

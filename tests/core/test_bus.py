@@ -9,8 +9,8 @@ import pytest
 
 from lienthong import errors
 from lienthong.adapter import Adapter, Capability
-from lienthong.bus import retry_delay
 from lienthong.config import RetryPolicy
+from lienthong.disposition import retry_delay
 from lienthong.hookspecs import hookimpl
 from lienthong.message import Message
 from lienthong.plugins import memory
