@@ -151,6 +151,8 @@ class CycleResult:
     dead: int = 0
     repeats: int = 0
     polling: bool = False
+    #: Set when a run ended at its ``max_seconds`` bound, with work still coming or due.
+    bounded: float | None = None
 
     @property
     def worked(self) -> bool:
@@ -1090,8 +1092,13 @@ class Bus:
         if purged:
             log.info("forgot %d mapping input(s) kept over %g days", purged, days)
 
-    def run(self, *, once: bool = False) -> CycleResult:
-        """Run until stopped (SIGTERM/SIGINT), or with ``once`` until nothing is due now."""
+    def run(self, *, once: bool = False, max_seconds: float | None = None) -> CycleResult:
+        """Run until stopped (SIGTERM/SIGINT), or with ``once`` until nothing is due now.
+
+        ``max_seconds`` bounds the run (a cron slot, a source that never runs dry):
+        it ends after the cycle that reaches the bound, and says so in ``bounded``.
+        """
+        started = time.monotonic()
         self.start()
         # Everything built so far lives as long as the process: keep it out of the
         # collector's scans, which otherwise cost several percent of throughput.
@@ -1111,6 +1118,9 @@ class Bus:
                 self._stop.wait(self.config.bus.poll_interval)
             total.add(step)
             if once and step.idle and not self._due_now():
+                break
+            if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                total.bounded = max_seconds
                 break
             if not step.worked and self.relay is None:
                 # Idle: wait for the next poll, or for a job's poll to hand something over.
