@@ -15,7 +15,8 @@ SANDBOX CA (root, intermediate carried in the signature). For each:
 - the floor plus inflating the attachment's ZIP (what the zip-bomb check
   cannot do without), and the bare ``lxml.etree.fromstring``, for reference.
 
-``--profile`` prints where the intake's time goes (cProfile, by own time).
+``--profile`` prints where the intake's time goes (cProfile, by own time);
+``--rounds 3`` is a quicker, noisier run.
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def raw_floor(data: bytes, *, inflate: bool = False) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", action="store_true", help="print where the intake's time goes")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="paired rounds per figure (default 7; 3 is a quicker, noisier run)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         ca = SandboxCA()
@@ -137,10 +144,12 @@ def main() -> None:
         trust = Trust(
             [ca.root.certificate], crls=CrlFiles([files["root_crl"], files["intermediate_crl"]])
         )
-        run(ca.issue(SIGNER), trust, profile=args.profile)
+        run(ca.issue(SIGNER), trust, profile=args.profile, rounds=args.rounds)
 
 
-def run(key: signature.KeyMaterial, trust: Trust, *, profile: bool = False) -> None:
+def run(
+    key: signature.KeyMaterial, trust: Trust, *, profile: bool = False, rounds: int = 7
+) -> None:
     messages = {
         "small signed status": signature.sign((DATA / "status_finish_06.edxml").read_bytes(), key),
         "edoc_new signed, attachment": signature.sign((DATA / "edoc_new.edxml").read_bytes(), key),
@@ -184,7 +193,7 @@ def run(key: signature.KeyMaterial, trust: Trust, *, profile: bool = False) -> N
         size = f"{len(data) / 1024:.0f} KB"
         print(f"{label} ({size})")
         for step, (func, base, baseline_name) in steps.items():
-            figure, baseline, ratio = paired(func, base)
+            figure, baseline, ratio = paired(func, base, rounds)
             shown = f"{step.strip()} vs {baseline_name}"
             print(f"{'':38} {shown:24.24} {figure:10.1f} {baseline:15.1f} {ratio:7.2f}x")
             name = f"edxml.{label.split()[0]}.{step.strip()}"

@@ -28,6 +28,7 @@ import posixpath
 import stat
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,8 @@ ZIP_CONTENT_TYPE = "application/zip"
 _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _Q = f"{{{NS}}}"
 _STRING_VALUE = etree.XPath("string()")
+#: How much of an attachment's ZIP entry is inflated at a time while it is checked.
+_CHUNK = 64 * 1024
 
 
 def text_of(element: etree._Element) -> str:
@@ -301,8 +304,23 @@ class Attachment:
         ZIP, not exactly one entry, an entry that is a folder, a link or any
         other non-regular file, encrypted, declared or found larger than
         ``max_bytes`` (the stream is capped, so a lying header does not help a
-        zip bomb).
+        zip bomb), or corrupt (its CRC-32 does not match).
         """
+        chunks: list[bytes] = []
+        name = self._open(max_bytes, chunks.append)
+        return name, b"".join(chunks) if self.zipped else self.data
+
+    def check(self, max_bytes: int) -> str:
+        """Refuse what :meth:`extract` refuses, keeping none of the payload; the file name.
+
+        The ZIP's entry is inflated once, as a stream of small chunks that are
+        counted and dropped, so checking a 10 MB entry holds 64 KiB of it, not
+        10 MB: the intake needs to know the entry is sound, not its bytes.
+        """
+        return self._open(max_bytes, lambda chunk: None)
+
+    def _open(self, max_bytes: int, take: Callable[[bytes], object]) -> str:
+        """Check names and sizes, stream a ZIP's entry to ``take``; the file name."""
         what = f"attachment {self.content_id!r} ({self.name!r})"
         if self.name is not None:
             _check_name(self.name, what, "attachment name")
@@ -314,7 +332,7 @@ class Attachment:
                     f"{what} is {len(self.data):,} bytes, over the limit of {max_bytes:,}. "
                     "Hint: raise the attachment limit if such files are expected."
                 )
-            return self.name or self.content_id, self.data
+            return self.name or self.content_id
         try:
             archive = zipfile.ZipFile(io.BytesIO(self.data))
         except (zipfile.BadZipFile, ValueError) as exc:
@@ -349,22 +367,25 @@ class Attachment:
                     f"over the limit of {max_bytes:,}. Hint: raise the attachment limit "
                     "if such files are expected."
                 )
+            size = 0
             try:
                 with archive.open(entry) as stream:
-                    # One byte over the limit is enough to know: the stream is capped,
-                    # so an entry lying about its size cannot make it inflate further.
-                    out = stream.read(max_bytes + 1)
+                    # Capped: an entry lying about its size stops one chunk past the limit,
+                    # and zipfile checks the CRC-32 when the stream ends.
+                    while size <= max_bytes and (chunk := stream.read(_CHUNK)):
+                        size += len(chunk)
+                        take(chunk)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
                 raise RejectedError(
                     f"{what}: ZIP entry {entry.filename!r} is corrupt: {exc}"
                 ) from exc
-            if len(out) > max_bytes:
+            if size > max_bytes:
                 raise RejectedError(
                     f"{what}: ZIP entry {entry.filename!r} expands beyond "
                     f"{max_bytes:,} bytes although it declares "
                     f"{entry.file_size:,} (a zip bomb?). Refused."
                 )
-            return entry.filename, out
+            return entry.filename
 
 
 def _check_name(name: str, what: str, kind: str) -> None:

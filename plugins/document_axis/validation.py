@@ -435,7 +435,7 @@ class _Rules:
             manifest_name=None if reference is None else _optional(reference, "AttachmentName"),
         )
         try:
-            attachment.extract(limit)
+            attachment.check(limit)
         except RejectedError as exc:
             self.add(element, str(exc))
 

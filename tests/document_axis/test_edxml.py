@@ -6,6 +6,7 @@ import base64
 import io
 import stat
 import struct
+import tracemalloc
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -460,6 +461,51 @@ def test_zip_bomb_lying_about_its_size_is_refused_while_streaming() -> None:
     with pytest.raises(RejectedError, match="liar.pdf") as info:
         liar.extract(max_bytes=1_000)
     assert "corrupt" in str(info.value) or "expands beyond" in str(info.value)
+
+
+def test_check_inflates_the_entry_without_keeping_it() -> None:
+    # 5 MB of zeros zips to a few KB: checking it must inflate it all (the cap is
+    # 10 MB) yet hold only a chunk at a time, where extract holds all 5 MB.
+    attachment = Attachment(
+        "cid:1", "big.pdf", content_type=ZIP, data=make_zip({"big.pdf": b"\0" * 5_000_000})
+    )
+    tracemalloc.start()
+    try:
+        assert attachment.check(max_bytes=10_000_000) == "big.pdf"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    assert attachment.extract(max_bytes=10_000_000) == ("big.pdf", b"\0" * 5_000_000)
+
+
+def test_check_refuses_what_extract_refuses() -> None:
+    bomb = Attachment(
+        "cid:1", "bomb.pdf", content_type=ZIP, data=make_zip({"a.pdf": b"\0" * 5_000_000})
+    )
+    with pytest.raises(RejectedError, match=r"declares 5,000,000 bytes"):
+        bomb.check(max_bytes=1_000_000)
+    data = bytearray(bomb.data)
+    struct.pack_into("<I", data, 22, 100)
+    struct.pack_into("<I", data, data.rfind(b"PK\x01\x02") + 24, 100)
+    liar = Attachment("cid:1", "liar.pdf", content_type=ZIP, data=bytes(data))
+    with pytest.raises(RejectedError, match="liar.pdf.*(corrupt|expands beyond)"):
+        liar.check(max_bytes=1_000)
+    slip = Attachment("cid:1", "ok.pdf", content_type=ZIP, data=make_zip({"../x.pdf": b"x"}))
+    with pytest.raises(RejectedError, match="climbs out"):
+        slip.check(max_bytes=1000)
+
+
+def test_an_entry_whose_crc_does_not_match_is_corrupt() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.pdf", b"%PDF-1.7 the original content")
+    data = buffer.getvalue().replace(b"original", b"altered!", 1)
+    attachment = Attachment("cid:1", "a.pdf", content_type=ZIP, data=data)
+    with pytest.raises(RejectedError, match="'a.pdf' is corrupt: Bad CRC-32"):
+        attachment.check(max_bytes=1000)
+    with pytest.raises(RejectedError, match="'a.pdf' is corrupt: Bad CRC-32"):
+        attachment.extract(max_bytes=1000)
 
 
 @pytest.mark.parametrize(
