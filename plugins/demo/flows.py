@@ -29,12 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import select
@@ -83,6 +84,8 @@ FINANCE_SYSTEM = ("stc-qlvb", "sandbox-secret-stc")
 UBND_SYSTEM = ("ubnd-qlvb", "sandbox-secret-ubnd")
 #: The mail domain of the province's agencies and people.
 MAIL_DOMAIN = "daklak.gov.vn"
+#: The province's time: one-stop dossiers are numbered by their day in it.
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 #: Sở Y tế's people already in the directory: one has left, one changed post.
 DIRECTORY_PEOPLE = (
@@ -232,6 +235,124 @@ DOCUMENTS = {
 RECALLS = {2: "1201"}
 
 
+@dataclass(frozen=True)
+class Step:
+    """A step of a dossier's handling, as the one-stop-shop system records it."""
+
+    user: str
+    title: str
+    department: str
+    note: str
+    status: str  # the dossier's status after it (OpenCPS's: received, processing, ...)
+
+
+@dataclass(frozen=True)
+class Dossier:
+    """A dossier a citizen or a business lodges at one of our agencies' one-stop desks."""
+
+    agency: str
+    service: tuple[str, str, str, str]  # procedure code and name, domain code and name
+    applicant: str
+    email: str
+    note: str
+    steps: tuple[Step, ...]  # done on the day it is lodged
+    #: Done once another agency's opinion has come back (the dossier moved on from
+    #: interoperating), in the next cycle.
+    after_opinion: tuple[Step, ...] = ()
+    business: bool = False
+
+
+DESK_SYT = ("Hồ Thị Nga", "Cán bộ một cửa", "Bộ phận một cửa Sở Y tế")
+DESK_SGD = ("H'Linh Niê", "Cán bộ một cửa", "Bộ phận một cửa Sở Giáo dục và Đào tạo")
+#: Dossiers lodged, by cycle: one done the same day (its result mailed), one that
+#: needs UBND tỉnh's opinion (asked through the axis), one just received.
+DOSSIERS = {
+    1: (
+        Dossier(
+            SYT,
+            ("1.004546", "Cấp chứng chỉ hành nghề khám bệnh, chữa bệnh", "YT01", "Khám chữa bệnh"),
+            "Y Bhim Niê",
+            "ybhim.nie@example.vn",
+            "Cấp chứng chỉ hành nghề bác sĩ đa khoa",
+            (
+                Step(*DESK_SYT, "Tiếp nhận hồ sơ", "received"),
+                Step(
+                    "Võ Văn Minh",
+                    "Chuyên viên",
+                    "Phòng Nghiệp vụ Y",
+                    "Thẩm định hồ sơ",
+                    "processing",
+                ),
+                Step("Đặng Thị Lan", "Trưởng phòng", "Phòng Nghiệp vụ Y", "Trình ký", "processing"),
+                Step(
+                    "Bùi Văn Nam", "Phó Giám đốc", "Ban Giám đốc", "Ký duyệt kết quả", "releasing"
+                ),
+                Step(*DESK_SYT, "Trả kết quả cho công dân", "done"),
+            ),
+        ),
+        Dossier(
+            SGD,
+            (
+                "1.005081",
+                "Cho phép trường trung học phổ thông tư thục hoạt động giáo dục",
+                "GD01",
+                "Giáo dục trung học",
+            ),
+            "Công ty CP Giáo dục Tây Nguyên",
+            "lienhe@giaoductaynguyen.example.vn",
+            "Trường THPT tư thục Tây Nguyên, phường Tân Lợi, TP Buôn Ma Thuột",
+            (
+                Step(*DESK_SGD, "Tiếp nhận hồ sơ", "received"),
+                Step(
+                    "Lê Quang Huy",
+                    "Chuyên viên",
+                    "Phòng Kế hoạch - Tài chính",
+                    "Thẩm định hồ sơ",
+                    "processing",
+                ),
+                Step(
+                    "Lê Quang Huy",
+                    "Chuyên viên",
+                    "Phòng Kế hoạch - Tài chính",
+                    "Gửi lấy ý kiến UBND tỉnh",
+                    "interoperating",
+                ),
+            ),
+            after_opinion=(
+                Step(
+                    "Phạm Thị Thu",
+                    "Phó Giám đốc",
+                    "Ban Giám đốc",
+                    "Ký quyết định cho phép hoạt động",
+                    "releasing",
+                ),
+                Step(*DESK_SGD, "Trả kết quả cho tổ chức", "done"),
+            ),
+            business=True,
+        ),
+        Dossier(
+            SYT,
+            (
+                "1.002398",
+                "Cấp giấy phép hoạt động đối với phòng khám đa khoa",
+                "YT02",
+                "Khám chữa bệnh",
+            ),
+            "Nguyễn Thị Hạnh",
+            "hanh.nguyen@example.vn",
+            "Phòng khám đa khoa Hạnh Phúc, xã Hòa Thắng",
+            (Step(*DESK_SYT, "Tiếp nhận hồ sơ", "received"),),
+        ),
+    ),
+}
+#: UBND tỉnh's answer to a letter asking its opinion (its statuses 01, then 06).
+OPINION_STAFF = ("Văn phòng UBND tỉnh", "Chuyên viên Phòng Khoa giáo - Văn xã")
+OPINION_ANSWERS = (
+    ("01", "Đã đến - hệ thống quản lý văn bản đã nhận"),
+    ("06", "Đã xử lý xong: UBND tỉnh thống nhất, đề nghị Sở hoàn thiện thủ tục theo quy định"),
+)
+
+
 # --- the sandboxes ---------------------------------------------------------------
 
 
@@ -314,6 +435,12 @@ class Sandboxes:
         self.axis_endpoints: dict[str, dict[str, Any]] = {}
         self.accounting: dict[str, AccountingSandbox] = {}  # endpoint → its sandbox
         self.directory: dict[str, Any] | None = None
+        # The fourth flow's JSON/REST systems, when the config has them.
+        self.onestop: Any = None  # OneStopSandbox
+        self.portal: Any = None  # PortalSandbox
+        self.onestop_endpoints: set[str] = set()
+        self.portal_endpoints: set[str] = set()
+        rest: dict[int, tuple[str, str]] = {}  # port → (role, endpoint that set it)
         ports: dict[int, str] = {}
         axis_port = None
         by_port: dict[int, AccountingSandbox] = {}
@@ -348,6 +475,8 @@ class Sandboxes:
                 if s.get("smtp_host") and not self.directory.get("smtp_host"):
                     self.directory.update(smtp_host=s["smtp_host"], smtp_port=s["smtp_port"])
                     ports[int(s["smtp_port"])] = f"{where}.smtp_port"
+            elif ep.adapter == "rest_json":
+                self._rest_endpoint(name, s, where, rest, ports)
         if axis_port is None or self.directory is None or not self.accounting:
             raise DemoError(
                 "the config needs axis, accounting_soap and email_directory endpoints. "
@@ -373,6 +502,63 @@ class Sandboxes:
         self.mail: MailSink | None = None
         self._started: list[Callable[[], None]] = []
 
+    def _rest_endpoint(
+        self,
+        name: str,
+        s: dict[str, Any],
+        where: str,
+        rest: dict[int, tuple[str, str]],
+        ports: dict[int, str],
+    ) -> None:
+        """A JSON/REST endpoint: the national portal or the one-stop-shop system, by its login.
+
+        The portal gives a session for a username and password (``auth: login``); the
+        province's integration platform issues OAuth2 tokens (``auth: oauth2``).
+        """
+        from ..rest_json.onestop_sandbox import OneStopSandbox
+        from ..rest_json.portal_sandbox import PortalSandbox
+
+        port = _loopback_port(str(s["base_url"]), f"{where}.base_url")
+        roles = {"login": "portal", "oauth2": "onestop"}
+        role = roles.get(str(s["auth"]))
+        if role is None:
+            raise DemoError(
+                f"{where}.auth: {s['auth']!r} is neither the portal's session login (login) nor "
+                "the one-stop platform's OAuth2 (oauth2). Hint: see config/reference-flows.yaml"
+            )
+        existing = self.portal if role == "portal" else self.onestop
+        if port in rest:
+            if rest[port][0] != role:
+                raise DemoError(
+                    f"{where}.base_url: port {port} is already the {rest[port][0]} sandbox's "
+                    f"({rest[port][1]}). Hint: give the portal and the one-stop system a port each"
+                )
+        elif existing is not None:
+            raise DemoError(
+                f"{where}.base_url: the demo starts one {role} sandbox, on one port. "
+                f"Hint: give every {role} endpoint the same base_url host and port"
+            )
+        elif role == "portal":
+            madonvi = str((s.get("body_fields") or {}).get("madonvi") or "")
+            if not madonvi:
+                raise DemoError(
+                    f"{where}.body_fields: the portal needs madonvi, the agency code it syncs "
+                    'for. Hint: body_fields: {madonvi: "000.00.00.H15"}'
+                )
+            self.portal = PortalSandbox(
+                username=str(s["username"]),
+                password=s["password"].reveal(),
+                agencies=(madonvi,),
+                port=port,
+            )
+        else:
+            self.onestop = OneStopSandbox(
+                client_id=str(s["client_id"]), client_secret=s["client_secret"].reveal(), port=port
+            )
+        rest.setdefault(port, (role, name))
+        ports.setdefault(port, f"{where}.base_url")
+        (self.portal_endpoints if role == "portal" else self.onestop_endpoints).add(name)
+
     @property
     def organs(self) -> dict[str, str]:
         """Our axis endpoints' agency codes, by endpoint."""
@@ -385,6 +571,10 @@ class Sandboxes:
             for sandbox in dict.fromkeys(self.accounting.values()):
                 sandbox.start()
                 self._started.append(sandbox.stop)
+            for rest in (self.onestop, self.portal):
+                if rest is not None:
+                    rest.start()
+                    self._started.append(rest.stop)
             self._start_directory()
             self.mail = MailSink(self.smtp_port, var_dir / "mailbox")
             self.mail.start()
@@ -704,6 +894,10 @@ class Demo:
         self._dropped = 0
         # Reports the Department of Finance accepted, to finish next cycle.
         self._reports: list[Any] = []
+        # One-stop dossiers: lodged per agency and day (their numbers), and those waiting
+        # for another agency's opinion with the steps that finish them once it is in.
+        self._lodged: dict[tuple[str, str], int] = {}
+        self._awaiting: dict[str, tuple[Step, ...]] = {}
 
     # --- lifecycle ---
 
@@ -762,6 +956,7 @@ class Demo:
         self.drain()
         answered = self.finance_answers()
         answered += self.clerks_answer()
+        answered += self.opinions_answer()
         if answered:
             self.drain()
 
@@ -795,6 +990,105 @@ class Demo:
                 self._drop_staff(cycle, people)
         if n in RECALLS:
             self._ask_recall(document_id(UBND, today, RECALLS[n]))
+        self._lodge(n)
+
+    def _lodge(self, n: int) -> None:
+        """At the one-stop desks: this cycle's dossiers are lodged and handled as far as they
+        go today; a dossier whose opinion came back (it moved on from interoperating) is
+        finished."""
+        from ..rest_json.onestop_sandbox import iso
+
+        onestop = self.sandboxes.onestop
+        if onestop is None:
+            return
+        for number, steps in list(self._awaiting.items()):
+            if onestop.dossiers[number]["dossierStatus"] != "interoperating":
+                del self._awaiting[number]
+                self._handle(number, steps)
+        today = datetime.now(VN).strftime("%y%m%d")
+        for dossier in DOSSIERS.get(n, ()):
+            seq = self._lodged[dossier.agency, today] = (
+                self._lodged.get((dossier.agency, today), 0) + 1
+            )
+            code, name, domain, domain_name = dossier.service
+            number = onestop.add_dossier(
+                dossierNo=f"{dossier.agency}-{today}-{seq:04d}",
+                serviceCode=code,
+                serviceName=name,
+                domainCode=domain,
+                domainName=domain_name,
+                applicantName=dossier.applicant,
+                applicantIdType="business" if dossier.business else "citizen",
+                contactEmail=dossier.email,
+                dossierNote=dossier.note,
+                dueDate=iso(datetime.now(UTC) + timedelta(days=20)),
+                govAgencyCode=dossier.agency,
+                govAgencyName=f"{NAMES[dossier.agency]} tỉnh Đắk Lắk",
+            )["dossierNo"]
+            self._handle(number, dossier.steps)
+            if dossier.after_opinion:
+                self._awaiting[number] = dossier.after_opinion
+
+    def _handle(self, number: str, steps: tuple[Step, ...]) -> None:
+        from ..rest_json.onestop_sandbox import iso
+
+        onestop = self.sandboxes.onestop
+        for step in steps:
+            onestop.add_step(
+                number,
+                actionUser=step.user,
+                actionTitle=step.title,
+                department=step.department,
+                actionNote=step.note,
+                stepStatus=step.status,
+            )
+            if step.status == "done":
+                onestop.update_dossier(number, finishDate=iso(datetime.now(UTC)))
+
+    def opinions_answer(self) -> int:
+        """UBND tỉnh answers each letter asking its opinion: 01 arrived, 06 done (its opinion).
+
+        Signed with its key, as our axis endpoints require. Returns the letters answered.
+        """
+        from lienthong.adapter import Secret
+
+        from ..document_axis import edxml, signature
+        from ..document_axis.client import AxisClient
+
+        if self.sandboxes.onestop is None:
+            return 0
+        assert self.pki is not None
+        client = AxisClient(self.sandboxes.axis.url, UBND_SYSTEM[0], Secret(UBND_SYSTEM[1]))
+        answered = 0
+        try:
+            for item in client.received(message_type="edoc"):
+                letter = edxml.read(client.fetch(item.doc_id))
+                assert isinstance(letter, edxml.Document)
+                client.update_status(item.doc_id, "done")
+                for code, text in OPINION_ANSWERS:
+                    status = edxml.Status(
+                        sender=edxml.Organization(organ_id=UBND, organ_name=NAMES[UBND]),
+                        response_for=edxml.ResponseFor(
+                            organ_id=letter.sender.organ_id,
+                            code=f"{letter.code_number}/{letter.code_notation}",
+                            promulgation_date=letter.promulgation_date,
+                            document_id=letter.document_id,
+                        ),
+                        staff=edxml.StaffInfo(department=OPINION_STAFF[0], staff=OPINION_STAFF[1]),
+                        status_code=code,
+                        description=text,
+                        timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
+                    )
+                    client.send(
+                        signature.sign(edxml.build(status), self.pki.signers[UBND]),
+                        organ_id=UBND,
+                        message_type="status",
+                        key=f"{item.doc_id}-{code}",
+                    )
+                answered += 1
+        finally:
+            client.session.close()
+        return answered
 
     def _ask_recall(self, recalled: str) -> None:
         """UBND tỉnh's document system asks the recipients to recall a document (status 13)."""
