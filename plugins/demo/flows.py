@@ -49,11 +49,14 @@ from lienthong.store import Store, deliveries, messages, utcnow
 from lienthong.sync import recent_runs
 
 DEFAULT_FLOWS = Path("config/reference-flows.yaml")
+#: A retry due within this is waited for by :meth:`Demo.drain`.
+SOON = timedelta(seconds=5)
 #: Marks a var folder a demo made, so only such a folder is ever wiped.
 MARKER = ".lienthong-demo"
 
 ED = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 ACC = "urn:lienthong:sandbox:accounting:v1"
+FN = "http://www.w3.org/2005/xpath-functions"  # JSON as XML (fn:json-to-xml)
 
 # --- the province the demo plays -----------------------------------------------
 
@@ -787,6 +790,19 @@ class ReportLine:
 
 
 @dataclass
+class DossierLine:
+    """A one-stop dossier as the bus carried it to the portal."""
+
+    number: str
+    service: str = ""
+    status: str = "?"  # of the newest version taken
+    versions: int = 0  # versions taken (each one delivery to the portal)
+    versions_delivered: int = 0
+    steps: int = 0
+    steps_delivered: int = 0
+
+
+@dataclass
 class Summary:
     """What moved, read back from the store, the sync reports and the mail sink."""
 
@@ -805,6 +821,14 @@ class Summary:
     syncs: dict[str, dict[str, int]] = field(default_factory=dict)  # job → summed counts
     mails: list[tuple[list[str], str, list[str]]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    #: The fourth flow, when the config has it: dossiers by number, the letters asking
+    #: an opinion (dossier, to, DocumentId, state), the answers posted back as steps
+    #: (dossier, from, status code, state), the results mailed (dossier, to, state).
+    onestop: bool = False
+    dossiers: dict[str, DossierLine] = field(default_factory=dict)
+    letters: list[tuple[str, str, str, str]] = field(default_factory=list)
+    opinions: list[tuple[str, str, str, str]] = field(default_factory=list)
+    results: list[tuple[str, str, str]] = field(default_factory=list)
 
     def lines(self) -> Iterator[str]:
         yield f"== documents received from the axis: {len(self.documents)}"
@@ -842,6 +866,8 @@ class Summary:
                 f"{counts.get('update', 0)}, disabled {counts.get('disable', 0)}, "
                 f"unchanged {counts.get('unchanged', 0)}, failed {counts.get('failed', 0)}"
             )
+        if self.onestop:
+            yield from self._onestop_lines()
         yield f"== mails sent: {len(self.mails)}"
         for to, subject, files in self.mails:
             yield f"  to {', '.join(to)}: {subject} [{', '.join(files) or 'no attachment'}]"
@@ -852,8 +878,51 @@ class Summary:
             where = dead["endpoint"] or dead["source"]
             yield f"  #{dead['id']} {dead['kind']} at {dead['stage']} ({where}): {reason}"
 
+    def _onestop_lines(self) -> Iterator[str]:
+        lines = self.dossiers.values()
+        versions = sum(d.versions for d in lines)
+        steps = sum(d.steps for d in lines)
+        yield (
+            f"== one-stop dossiers synced to the portal: {len(self.dossiers)} "
+            f"({sum(d.versions_delivered for d in lines)} of {versions} version(s) delivered), "
+            f"progress steps: {sum(d.steps_delivered for d in lines)} of {steps} delivered"
+        )
+        for d in lines:
+            yield f"  {d.number} {d.status}: {d.versions} version(s), {d.steps} step(s)"
+            yield f"      {d.service}"
+        yield (
+            f"== opinions asked through the axis: {len(self.letters)}; answers posted back to "
+            f"the one-stop system: {sum(s == 'delivered' for *_, s in self.opinions)}"
+        )
+        for number, to, document, state in self.letters:
+            yield f"  {number} → {to}: {document} {state}"
+        for number, sender, code, state in self.opinions:
+            yield f"  {number} ← {code} from {sender}: step {state}"
+        yield f"== results mailed to citizens: {sum(s == 'delivered' for *_, s in self.results)}"
+        for number, to, state in self.results:
+            yield f"  {number} → {to}: {state}"
+
 
 # --- the demo ------------------------------------------------------------------
+
+
+def _json_fields(body: bytes) -> dict[str, str]:
+    """The top-level strings of a JSON message (as XML in the fn:json-to-xml vocabulary)."""
+    from lienthong import xml
+
+    tree = xml.parse(body)
+    return {
+        str(e.get("key")): (e.text or "").strip()
+        for e in tree.getroot()
+        if isinstance(e.tag, str) and e.tag == f"{{{FN}}}string"
+    }
+
+
+def _mail_to(body: bytes) -> str:
+    from lienthong import xml
+
+    found = xml.parse(body).xpath("//m:to/text()", namespaces={"m": "urn:lienthong:mail"})
+    return ", ".join(str(t).strip() for t in found) or "?"
 
 
 def _texts(body: bytes, path: str) -> list[str]:
@@ -1219,14 +1288,23 @@ class Demo:
                 self.echo(f"job {name}: {outcome}. Hint: lienthong jobs")
 
     def drain(self, timeout: float = 30.0) -> None:
-        """Run the bus until nothing is received and nothing is due now."""
+        """Run the bus until nothing is received and nothing is due within a few seconds.
+
+        A retry due that soon is waited for: the flows expect some (a progress step
+        polled before its dossier reaches the portal first and is retried), and a
+        cycle should end with what it started done.
+        """
         assert self.bus is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             step = self.bus.run_cycle()
+            if not step.idle:
+                continue
             due = self.bus.store.next_due()
-            if step.idle and (due is None or due > utcnow()):
+            now = utcnow()
+            if due is None or due > now + SOON:
                 return
+            time.sleep(min(max((due - now).total_seconds(), 0.0), 0.5))
 
     def finance_answers(self) -> int:
         """The Department of Finance's system answers each report: 01 arrived, 03 accepted,
@@ -1429,8 +1507,58 @@ class Demo:
             for (_, rcpts), message in zip(mail.envelopes, mail.mails, strict=True):
                 files = [p.get_filename() or "?" for p in message.iter_attachments()]
                 result.mails.append((rcpts, str(message["Subject"]), files))
+        self._onestop_summary(result, rows, by_message)
         result.dead_letters = list(reversed(store.dead_letters()))
         return result
+
+    def _onestop_summary(
+        self, result: Summary, rows: list[Any], by_message: dict[str, list[Any]]
+    ) -> None:
+        """The fourth flow: what the one-stop system's dossiers and steps became, and the
+        opinions asked and answered through the axis."""
+        sandboxes = self.sandboxes
+        if sandboxes.onestop is None:
+            return
+        result.onestop = True
+        axis_names = set(sandboxes.organs)
+        mailers = {n for n, ep in self.cfg.endpoints.items() if ep.adapter == "email_directory"}
+        for m in rows:
+            outgoing = by_message.get(m.id, [])
+            if m.source in sandboxes.onestop_endpoints:
+                item = _json_fields(m.body)
+                number = item.get("dossierNo", "?")
+                line = result.dossiers.setdefault(number, DossierLine(number))
+                to_portal = [d for d in outgoing if d.endpoint in sandboxes.portal_endpoints]
+                delivered = sum(d.state == "delivered" for d in to_portal)
+                if "stepStatus" in item:
+                    line.steps += len(to_portal)
+                    line.steps_delivered += delivered
+                    continue
+                line.service = item.get("serviceName", "")
+                line.status = item.get("dossierStatus", "?")
+                line.versions += len(to_portal)
+                line.versions_delivered += delivered
+                for d in outgoing:
+                    if d.endpoint in axis_names:
+                        to = _texts(d.body, "//ed:MessageHeader/ed:To/ed:OrganId/text()") or ["?"]
+                        doc = _texts(d.body, "//ed:MessageHeader/ed:DocumentId/text()") or ["?"]
+                        result.letters.append((number, to[0], doc[0], d.state))
+                    elif d.endpoint in mailers:
+                        address = _mail_to(d.body)
+                        result.results.append((number, address, d.state))
+            elif m.source in axis_names:
+                for d in outgoing:
+                    if d.endpoint in sandboxes.onestop_endpoints:
+                        headers = json.loads(m.headers)
+                        step = _json_fields(d.body)
+                        result.opinions.append(
+                            (
+                                step.get("dossierNo", "?"),
+                                headers.get("from", "?"),
+                                headers.get("status_code", "?"),
+                                d.state,
+                            )
+                        )
 
     def print_summary(self) -> None:
         for line in self.summary().lines():
