@@ -3,11 +3,13 @@
 ``lienthong demo`` reads ``config/reference-flows.yaml`` (or ``--config``),
 starts a SANDBOX of every system it names on the loopback port its URL gives
 (the axis, one accounting service per port, slapd for the directory, an SMTP
-sink for mail), seeds them with a province's day (agencies on the axis,
-vouchers, a staff list, documents other agencies send ours), then runs cycles:
-the directory syncs (as their nightly schedule would), the bus until nothing
-is due, the Department of Finance answering the reports it got, and the bus
-again. It prints what moved, read back from the store and the sandboxes.
+sink for mail, the one-stop-shop system and the national portal), seeds them
+with a province's day (agencies on the axis, vouchers, a staff list, documents
+other agencies send ours, dossiers lodged at our one-stop desks), then runs
+cycles: the directory syncs (as their nightly schedule would), the bus until
+nothing is due, the Department of Finance answering the reports it got, UBND
+tỉnh the letters asking its opinion, and the bus again. It prints what moved,
+read back from the store and the sandboxes.
 
 Everything lives under the config's ``bus.var_dir`` (``var/demo/``), which
 each run starts afresh: the sandboxes keep their state in memory, so an old
