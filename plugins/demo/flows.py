@@ -1078,12 +1078,11 @@ class Demo:
                 self._handle(number, steps)
         today = datetime.now(VN).strftime("%y%m%d")
         for dossier in DOSSIERS.get(n, ()):
-            seq = self._lodged[dossier.agency, today] = (
-                self._lodged.get((dossier.agency, today), 0) + 1
-            )
+            day = (dossier.agency, today)  # numbered per agency and day (circular 01/2018)
+            self._lodged[day] = self._lodged.get(day, 0) + 1
             code, name, domain, domain_name = dossier.service
             number = onestop.add_dossier(
-                dossierNo=f"{dossier.agency}-{today}-{seq:04d}",
+                dossierNo=f"{dossier.agency}-{today}-{self._lodged[day]:04d}",
                 serviceCode=code,
                 serviceName=name,
                 domainCode=domain,
