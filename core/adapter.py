@@ -374,8 +374,14 @@ def _coerce(option: Option, value: Any) -> Any:
     raise ValueError(f"expected {wanted}, got {type(value).__name__} {value!r}")
 
 
-def resolve_secret(value: Any, environ: Mapping[str, str] | None = None) -> Secret:
-    """Turn ``{env: NAME}``, ``{file: PATH}`` or a plain string into a :class:`Secret`."""
+def resolve_secret(
+    value: Any, environ: Mapping[str, str] | None = None, base: Path | None = None
+) -> Secret:
+    """Turn ``{env: NAME}``, ``{file: PATH}`` or a plain string into a :class:`Secret`.
+
+    A relative ``PATH`` is under ``base`` (the config file's folder, like every
+    path in a config), not wherever the command happens to run.
+    """
     environ = os.environ if environ is None else environ
     if isinstance(value, Mapping) and set(value) == {"env"}:
         name = str(value["env"])
@@ -384,6 +390,8 @@ def resolve_secret(value: Any, environ: Mapping[str, str] | None = None) -> Secr
         return Secret(environ[name], origin=f"env {name}")
     if isinstance(value, Mapping) and set(value) == {"file"}:
         path = Path(str(value["file"]))
+        if base is not None and not path.is_absolute():
+            path = base / path
         try:
             return Secret(path.read_text(encoding="utf-8").strip(), origin=f"file {path}")
         except OSError as exc:
@@ -398,6 +406,7 @@ def resolve_options(
     raw: Mapping[str, Any],
     location: str,
     environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
 ) -> tuple[dict[str, Any], list[ConfigProblem]]:
     """Check ``raw`` settings against the adapter's declared options.
 
@@ -431,7 +440,7 @@ def resolve_options(
         value = raw[option.name]
         try:
             if option.secret:
-                settings[option.name] = resolve_secret(value, environ)
+                settings[option.name] = resolve_secret(value, environ, base)
                 continue
             settings[option.name] = _coerce(option, value)
             # Kept even when a rule fails: the problem is reported, and code that

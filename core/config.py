@@ -339,7 +339,7 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
     for name in ("store", "broker", "audit_key"):
         if name in raw:
             try:
-                setattr(bus, name, resolve_secret(raw[name], c.environ))
+                setattr(bus, name, resolve_secret(raw[name], c.environ, base))
             except ValueError as exc:
                 c.problem(("bus", name), str(exc))
     store = bus.store.reveal()
@@ -441,7 +441,7 @@ def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str,
             c.problem((*keys, "adapter"), exc.problems[0].message)
             continue
         options = {k: v for k, v in settings.items() if k != "adapter"}
-        resolved, problems = resolve_options(cls, options, "", c.environ)
+        resolved, problems = resolve_options(cls, options, "", c.environ, base)
         for p in problems:
             option = p.location.lstrip(".")
             c.problems.append(ConfigProblem(c.where(*keys, option), p.message))

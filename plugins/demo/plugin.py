@@ -20,8 +20,9 @@ def demo(ctx: click.Context, once: bool, cycles: int | None) -> None:
     """Run the reference flows against sandboxes and print what moved.
 
     Uses config/reference-flows.yaml unless --config names another. Starts a
-    SANDBOX axis, accounting services, directory (slapd) and mail sink on the
-    loopback ports the config gives, seeds them, and runs the flows. Everything
+    SANDBOX axis, accounting services, directory (slapd), mail sink, one-stop-shop
+    system and national portal on the loopback ports the config gives, seeds
+    them, and runs the flows. Everything
     it makes is under var/demo/ (mails as .eml in var/demo/mailbox/).
     """
     # Imported here: the sandboxes and the bus are not loaded for every other command.

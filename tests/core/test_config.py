@@ -89,6 +89,25 @@ def test_secrets_come_from_env_or_files_and_never_show(
     assert "environment variable BROKER_URL is not set" in result.output
 
 
+def test_a_relative_secret_file_is_under_the_config_folder_not_the_working_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    (folder / "secrets").mkdir(parents=True)
+    (folder / "secrets" / "store-url").write_text(f"sqlite:///{tmp_path / 's.db'}\n")
+    (folder / "c.yaml").write_text(
+        "bus:\n  store: {file: secrets/store-url}\n"
+        "  mappings: " + str(REPO / "mappings") + "\n"
+        "endpoints:\n  in: {adapter: memory}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # where secrets/store-url does not exist
+    cfg = config.load(folder / "c.yaml")
+    assert cfg.bus.store.reveal() == f"sqlite:///{tmp_path / 's.db'}"
+    (folder / "secrets" / "store-url").unlink()
+    with pytest.raises(ConfigError, match=r"secret file '.*etc/secrets/store-url' cannot be read"):
+        config.load(folder / "c.yaml")
+
+
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("bus:\n  store: [unclosed\n")
     with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):

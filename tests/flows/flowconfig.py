@@ -52,9 +52,12 @@ def write_config(
     rename = {name: f"{name}-{suffix}" if suffix else name for name in data["endpoints"]}
     endpoints = {}
     for name, settings in data["endpoints"].items():
-        for key in ("url", "wsdl"):
+        for key in ("url", "wsdl", "base_url", "login_path"):
             if key in settings:
                 settings[key] = re.sub(r"127\.0\.0\.1:(\d+)", port_of, settings[key])
+        for key, value in settings.items():  # secret files: under the shipped config's folder
+            if isinstance(value, dict) and set(value) == {"file"}:
+                settings[key] = {"file": str(SHIPPED.parent / value["file"])}
         if "smtp_port" in settings:
             old = str(settings["smtp_port"])
             settings["smtp_port"] = int(ports.setdefault(old, str(free_port())))

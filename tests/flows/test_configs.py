@@ -36,9 +36,12 @@ def test_reference_flows_check_clean_and_stay_on_loopback_sandboxes() -> None:
     cfg = config.load(REPO / "config/reference-flows.yaml")
     assert cfg.bus.embedded
     for name, ep in cfg.endpoints.items():
-        for key in ("url", "wsdl"):
+        for key in ("url", "wsdl", "base_url"):
             if key in ep.settings:
                 assert "127.0.0.1:48" in ep.settings[key], name
+        if ep.adapter == "rest_json":  # its secrets: the sandboxes' files beside the config
+            secrets = [ep.settings[o] for o in ("client_secret", "password") if ep.settings[o]]
+            assert secrets and all("sandbox-secrets" in s.origin for s in secrets), name
         if ep.adapter == "axis":
             assert ep.settings["sandbox"] is True
             assert ep.settings["signature_policy"] == "require"

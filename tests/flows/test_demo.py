@@ -39,7 +39,7 @@ from lienthong.plugins.demo.flows import (
 from lienthong.plugins.demo.plugin import demo
 from lienthong.plugins.email_directory import mail
 from lienthong.plugins.email_directory.slapd import find_binary
-from tests.flows.flowconfig import write_config
+from tests.flows.flowconfig import REPO, write_config
 
 pytestmark = pytest.mark.skipif(
     not find_binary("slapd"),
@@ -89,8 +89,26 @@ def one_cycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Summar
                 for d in run.sandboxes.axis.docs.values()
                 if d.message_type == "status" and b"<edXML:StatusCode>02<" in d.content
             ],
+            "onestop": _onestop_state(run),
         }
     yield summary, state
+
+
+def _onestop_state(run: Demo) -> dict[str, Any]:
+    """What the one-stop system and the portal hold, and the letters of ours to UBND tỉnh."""
+    onestop, portal = run.sandboxes.onestop, run.sandboxes.portal
+    return {
+        "dossiers": {n: dict(d) for n, d in onestop.dossiers.items()},
+        "steps": [dict(s) for s in onestop.steps],
+        "portal": {n: dict(d) for n, d in portal.dossiers.items()},
+        "progress": {n: [dict(p) for p in ps] for n, ps in portal.progress.items()},
+        "portal_stats": portal.stats(),
+        "letters": [
+            d
+            for d in run.sandboxes.axis.docs.values()
+            if d.message_type == "edoc" and d.recipients == [UBND]
+        ],
+    }
 
 
 def _statuses_on_axis(run: Demo) -> list[tuple[str, str, str, str]]:
@@ -203,7 +221,11 @@ def test_reports_cover_every_voucher_and_reach_the_finance_department(one_cycle)
         assert sorted(report.statuses) == [f"01 from {STC}", f"03 from {STC}"]
     # The statuses came back to each agency over the axis and were taken.
     for organ in (SYT, SGD):
-        answers = [i for i in state["axis"]["inbox"][organ] if i["messageType"] == "status"]
+        answers = [
+            i
+            for i in state["axis"]["inbox"][organ]
+            if i["messageType"] == "status" and i["from"] == STC
+        ]
         assert len(answers) == 2 and {i["status"] for i in answers} == {"done"}
 
 
@@ -225,19 +247,26 @@ def test_directory_holds_what_the_syncs_report(one_cycle) -> None:
 
 def test_mails_went_to_the_agency_mailboxes_with_the_attachments(one_cycle) -> None:
     summary, state = one_cycle
-    mails, envelopes = state["mails"], state["envelopes"]
-    assert len(summary.mails) == len(mails) == 5
-    recipients = sorted(r for _, rcpts in envelopes for r in rcpts)
+    assert len(summary.mails) == len(state["mails"]) == 6  # and a citizen's result (flow 4)
+    agency = [
+        (m, rcpts)
+        for m, (_, rcpts) in zip(state["mails"], state["envelopes"], strict=True)
+        if all(r.endswith("@daklak.gov.vn") for r in rcpts)
+    ]
+    mails = [m for m, _ in agency]
+    recipients = sorted(r for _, rcpts in agency for r in rcpts)
     assert recipients == sorted(["syt@daklak.gov.vn"] * 4 + ["sgddt@daklak.gov.vn"])
-    assert sorted(to for to, _, _ in summary.mails) == sorted([r] for r in recipients)
+    assert sorted(to for to, _, _ in summary.mails if to[0].endswith("@daklak.gov.vn")) == sorted(
+        [r] for r in recipients
+    )
     for message in mails:
         [attachment] = list(message.iter_attachments())
         # A PDF travels raw on the axis, as the vendor's library writes it, and is mailed so.
         assert attachment.get_filename().endswith(".pdf")
         assert attachment.get_content()[:5] == b"%PDF-"
         assert message["Subject"].startswith("Văn bản đến ")
-    assert len({m["Message-ID"] for m in mails}) == 5
-    assert len(list((state["var"] / "mailbox").glob("*.eml"))) == 5
+    assert len({m["Message-ID"] for m in state["mails"]}) == 6
+    assert len(list((state["var"] / "mailbox").glob("*.eml"))) == 6
 
 
 def test_dead_letters_are_the_unsigned_document_only(one_cycle) -> None:
@@ -269,14 +298,18 @@ def test_the_command_runs_once_and_prints_what_moved(tmp_path: Path) -> None:
     assert "== budget estimates posted: 2" in out
     assert "== vouchers read: 3, in 2 report(s)" in out
     assert "== sync staff-syt: created 2, updated 1, disabled 1" in out
-    assert "== mails sent: 5" in out
+    assert "== mails sent: 6" in out
+    assert "== one-stop dossiers synced to the portal: 3 (4 of 4 version(s) delivered), " in out
+    assert "progress steps: 10 of 10 delivered" in out
+    assert "== opinions asked through the axis: 1; answers posted back" in out
+    assert "== results mailed to citizens: 1" in out
     assert "== statuses our agencies sent: 16 (01 ×5, 02 ×1, 03 ×5, 04 ×5)" in out
     assert "== dead letters: 1" in out
     assert (tmp_path / "var" / MARKER).exists()
     # A second run starts afresh: same figures, not doubled.
     again = CliRunner().invoke(_group(), ["--config", str(config), "demo", "--once"])
     assert again.exit_code == 0, again.output
-    assert "== mails sent: 5" in again.output and "== dead letters: 1" in again.output
+    assert "== mails sent: 6" in again.output and "== dead letters: 1" in again.output
 
 
 def test_a_taken_port_is_refused_naming_it(tmp_path: Path) -> None:
@@ -356,7 +389,8 @@ def test_without_once_the_bus_keeps_running_until_ctrl_c_and_stops_cleanly(
     rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, "".join(seen) + rest
     assert "stopped: the batch in hand was finished" in rest
-    assert "== mails sent: 7" in rest  # the summary once more, after the stop
+    # The summary once more, after the stop: 7 to agencies, 2 results to citizens.
+    assert "== mails sent: 9" in rest
     # Every sandbox went with it: the ports are free again.
     axis_url = yaml.safe_load(config.read_text())["endpoints"]["axis-syt"]["url"]
     with socket.socket() as probe:
@@ -414,3 +448,107 @@ def test_the_recall_is_agreed_and_the_revocation_reaches_the_dms(three_cycles) -
     assert b"1201/UBND-VX" in revoke_file.read_bytes()
     assert len(list(dms.glob("status-13-*.xml"))) == 1
     assert f"  revoke {revocation}: of {recalled}" in "\n".join(summary.lines())
+
+
+# --- the fourth flow: one-stop dossiers, the portal, an opinion through the axis -----
+
+
+def _portal_codes(run_config: Path) -> dict[str, str]:
+    """The route's status map, as the config gives it (the portal's codes are config)."""
+    routes = yaml.safe_load(run_config.read_text(encoding="utf-8"))["routes"]
+    [route] = [r for r in routes if r["name"] == "dossiers-to-portal"]
+    return dict(pair.split("=") for pair in route["to"][0]["params"]["status_map"].split())
+
+
+def test_every_dossier_and_step_reached_the_portal_in_order(one_cycle) -> None:
+    summary, state = one_cycle
+    onestop = state["onestop"]
+    codes = _portal_codes(REPO / "config/reference-flows.yaml")
+    # Each dossier the one-stop system holds is at the portal, at the status it has now.
+    assert set(onestop["portal"]) == set(onestop["dossiers"]) == set(summary.dossiers)
+    assert len(onestop["dossiers"]) == 3
+    for number, dossier in onestop["dossiers"].items():
+        at_portal = onestop["portal"][number]
+        assert at_portal["TrangThaiHoSo"] == codes[dossier["dossierStatus"]], number
+        assert summary.dossiers[number].status == dossier["dossierStatus"]
+        # Every step, once, in the order the one-stop system recorded them.
+        steps = [s["actionNote"] for s in onestop["steps"] if s["dossierNo"] == number]
+        assert [p["NoiDungXuLy"] for p in onestop["progress"][number]] == steps
+        line = summary.dossiers[number]
+        assert line.steps == line.steps_delivered == len(steps)
+        assert line.versions == line.versions_delivered >= 1
+    assert onestop["portal_stats"]["steps"] == len(onestop["steps"]) == 10
+    assert onestop["portal_stats"]["step_repeats"] == 0
+    text = state["text"]
+    assert "== one-stop dossiers synced to the portal: 3 (" in text
+    assert f"progress steps: {len(onestop['steps'])} of {len(onestop['steps'])} delivered" in text
+
+
+def test_the_opinion_went_as_a_letter_and_its_06_moved_the_dossier_on(one_cycle) -> None:
+    summary, state = one_cycle
+    onestop = state["onestop"]
+    from lienthong.plugins.document_axis import edxml
+    from lienthong.plugins.document_axis.signature import verify
+    from lienthong.plugins.document_axis.trust import Trust
+
+    # One letter from Sở Giáo dục và Đào tạo to UBND tỉnh, signed, taken by UBND tỉnh.
+    [stored] = onestop["letters"]
+    assert stored.sender == SGD and stored.status == {UBND: "done"}
+    info = verify(stored.content, trust=Trust([state["pki"].ca.root.certificate]))
+    assert info.subject == "CN=Văn thư điện tử,O=Sở Giáo dục và Đào tạo,L=Đắk Lắk,C=VN"
+    letter = edxml.read(stored.content)
+    assert isinstance(letter, edxml.Document)
+    [(number, to, document, sent)] = summary.letters
+    assert (to, document, sent) == (UBND, letter.document_id, "delivered")
+    dossier = onestop["dossiers"][number]
+    assert dossier["govAgencyCode"] == SGD and number in (letter.subject or "")
+    # UBND tỉnh answered it with 06 on the axis; the answer became the dossier's next step.
+    answers = [s for s in state["statuses"] if s[0] == UBND and s[2] == letter.document_id]
+    assert sorted(code for _, code, _, _ in answers) == ["01", "06"]
+    [(answered, sender, code, posted)] = summary.opinions
+    assert (answered, sender, code, posted) == (number, UBND, "06", "delivered")
+    steps = [s for s in onestop["steps"] if s["dossierNo"] == number]
+    assert [s["stepStatus"] for s in steps] == [
+        "received",
+        "processing",
+        "interoperating",
+        "processing",
+    ]
+    assert "UBND tỉnh Đắk Lắk (000.00.00.H15, trạng thái 06)" in steps[-1]["actionNote"]
+    assert dossier["dossierStatus"] == "processing"
+    assert onestop["progress"][number][-1]["NoiDungXuLy"] == steps[-1]["actionNote"]
+
+
+def test_the_citizens_result_was_mailed_to_the_address_of_the_dossier(one_cycle) -> None:
+    summary, state = one_cycle
+    onestop = state["onestop"]
+    done = [d for d in onestop["dossiers"].values() if d["dossierStatus"] == "done"]
+    assert len(done) == 1
+    [dossier] = done
+    mailed = [
+        (m, rcpts)
+        for m, (_, rcpts) in zip(state["mails"], state["envelopes"], strict=True)
+        if m["Subject"].startswith("Kết quả giải quyết hồ sơ")
+    ]
+    [(mail, rcpts)] = mailed
+    assert rcpts == [dossier["contactEmail"]]
+    assert mail["Subject"] == f"Kết quả giải quyết hồ sơ {dossier['dossierNo']}"
+    assert dossier["serviceName"] in mail.get_content()
+    assert summary.results == [(dossier["dossierNo"], dossier["contactEmail"], "delivered")]
+    assert "== results mailed to citizens: 1" in state["text"]
+
+
+def test_once_the_opinion_is_in_the_dossier_is_finished_and_its_result_mailed(
+    three_cycles,
+) -> None:
+    summary, _, run = three_cycles
+    onestop, portal = run.sandboxes.onestop, run.sandboxes.portal
+    [(number, *_)] = summary.letters  # asked once, not again in later cycles
+    assert onestop.dossiers[number]["dossierStatus"] == "done"
+    assert portal.dossiers[number]["TrangThaiHoSo"] == "10"
+    assert [p["TrangThai"] for p in portal.progress[number]][-2:] == ["9", "10"]
+    mailed = sorted(to for _, to, state in summary.results if state == "delivered")
+    assert mailed == sorted(
+        d["contactEmail"] for d in onestop.dossiers.values() if d["dossierStatus"] == "done"
+    )
+    assert len(mailed) == 2

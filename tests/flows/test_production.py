@@ -19,7 +19,7 @@ import ldap
 import pytest
 import sqlalchemy as sa
 
-from lienthong.plugins.demo.flows import SGD, STC, SYT, Demo
+from lienthong.plugins.demo.flows import SGD, STC, SYT, UBND, Demo
 from lienthong.plugins.email_directory.slapd import find_binary
 from lienthong.store import Store, make_engine
 from tests.flows.flowconfig import write_config
@@ -92,7 +92,8 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
             def finance_inbox() -> list[dict[str, str]]:
                 return axis.snapshot()["inbox"].get(STC, [])
 
-            wait_for("5 mails", lambda: len(mail.mails) >= 5, logs)
+            # 5 to the agencies, 1 to the citizen whose dossier was done the same day.
+            wait_for("6 mails", lambda: len(mail.mails) >= 6, logs)
             wait_for(
                 "2 estimates",
                 lambda: sum(len(s.estimates()) for s in set(accounting.values())) >= 2,
@@ -100,10 +101,24 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
             )
             wait_for("2 reports at the finance department", lambda: len(finance_inbox()) >= 2, logs)
             assert world.finance_answers() == 2
-            dms = [tmp_path / "var/dms/syt", tmp_path / "var/dms/sgd"]
+            # The fourth flow: every dossier and step at the portal, one letter to UBND
+            # tỉnh; its answer (06) becomes the dossier's next step, at the portal too.
+            portal, onestop = world.sandboxes.portal, world.sandboxes.onestop
+            wait_for("9 steps at the portal", lambda: portal.stats()["steps"] == 9, logs)
             wait_for(
-                "4 statuses in the document systems",
-                lambda: sum(len(list(d.glob("status-*.xml"))) for d in dms if d.exists()) == 4,
+                "the letter asking UBND tỉnh's opinion",
+                lambda: len(axis.snapshot()["inbox"].get(UBND, [])) >= 1,
+                logs,
+            )
+            assert world.opinions_answer() == 1
+            wait_for(
+                "the opinion's step at the portal", lambda: portal.stats()["steps"] == 10, logs
+            )
+            dms = [tmp_path / "var/dms/syt", tmp_path / "var/dms/sgd"]
+            # Finance's 01 and 03 for each report, UBND tỉnh's 01 and 06 to the letter.
+            wait_for(
+                "6 statuses in the document systems",
+                lambda: sum(len(list(d.glob("status-*.xml"))) for d in dms if d.exists()) == 6,
                 logs,
             )
             people = "ou=syt,ou=people,dc=daklak,dc=gov,dc=vn"
@@ -119,8 +134,16 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
         summary = world.summary(Store(make_engine(pg_url)))
 
     # Effects once, whichever worker did the work.
-    assert len(mails) == 5, [m["Subject"] for m in mails]
-    assert len({m["Message-ID"] for m in mails}) == 5
+    assert len(mails) == 6, [m["Subject"] for m in mails]
+    assert len({m["Message-ID"] for m in mails}) == 6
+    assert len(onestop.steps) == portal.stats()["steps"] == 10
+    assert portal.stats()["step_repeats"] == 0
+    assert {n: d["TrangThaiHoSo"] for n, d in portal.dossiers.items()} == {
+        n: {"received": "2", "processing": "4", "done": "10"}[d["dossierStatus"]]
+        for n, d in onestop.dossiers.items()
+    }
+    letters = [e for e in snapshot["inbox"][UBND] if e["messageType"] == "edoc"]
+    assert [(e["from"], e["status"]) for e in letters] == [(SGD, "done")]  # asked once
     estimates = [e for s in set(accounting.values()) for e in s.estimates()]
     assert sorted((e["agencyCode"], e["amount"]) for e in estimates) == [
         (SYT, "1250000000"),
@@ -134,7 +157,9 @@ def test_the_flows_with_two_workers_on_rabbitmq_and_postgresql(
     # The summary, read from PostgreSQL, says the same.
     assert summary.statuses_sent == 5
     assert summary.statuses_out == {"01": 5, "02": 1}
-    assert len(summary.mails) == 5
+    assert len(summary.mails) == 6
+    assert [(s, c, st) for _, s, c, st in summary.opinions] == [(UBND, "06", "delivered")]
+    assert sum(d.steps_delivered for d in summary.dossiers.values()) == 10
     assert sorted(s for _, s in summary.estimates) == ["delivered", "delivered"]
     assert sorted(r.vouchers for r in summary.reports) == [1, 2]
     assert all(sorted(r.statuses) == [f"01 from {STC}", f"03 from {STC}"] for r in summary.reports)
