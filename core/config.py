@@ -10,7 +10,6 @@ the file: an option marked secret, and the store and broker URLs, take
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
 from .router import EndpointFrom, OrderBy, Route, Target, compile_xpath
 from .scheduler import JobSpec, jobs_from_config
+from .suggest import did_you_mean, unknown_key
 
 DEFAULT_CONFIG = Path("config/lienthong.yaml")
 CONFIG_VARIABLE = "LIENTHONG_CONFIG"
@@ -296,9 +296,7 @@ class _Checker:
     ) -> None:
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(known)}"
-                self.problem((*keys, key), f"unknown key.{hint}")
+                self.problem((*keys, key), unknown_key(key, known))
 
 
 _BUS_KEYS = [
@@ -614,9 +612,7 @@ def _jobs(c: _Checker, raw: Any, declared: set[str]) -> dict[str, JobSpec]:
 
 def _check_endpoint(c: _Checker, keys: tuple[Any, ...], name: str, endpoints: set[str]) -> None:
     if name not in endpoints:
-        close = difflib.get_close_matches(name, list(endpoints), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        c.problem(keys, f"no endpoint named '{name}'.{hint}")
+        c.problem(keys, f"no endpoint named '{name}'.{did_you_mean(name, endpoints)}")
 
 
 def _as_list(value: Any) -> list[str]:

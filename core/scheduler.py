@@ -26,7 +26,6 @@ A job section in the config::
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import logging
 import re
@@ -65,6 +64,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .errors import ConfigProblem, TransientError
 from .lease import Lease, LeaseHeld, default_holder
 from .store import metadata
+from .suggest import unknown_key
 from .sync import MODES, GuardRefused, Report, SyncSpec
 from .threads import DaemonPool
 
@@ -121,15 +121,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _unknown(keys: Iterable[str], known: tuple[str, ...], location: str) -> list[ConfigProblem]:
-    problems = []
-    for key in keys:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            problems.append(
-                ConfigProblem(f"{location}.{key}", f"unknown key.{hint} Known: {', '.join(known)}")
-            )
-    return problems
+    return [
+        ConfigProblem(f"{location}.{key}", unknown_key(key, known))
+        for key in keys
+        if key not in known
+    ]
 
 
 def parse_interval(value: Any) -> float:
