@@ -9,7 +9,6 @@ handed in by the core, so tests give adapters real local ones.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .errors import ConfigError, ConfigProblem, FatalError
 from .message import Message
+from .suggest import did_you_mean, unknown_key
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -73,8 +73,7 @@ class Option:
     def _check_rules(self, value: Any) -> None:
         if self.choices and value not in self.choices:
             shown = ", ".join(repr(c) for c in self.choices)
-            close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(value, self.choices)
             raise ValueError(f"expected one of {shown}, got {value!r}.{hint}")
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"must be at least {self.minimum:g}, got {value!r}")
@@ -419,15 +418,8 @@ def resolve_options(
     problems: list[ConfigProblem] = []
     for key in raw:
         if key not in declared:
-            hint = difflib.get_close_matches(key, declared, n=1)
-            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-            known = ", ".join(declared) or "none"
-            problems.append(
-                ConfigProblem(
-                    f"{location}.{key}",
-                    f"unknown option for adapter '{adapter.name}'.{suggestion} Known: {known}",
-                )
-            )
+            what = f"unknown option for adapter '{adapter.name}'"
+            problems.append(ConfigProblem(f"{location}.{key}", unknown_key(key, declared, what)))
     for option in adapter.options:
         where = f"{location}.{option.name}"
         if option.name not in raw:

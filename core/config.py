@@ -10,14 +10,25 @@ the file: an option marked secret, and the store and broker URLs, take
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import ErrorDetails
 
 from . import access
 from .access import AccessPolicy
@@ -28,61 +39,148 @@ from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
 from .router import EndpointFrom, OrderBy, Route, Target, compile_xpath
 from .scheduler import JobSpec, jobs_from_config
+from .suggest import did_you_mean, unknown_key
 
 DEFAULT_CONFIG = Path("config/lienthong.yaml")
 CONFIG_VARIABLE = "LIENTHONG_CONFIG"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a bus setting must be, in the words of its config problem, and a hint."""
+
+    text: str
+    hint: str = ""
+
+
+def _expect(text: str, hint: str = "") -> dict[str, Expect]:
+    return {"expect": Expect(text, hint)}
+
+
+def _context(info: ValidationInfo) -> tuple[Path | None, Mapping[str, str] | None]:
+    """The config's folder and the environment the bus section is checked with."""
+    context = info.context or {}
+    return context.get("base"), context.get("environ")
+
+
+def _secret(value: Any, info: ValidationInfo) -> Any:
+    base, environ = _context(info)
+    return value if isinstance(value, Secret) else resolve_secret(value, environ, base)
+
+
+def _store_url(store: Secret, info: ValidationInfo) -> Secret:
+    """A relative SQLite file is relative to the config's folder, not the working one."""
+    base, _ = _context(info)
+    url = store.reveal()
+    relative = url.removeprefix("sqlite:///")
+    if base is None or relative in (url, "", ":memory:") or relative.startswith("/"):
+        return store
+    return Secret(f"sqlite:///{(base / relative).resolve()}", store.origin)
+
+
+def _broker_url(broker: Secret) -> Secret:
+    url = broker.reveal()
+    if url != "embedded" and not url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        raise ValueError("expected 'embedded' or an amqp:// URL")
+    return broker
+
+
+def _from_base(path: Path | None, info: ValidationInfo) -> Path | None:
+    """A path in the config is relative to the config's folder."""
+    base, _ = _context(info)
+    return path if path is None or base is None else (base / path).resolve()
+
+
+def _as_path(value: Any) -> Any:
+    return value if value is None or isinstance(value, Path) else Path(str(value))
+
+
+_Secret = Annotated[Secret, BeforeValidator(_secret)]
+_Path = Annotated[Path, BeforeValidator(_as_path), AfterValidator(_from_base)]
+_Positive = Annotated[float, Field(gt=0, strict=True)]
+_Count = Annotated[int, Field(gt=0, strict=True)]
+_Port = Annotated[int, Field(ge=0, le=65535, strict=True)]
+_Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, strict=True)]
+_NotNegative = Annotated[float, Field(ge=0, strict=True)]
+_POSITIVE = _expect("expected a positive number")
+_COUNT = _expect("expected a positive whole number")
+_HOST = _expect("expected an address to listen on")
+_RETRY = _expect("expected a number ≥ 0")
+_PORT = "expected a TCP port 0-65535 (0: any free port)"
 
 
 @dataclass
 class RetryPolicy:
     """Exponential back-off with jitter for transient errors."""
 
-    max_attempts: int = 10
-    initial_delay: float = 2.0
-    max_delay: float = 600.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    max_attempts: Annotated[int, Field(ge=0, strict=True)] = field(default=10, metadata=_RETRY)
+    initial_delay: _NotNegative = field(default=2.0, metadata=_RETRY)
+    max_delay: _NotNegative = field(default=600.0, metadata=_RETRY)
+    multiplier: _NotNegative = field(default=2.0, metadata=_RETRY)
+    jitter: _NotNegative = field(default=0.2, metadata=_RETRY)
 
 
 @dataclass
 class BusSettings:
-    store: Secret = field(default_factory=lambda: Secret("sqlite:///var/lienthong.db"))
-    broker: Secret = field(default_factory=lambda: Secret("embedded"))
-    var_dir: Path = Path("var")
-    mappings: Path = Path("mappings")
-    max_message_bytes: int = 10 * 1024 * 1024
-    poll_interval: float = 1.0
-    batch_size: int = 200
-    claim_seconds: float = 60.0
-    requeue_seconds: float = 60.0
-    breaker_failures: int = 5
-    breaker_reset_seconds: float = 60.0
+    """The ``bus:`` section: each setting's type, range, default and problem text, declared once.
+
+    Checked by pydantic (:func:`_bus`); a config's problems name the setting with
+    its file and line, and a misspelt key gets a suggestion.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    store: Annotated[_Secret, AfterValidator(_store_url), Field(validate_default=True)] = field(
+        default_factory=lambda: Secret("sqlite:///var/lienthong.db")
+    )
+    broker: Annotated[_Secret, AfterValidator(_broker_url)] = field(
+        default_factory=lambda: Secret("embedded")
+    )
+    var_dir: Annotated[_Path, Field(validate_default=True)] = Path("var")
+    mappings: Annotated[_Path, Field(validate_default=True)] = Path("mappings")
+    max_message_bytes: _Count = field(default=10 * 1024 * 1024, metadata=_COUNT)
+    poll_interval: _Positive = field(default=1.0, metadata=_POSITIVE)
+    batch_size: _Count = field(default=200, metadata=_COUNT)
+    claim_seconds: _Positive = field(default=60.0, metadata=_POSITIVE)
+    requeue_seconds: _Positive = field(default=60.0, metadata=_POSITIVE)
+    breaker_failures: _Count = field(default=5, metadata=_COUNT)
+    breaker_reset_seconds: _Positive = field(default=60.0, metadata=_POSITIVE)
     # Sources polled at once by one worker (each endpoint by one thread at a time).
-    poll_threads: int = 4
+    poll_threads: _Count = field(default=4, metadata=_COUNT)
     # A worker's heartbeat (lienthong.holders), and the silence after which it counts as dead.
-    heartbeat_seconds: float = 2.0
-    heartbeat_timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat_seconds: _Positive = field(default=2.0, metadata=_POSITIVE)
+    heartbeat_timeout: _Positive = field(default=10.0, metadata=_POSITIVE)
+    retry: Annotated[RetryPolicy, BeforeValidator(lambda v: v or {})] = field(
+        default_factory=RetryPolicy, metadata=_expect("expected a mapping")
+    )
     # /metrics and /health over HTTP (lienthong.metrics); None: not served.
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
+    metrics_port: _Port | None = field(default=None, metadata=_expect(_PORT, "9464"))
+    metrics_host: _Host = field(default="127.0.0.1", metadata=_HOST)
     # The audit trail's anchors outside the database (lienthong.audit): an HMAC key
     # (None: var/audit.key on SQLite, made on first start; no key elsewhere), and
     # the file the chain's head is written to every audit_anchor_seconds.
-    audit_key: Secret | None = None
-    audit_anchor: Path | None = None
-    audit_anchor_seconds: float = 10.0
+    audit_key: _Secret | None = None
+    audit_anchor: _Path | None = None
+    audit_anchor_seconds: _Positive = field(default=10.0, metadata=_POSITIVE)
 
     @property
     def anchor_path(self) -> Path:
         return self.audit_anchor or self.var_dir / "audit.anchor"
 
     # The web console (lienthong.console) served by 'lienthong run'; None: not served.
-    console_port: int | None = None
-    console_host: str = "127.0.0.1"
+    console_port: _Port | None = field(default=None, metadata=_expect(_PORT, "8470"))
+    console_host: _Host = field(default="127.0.0.1", metadata=_HOST)
     # Days the inputs of mapped deliveries are kept for 'lienthong mapping diff'
     # (lienthong.mapping_commands); 0: not kept. The bus purges older ones.
-    mapping_inputs_days: float = 30.0
+    mapping_inputs_days: Annotated[float, Field(ge=0, strict=True)] = field(
+        default=30.0,
+        metadata=_expect(
+            "expected a number of days, 0 or more",
+            "30 keeps a month of inputs for 'lienthong mapping diff'; 0 keeps none",
+        ),
+    )
 
     @property
     def embedded(self) -> bool:
@@ -296,133 +394,58 @@ class _Checker:
     ) -> None:
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(known)}"
-                self.problem((*keys, key), f"unknown key.{hint}")
+                self.problem((*keys, key), unknown_key(key, known))
 
 
-_BUS_KEYS = [
-    "store",
-    "broker",
-    "var_dir",
-    "mappings",
-    "max_message_bytes",
-    "poll_interval",
-    "batch_size",
-    "claim_seconds",
-    "requeue_seconds",
-    "breaker_failures",
-    "breaker_reset_seconds",
-    "poll_threads",
-    "heartbeat_seconds",
-    "heartbeat_timeout",
-    "retry",
-    "metrics_port",
-    "metrics_host",
-    "audit_key",
-    "audit_anchor",
-    "audit_anchor_seconds",
-    "console_port",
-    "console_host",
-    "mapping_inputs_days",
-]
-_RETRY_KEYS = ["max_attempts", "initial_delay", "max_delay", "multiplier", "jitter"]
 _ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
 _TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind", "order_by"]
 _ORDER_KEYS = ["group", "sequence"]
 _SECTIONS = ["bus", "endpoints", "routes", "jobs", "access", "console"]
 
 
+_BUS = TypeAdapter(BusSettings)
+
+
 def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
-    bus = BusSettings()
-    c.unknown_keys(raw, _BUS_KEYS, ("bus",))
-    for name in ("store", "broker", "audit_key"):
-        if name in raw:
-            try:
-                setattr(bus, name, resolve_secret(raw[name], c.environ, base))
-            except ValueError as exc:
-                c.problem(("bus", name), str(exc))
-    store = bus.store.reveal()
-    if store.startswith("sqlite:///") and not store.startswith("sqlite:////"):
-        relative = store.removeprefix("sqlite:///")
-        if relative and relative != ":memory:":
-            bus.store = Secret(f"sqlite:///{(base / relative).resolve()}", bus.store.origin)
-    broker = bus.broker.reveal()
-    if broker != "embedded" and not broker.startswith(("amqp://", "amqps://", "pyamqp://")):
-        c.problem(("bus", "broker"), "expected 'embedded' or an amqp:// URL")
-    for name in ("var_dir", "mappings"):
-        if name in raw:
-            setattr(bus, name, Path(str(raw[name])))
-        setattr(bus, name, (base / getattr(bus, name)).resolve())
-    if raw.get("audit_anchor") is not None:
-        bus.audit_anchor = (base / str(raw["audit_anchor"])).resolve()
-    for name, kind in (
-        ("max_message_bytes", int),
-        ("batch_size", int),
-        ("breaker_failures", int),
-        ("breaker_reset_seconds", float),
-        ("poll_interval", float),
-        ("claim_seconds", float),
-        ("requeue_seconds", float),
-        ("audit_anchor_seconds", float),
-        ("poll_threads", int),
-        ("heartbeat_seconds", float),
-        ("heartbeat_timeout", float),
-    ):
-        if name in raw:
-            value = raw[name]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                c.problem(("bus", name), f"expected a positive number, got {value!r}")
-            else:
-                setattr(bus, name, kind(value))
-    if "mapping_inputs_days" in raw:
-        days = raw["mapping_inputs_days"]
-        if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
-            c.problem(
-                ("bus", "mapping_inputs_days"),
-                f"expected a number of days, 0 or more, got {days!r}. Hint: 30 keeps a "
-                "month of inputs for 'lienthong mapping diff'; 0 keeps none",
-            )
-        else:
-            bus.mapping_inputs_days = float(days)
+    """The bus section checked by pydantic, each of its errors worded as a config problem.
+
+    With problems, the settings that passed are kept and the others take their
+    defaults, so the rest of the config is still checked against a usable bus.
+    """
+    context = {"base": base, "environ": c.environ}
+    try:
+        bus = _BUS.validate_python(dict(raw), context=context)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: c.lines.of(("bus", *e["loc"])) or 0)
+        for error in errors:
+            c.problem(("bus", *error["loc"]), _bus_problem(error))
+        failed = {error["loc"][0] for error in errors}
+        bus = _BUS.validate_python(
+            {k: v for k, v in raw.items() if k not in failed}, context=context
+        )
     if bus.heartbeat_seconds >= bus.heartbeat_timeout:
         c.problem(
             ("bus", "heartbeat_timeout"),
             f"must be longer than heartbeat_seconds ({bus.heartbeat_seconds:g}), got "
             f"{bus.heartbeat_timeout:g}. Hint: a few heartbeats, e.g. 5 times heartbeat_seconds",
         )
-    for server, example in (("metrics", 9464), ("console", 8470)):
-        if raw.get(f"{server}_port") is not None:
-            port = raw[f"{server}_port"]
-            if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-                c.problem(
-                    ("bus", f"{server}_port"),
-                    f"expected a TCP port 0-65535 (0: any free port), got {port!r}. "
-                    f"Hint: {example}",
-                )
-            else:
-                setattr(bus, f"{server}_port", port)
-        if f"{server}_host" in raw:
-            host = raw[f"{server}_host"]
-            if not isinstance(host, str) or not host.strip():
-                c.problem(
-                    ("bus", f"{server}_host"), f"expected an address to listen on, got {host!r}"
-                )
-            else:
-                setattr(bus, f"{server}_host", host.strip())
-    retry = raw.get("retry", {}) or {}
-    if not isinstance(retry, Mapping):
-        c.problem(("bus", "retry"), "expected a mapping")
-        retry = {}
-    c.unknown_keys(retry, _RETRY_KEYS, ("bus", "retry"))
-    for name in _RETRY_KEYS:
-        if name in retry:
-            value = retry[name]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                c.problem(("bus", "retry", name), f"expected a number ≥ 0, got {value!r}")
-            else:
-                setattr(bus.retry, name, type(getattr(bus.retry, name))(value))
     return bus
+
+
+def _bus_problem(error: ErrorDetails) -> str:
+    """A pydantic error in the words the setting declares (``Expect``), with the bad value."""
+    *section, key = error["loc"]
+    cls: type = RetryPolicy if section == ["retry"] else BusSettings
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        return unknown_key(key, declared)
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    expect = declared[str(key)].metadata.get("expect") if str(key) in declared else None
+    if expect is None:
+        return f"{error['msg']}, got {error['input']!r}"
+    hint = f". Hint: {expect.hint}" if expect.hint else ""
+    return f"{expect.text}, got {error['input']!r}{hint}"
 
 
 def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str, EndpointConfig]:
@@ -614,9 +637,7 @@ def _jobs(c: _Checker, raw: Any, declared: set[str]) -> dict[str, JobSpec]:
 
 def _check_endpoint(c: _Checker, keys: tuple[Any, ...], name: str, endpoints: set[str]) -> None:
     if name not in endpoints:
-        close = difflib.get_close_matches(name, list(endpoints), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        c.problem(keys, f"no endpoint named '{name}'.{hint}")
+        c.problem(keys, f"no endpoint named '{name}'.{did_you_mean(name, endpoints)}")
 
 
 def _as_list(value: Any) -> list[str]:

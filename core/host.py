@@ -8,7 +8,6 @@ listed in lienthong's own ``setup.cfg``, entry-point group ``lienthong.builtins`
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import pluggy
 from . import hookspecs
 from .adapter import Adapter
 from .errors import ConfigError, LienthongError
+from .suggest import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +170,7 @@ class PluginHost:
         info = self.adapters.get(name)
         if info is not None:
             return info.cls
-        close = difflib.get_close_matches(name, self.adapters, n=1, cutoff=0.5)
-        close += [n for n in self.adapters if name in n and n not in close]
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, self.adapters, cutoff=0.5, within=True)
         known = ", ".join(sorted(self.adapters)) or "none"
         raise ConfigError([f"Unknown adapter '{name}'.{hint} Loaded adapters: {known}"])
 

@@ -52,6 +52,7 @@ from lxml import etree
 from . import xml
 from .errors import ConfigError, ConfigProblem, LienthongError, RejectedError, TransientError
 from .host import XPATH_NAMESPACE
+from .suggest import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -521,13 +522,10 @@ class MappingLibrary:
                 ]
             )
         if not path.is_file():
-            close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
-            hint = (
-                ("Did you mean " + ", ".join(f"'{c}'" for c in close) + "?")
-                if close
-                else ("Hint: 'lienthong mapping test' lists the mappings it finds")
+            hint = did_you_mean(name, self.names(), n=3, cutoff=0.5) or (
+                " Hint: 'lienthong mapping test' lists the mappings it finds"
             )
-            raise ConfigError([f"mapping '{name}' not found in '{self.root}'. {hint}"])
+            raise ConfigError([f"mapping '{name}' not found in '{self.root}'.{hint}"])
         return path
 
     def _relative(self, path: Path) -> str:

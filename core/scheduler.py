@@ -3,7 +3,10 @@
 Every bus process runs an APScheduler ``BackgroundScheduler``; the job
 definitions live in the bus's database (``SQLAlchemyJobStore``), so a restart
 keeps the schedule and a tick missed while the bus was down still runs within
-``misfire_grace_time`` (collapsed into one run with ``coalesce``).
+``misfire_grace_time`` (collapsed into one run with ``coalesce``). Only
+APScheduler's public API is used: it decides when a job is due, and its
+``EVENT_JOB_SUBMITTED`` hands the due ticks, with their scheduled times, to this
+module, which runs them on daemon threads.
 
 Only one process runs a tick: each run first takes the job's lease (see
 :mod:`lienthong.lease`), then claims the tick in ``job_runs``, whose
@@ -26,18 +29,16 @@ A job section in the config::
 
 from __future__ import annotations
 
-import difflib
-import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.executors.base import BaseExecutor, run_job
-from apscheduler.job import Job
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -65,6 +66,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .errors import ConfigProblem, TransientError
 from .lease import Lease, LeaseHeld, default_holder
 from .store import metadata
+from .suggest import unknown_key
 from .sync import MODES, GuardRefused, Report, SyncSpec
 from .threads import DaemonPool
 
@@ -121,15 +123,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _unknown(keys: Iterable[str], known: tuple[str, ...], location: str) -> list[ConfigProblem]:
-    problems = []
-    for key in keys:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            problems.append(
-                ConfigProblem(f"{location}.{key}", f"unknown key.{hint} Known: {', '.join(known)}")
-            )
-    return problems
+    return [
+        ConfigProblem(f"{location}.{key}", unknown_key(key, known))
+        for key in keys
+        if key not in known
+    ]
 
 
 def parse_interval(value: Any) -> float:
@@ -425,64 +423,13 @@ def delete_job_runs_before(engine: Engine, cutoff: datetime) -> int:
 
 
 def scheduled_job(job: str, scheduled_for: datetime | None = None) -> None:
-    """What the job store records as each job's function.
+    """What the job store records as each job's function: a marker that does nothing.
 
-    The :class:`Scheduler`'s executor runs the job by name instead, so a stored job
-    only ever runs inside a bus process that has the callbacks.
+    APScheduler decides when a job is due (trigger, coalesce, the stored schedule)
+    and runs this marker at once (``DebugExecutor``); the :class:`Scheduler` hears
+    of the due tick through ``EVENT_JOB_SUBMITTED`` and runs it by name, so a
+    stored job holds no callback and only ever does work inside a bus process.
     """
-    raise RuntimeError(
-        f"job '{job}' was run outside a lienthong Scheduler. Hint: start the bus "
-        "('lienthong run'); do not load its job store in another APScheduler"
-    )
-
-
-class _Tick:
-    """What ``run_job`` needs of a job, with the tick's scheduled time handed to the function."""
-
-    def __init__(self, job: Job, func: Callable[..., Any], run_time: datetime) -> None:
-        self.id = job.id
-        self.misfire_grace_time = job.misfire_grace_time
-        self.func = func
-        self.args = (job.id,)
-        self.kwargs = {"scheduled_for": run_time}
-
-    def __str__(self) -> str:
-        return f"{self.id} (tick {self.kwargs['scheduled_for']:%Y-%m-%d %H:%M:%S %Z})"
-
-
-class _TickExecutor(BaseExecutor):
-    """Runs ticks on daemon threads, handing the Scheduler each run's scheduled time.
-
-    Daemon threads, so a tick that hangs (a poll of a service that never answers)
-    cannot keep the bus from stopping on SIGTERM; its run is marked ``killed`` by
-    whoever notices the bus gone (lienthong.holders).
-    """
-
-    def __init__(self, fire: Callable[..., Any], max_workers: int = 10) -> None:
-        super().__init__()
-        self._fire = fire
-        self._pool = DaemonPool(max_workers, "lienthong-job")
-        self._submitted = itertools.count()
-
-    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        def run_all() -> None:
-            events: list[Any] = []
-            try:
-                for run_time in run_times:
-                    tick = _Tick(job, self._fire, run_time)
-                    events.extend(run_job(tick, job._jobstore_alias, [run_time], self._logger.name))
-            except BaseException as exc:
-                self._run_job_error(job.id, exc, exc.__traceback__)
-            else:
-                self._run_job_success(job.id, events)
-
-        # APScheduler's max_instances=1 keeps one run per job; the key only names the task.
-        self._pool.submit(f"{job.id}#{next(self._submitted)}", run_all)
-
-    def shutdown(self, wait: bool = True) -> None:
-        left = self._pool.shutdown(timeout=10 if wait else 0)
-        if left:
-            log.warning("jobs still running at stop, left behind: %s", ", ".join(sorted(left)))
 
 
 @dataclass(frozen=True)
@@ -514,11 +461,16 @@ class Scheduler:
         self.run_sync = run_sync
         self.holder = holder or default_holder()
         self.jobstore_table = jobstore_table
+        # Daemon threads, so a tick that hangs (a poll of a service that never answers)
+        # cannot keep the bus from stopping on SIGTERM; its run is marked ``killed`` by
+        # whoever notices the bus gone (lienthong.holders).
+        self._pool = DaemonPool(10, "lienthong-job")
         self._aps = BackgroundScheduler(
             timezone=ZoneInfo(timezone),
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=jobstore_table)},
-            executors={"default": _TickExecutor(self.fire)},
+            executors={"default": DebugExecutor()},
         )
+        self._aps.add_listener(self._due, EVENT_JOB_SUBMITTED)
 
     def start(self) -> None:
         """Start ticking; the stored schedule is kept for jobs whose trigger did not change."""
@@ -532,6 +484,35 @@ class Scheduler:
     def shutdown(self, wait: bool = True) -> None:
         if self._aps.running:
             self._aps.shutdown(wait=wait)
+        left = self._pool.shutdown(timeout=10 if wait else 0)
+        if left:
+            log.warning("jobs still running at stop, left behind: %s", ", ".join(sorted(left)))
+
+    def _due(self, event: JobSubmissionEvent) -> None:
+        """Hand the due ticks of a job to a job thread, unless its previous run is still going.
+
+        One run per job at a time in this process, as ``max_instances=1`` would
+        keep it; the job's lease keeps runs apart across processes.
+        """
+        job, ticks = event.job_id, list(event.scheduled_run_times)
+        if not self._pool.submit(job, lambda: self._run_ticks(job, ticks)):
+            log.warning("job %s: tick %s skipped, its previous run is still going", job, ticks[-1])
+
+    def _run_ticks(self, job: str, ticks: list[datetime]) -> None:
+        """Fire each tick (several only with ``coalesce: false``) within its misfire grace time."""
+        spec = self.jobs.get(job)
+        for tick in ticks:
+            late = datetime.now(UTC) - tick
+            if spec is not None and late > timedelta(seconds=spec.misfire_grace_time):
+                log.warning(
+                    "job %s: tick %s missed by %s (misfire_grace_time %d s); skipped",
+                    job,
+                    tick,
+                    late,
+                    spec.misfire_grace_time,
+                )
+                continue
+            self.fire(job, scheduled_for=tick)
 
     def _reconcile_store(self) -> None:
         stored = {job.id: job for job in self._aps.get_jobs()}

@@ -22,7 +22,6 @@ satisfy :class:`SyncContext`; ``lienthong.cli`` provides it.
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from .holders import Holder
 from .hookspecs import hookimpl
 from .lease import Lease, LeaseHeld, default_holder
 from .scheduler import JobSpec, claim_run, finish_run, job_lease_name, jobs_overview
+from .suggest import did_you_mean
 from .sync import (
     GuardRefused,
     PlanChanged,
@@ -187,8 +187,7 @@ class _Progress:
 def _find_job(jobs: Mapping[str, JobSpec], name: str) -> JobSpec:
     spec = jobs.get(name)
     if spec is None:
-        close = difflib.get_close_matches(name, jobs, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, jobs)
         known = ", ".join(sorted(j for j in jobs if jobs[j].sync)) or "none"
         fail(f"no job '{name}' in the config.{hint} Sync jobs: {known}", Exit.CONFIG)
     if spec.sync is None:

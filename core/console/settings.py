@@ -20,7 +20,6 @@ console:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..adapter import Secret, resolve_secret
 from ..errors import ConfigProblem
+from ..suggest import unknown_key
 
 ROLES = ("viewer", "operator", "admin")
 DEFAULT_PORT = 8470
@@ -166,6 +166,4 @@ def _unknown(
 ) -> None:
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else f" Known: {', '.join(known)}"
-            problem(f"unknown key.{hint}", *keys, key)
+            problem(unknown_key(key, known), *keys, key)

@@ -38,7 +38,6 @@ named ``disabled`` (the sync's reserved flag) is read as true/false.
 from __future__ import annotations
 
 import csv
-import difflib
 import errno
 import hashlib
 import io
@@ -65,6 +64,7 @@ from lienthong.hookspecs import hookimpl
 from lienthong.mapping import Mapping as XsltMapping
 from lienthong.mapping import MappingLibrary
 from lienthong.message import Message
+from lienthong.suggest import closest
 from lienthong.sync import DISABLED
 
 from .files import NAME_MAX, Directory, bounded, kind_of
@@ -560,7 +560,7 @@ class FolderAdapter(Adapter):
             raise self._reject(file, f"repeats a column name in its header ({twice})")
         key = self.settings["sync_key"]
         if key not in columns:
-            close = difflib.get_close_matches(key, columns, n=1)
+            close = closest(key, columns)
             typo = f"; column {columns.index(close[0]) + 1} has a close name" if close else ""
             raise self._reject(
                 file,

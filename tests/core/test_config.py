@@ -117,3 +117,53 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config or set LIENTHONG_CONFIG"):
         config.load(tmp_path / "nope.yaml")
+
+
+BAD_BUS = """\
+bus:
+  batch_size: 2.5
+  poll_interval: "5"
+  breaker_failures: true
+  retry:
+    max_attemps: 3
+    jitter: -0.1
+  metrics_port: 70000
+  console_host: "  "
+  broker: http://rabbit
+  store: sqlite:///var/here.db
+  var_dir: data
+"""
+
+
+def test_each_bad_bus_setting_is_named_with_its_line_and_what_fits(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(BAD_BUS)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    found = [f"{p.location}: {p.message}" for p in caught.value.problems]
+    assert found == [
+        f"{path}:2 bus.batch_size: expected a positive whole number, got 2.5",
+        f"{path}:3 bus.poll_interval: expected a positive number, got '5'",
+        f"{path}:4 bus.breaker_failures: expected a positive whole number, got True",
+        f"{path}:6 bus.retry.max_attemps: unknown key. Did you mean 'max_attempts'? "
+        "Known: max_attempts, initial_delay, max_delay, multiplier, jitter",
+        f"{path}:7 bus.retry.jitter: expected a number ≥ 0, got -0.1",
+        f"{path}:8 bus.metrics_port: expected a TCP port 0-65535 (0: any free port), "
+        "got 70000. Hint: 9464",
+        f"{path}:9 bus.console_host: expected an address to listen on, got '  '",
+        f"{path}:10 bus.broker: expected 'embedded' or an amqp:// URL",
+    ]
+
+
+def test_bus_settings_take_their_defaults_and_paths_relative_to_the_config(
+    tmp_path: Path,
+) -> None:
+    data = {"bus": {"store": "sqlite:///var/here.db", "var_dir": "data", "retry": None,
+                    "console_host": " 0.0.0.0 ", "audit_anchor": "anchors/head"}}
+    bus = config.from_dict(data, base_dir=tmp_path, environ={}).bus
+    assert bus.store.reveal() == f"sqlite:///{tmp_path / 'var' / 'here.db'}"
+    assert (bus.var_dir, bus.mappings) == (tmp_path / "data", tmp_path / "mappings")
+    assert bus.anchor_path == tmp_path / "anchors" / "head"
+    assert bus.console_host == "0.0.0.0" and bus.retry == config.RetryPolicy()
+    assert (bus.batch_size, bus.poll_interval, bus.metrics_port) == (200, 1.0, None)
+    assert config.from_dict({}, base_dir=tmp_path).bus.embedded
