@@ -57,7 +57,7 @@ from .model import Delivery, Intake, Outcome, Result, Stage
 from .relay import Relay
 from .router import Router
 from .scheduler import PollReport, Scheduler
-from .store import Cursors, Store, make_engine, store_error, utcnow
+from .store import Cursors, Store, make_engine, prepare_schema, store_error, utcnow
 from .store import audit as audit_table
 from .sync import Report, SyncSpec
 from .threads import DaemonPool
@@ -222,7 +222,7 @@ class Bus:
         settings = config.bus
         self.store = Store(make_engine(settings.store.reveal()))
         self.store.keep_mapping_inputs = settings.mapping_inputs_days > 0
-        self._prepare_schema()
+        prepare_schema(self.store.engine)
         # The audit chain's anchors outside the database (lienthong.audit).
         self.store.audit_key = audit.load_key(
             settings.audit_key, settings.var_dir, embedded=self.store.dialect == "sqlite"
@@ -294,24 +294,6 @@ class Bus:
         self._starting: set[str] = set()  # start attempts running on the pool
         self._abandoned: set[str] = set()  # endpoints left behind with a call hanging, at close
         self._tally = threading.local()  # this thread's poll: new and repeats
-
-    def _prepare_schema(self) -> None:
-        from . import migrations
-
-        if self.store.dialect == "sqlite":
-            self.store.upgrade()
-            return
-        try:
-            current, head = migrations.current(self.store.engine), migrations.head()
-        except sqlalchemy.exc.OperationalError as exc:
-            raise StoreUnavailable(f"the store is not reachable: {exc.orig}") from exc
-        if current != head:
-            raise ConfigError(
-                [
-                    f"bus.store: the database schema is at {current or 'nothing'}, this version "
-                    f"needs {head}. Hint: run 'lienthong db upgrade' first"
-                ]
-            )
 
     # --- lifecycle ---
 
