@@ -39,7 +39,7 @@ class State:
 
     A command that only reads uses :attr:`reads` and :attr:`mappings`: the store's
     read models and the mapping files, with no adapter built or started and no
-    broker called. Only a command that works (``run``, ``dlq replay``) builds the bus.
+    broker called. A command that changes things (``run``, ``dlq replay``) builds the bus.
     """
 
     def __init__(self, config_path: str | None) -> None:
