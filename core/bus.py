@@ -35,11 +35,11 @@ from typing import Any
 
 import sqlalchemy.exc
 
-from . import audit, replay, sync
+from . import audit, replay
 from .adapter import Acceptance, Adapter, Capability, Services
 from .config import BusSettings, Config
 from .dispatch import DispatchStage
-from .endpoints import Endpoints, Gated
+from .endpoints import Endpoints
 from .errors import StoreUnavailable, TransientError
 from .holders import Holder
 from .host import PluginHost
@@ -310,20 +310,7 @@ class Bus:
 
     def run_sync(self, spec: SyncSpec, dry_run: bool) -> Report:
         """Run one sync between two endpoints (the scheduler holds the job's lease)."""
-        for name in (spec.source_endpoint, spec.target_endpoint):
-            if name in self.not_started():
-                raise TransientError(
-                    f"sync '{spec.name}': endpoint '{name}' has not started: "
-                    f"{self.not_started()[name]}"
-                )
-        return sync.run(
-            spec,
-            Gated(self.adapters[spec.source_endpoint], self.gates[spec.source_endpoint]),
-            Gated(self.adapters[spec.target_endpoint], self.gates[spec.target_endpoint]),
-            self.store.engine,
-            dry_run=dry_run,
-            holder=self.worker,
-        )
+        return self.endpoints.run_sync(spec, dry_run)
 
     def deliver_due(self) -> CycleResult:
         """Claim due deliveries and send them (lienthong.dispatch), the embedded default's way."""

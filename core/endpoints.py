@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import sync
 from .adapter import Adapter, Change, SyncBatch
 from .breaker import CircuitBreaker
 from .config import BusSettings
 from .errors import ConfigError, FatalError, LienthongError, TransientError
 from .store import Store
+from .sync import Report, SyncSpec
 from .threads import DaemonPool
 
 log = logging.getLogger("lienthong.bus")
@@ -155,6 +157,24 @@ class Endpoints:
                 log.exception("endpoint %s did not stop cleanly", adapter.endpoint)
             finally:
                 gate.release()
+
+    def run_sync(self, spec: SyncSpec, dry_run: bool) -> Report:
+        """Run one sync between two endpoints, each call through its gate (lienthong.sync)."""
+        waiting = self.not_started()
+        for name in (spec.source_endpoint, spec.target_endpoint):
+            if name in waiting:
+                raise TransientError(
+                    f"sync '{spec.name}': endpoint '{name}' has not started: {waiting[name]}"
+                )
+        source, target = spec.source_endpoint, spec.target_endpoint
+        return sync.run(
+            spec,
+            Gated(self.adapters[source], self.gates[source]),
+            Gated(self.adapters[target], self.gates[target]),
+            self.store.engine,
+            dry_run=dry_run,
+            holder=self.worker,
+        )
 
     # --- circuits ---
 
