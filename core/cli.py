@@ -27,19 +27,28 @@ from .console.i18n import duration
 from .errors import ConfigError, LienthongError, RejectedError, StoreUnavailable
 from .exits import Exit, code_of, fail, prefixed
 from .host import PluginHost
+from .mapping import MappingLibrary
 from .mapping_commands import register as register_mapping_commands
+from .store.reads import Reads
 
 console = Console()
 
 
 class State:
-    """What every subcommand shares: the config path and, loaded on demand, the bus."""
+    """What every subcommand shares: the config path and, loaded on demand, the store or the bus.
+
+    A command that only reads uses :attr:`reads` and :attr:`mappings`: the store's
+    read models and the mapping files, with no adapter built or started and no
+    broker called. A command that changes things (``run``, ``dlq replay``) builds the bus.
+    """
 
     def __init__(self, config_path: str | None) -> None:
         self.config_path = config_path
         self.host = PluginHost()
         self._config: config_module.Config | None = None
         self._bus: Any = None
+        self._reads: Reads | None = None
+        self._mappings: MappingLibrary | None = None
 
     @property
     def config(self) -> config_module.Config:
@@ -71,6 +80,31 @@ class State:
 
             self._bus = Bus(self.config, self.host)
         return self._bus
+
+    def close(self) -> None:
+        """Give back the read models' connections (the bus is closed by the command that ran it)."""
+        if self._reads is not None:
+            self._reads.close()
+            self._reads = None
+
+    @property
+    def reads(self) -> Reads:
+        """The store's read models; the schema checked, nothing started."""
+        if self._reads is None:
+            self._reads = Reads.open(self.config.bus.store.reveal())
+        return self._reads
+
+    @property
+    def mappings(self) -> MappingLibrary:
+        """The mappings as the bus loads them (bus.mappings), for reading what they made."""
+        if self._mappings is None:
+            settings = self.config.bus
+            self._mappings = MappingLibrary(
+                settings.mappings,
+                functions=self.host.xpath_functions,
+                max_bytes=settings.max_message_bytes,
+            )
+        return self._mappings
 
 
 def _json_default(value: Any) -> Any:
@@ -136,6 +170,7 @@ def cli(ctx: click.Context, config_path: str | None, log_level: str, log_json: b
     """lienthong: the integration bus between agencies' systems."""
     logs.configure(log_level, json=log_json)
     ctx.obj = State(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 pass_state = click.make_pass_decorator(State)
@@ -174,9 +209,7 @@ def _bus_when_the_store_answers(state: State, once: bool) -> Any:
     "one per worker on a host).",
 )
 @pass_state
-def run(
-    state: State, once: bool, max_seconds: float | None, metrics_port: int | None
-) -> None:
+def run(state: State, once: bool, max_seconds: float | None, metrics_port: int | None) -> None:
     """Run the bus: poll the endpoints, route, deliver, until stopped (SIGTERM or Ctrl-C)."""
     if metrics_port is not None:
         state.config.bus.metrics_port = metrics_port
@@ -211,11 +244,11 @@ def status(state: State, as_json: bool) -> None:
     from .scheduler import jobs_overview
     from .store import utcnow
 
-    store = state.bus.store
+    store = state.reads
     overview = store.pending_overview()
     sources = store.source_counts()
     now = utcnow()
-    data = {
+    data: dict[str, Any] = {
         "counts": store.counts(),
         # Per source: new messages accepted, and repeats (offered again, not stored twice).
         "received_by_endpoint": {n: v["received"] for n, v in sources.items()},
@@ -301,7 +334,7 @@ def dlq_list(
     state: State, endpoint: str | None, stage: str | None, reason: str | None, as_json: bool
 ) -> None:
     """Dead letters waiting, newest first."""
-    rows = state.bus.store.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
+    rows = state.reads.dead_letters(endpoint=endpoint, stage=stage, reason=reason)
     if as_json:
         _print_json(rows)
         return
@@ -320,7 +353,7 @@ def dlq_list(
 @pass_state
 def dlq_show(state: State, dead_id: int, as_json: bool) -> None:
     """One dead letter: reason, message, every attempt."""
-    row = state.bus.store.dead_letter(dead_id)
+    row = state.reads.dead_letter(dead_id)
     if row is None:
         raise RejectedError(f"no dead letter #{dead_id}. Hint: 'lienthong dlq list'")
     if as_json:
@@ -443,12 +476,12 @@ def trace(state: State, message_id: str, as_json: bool, lineage: bool) -> None:
     """Every hop, delivery and attempt of one message (an id or its unique prefix)."""
     from .mapping_commands import delivery_lineage
 
-    data = state.bus.store.trace(message_id)
+    data = state.reads.trace(message_id)
     if data is None:
         raise RejectedError(f"no single message with id {message_id!r}. Hint: use more of the id")
     if lineage:
         for d in data["deliveries"]:
-            d["lineage"] = delivery_lineage(state.bus, data["id"], d)
+            d["lineage"] = delivery_lineage(state.reads, state.mappings, data["id"], d)
     if as_json:
         _print_json(data)
         return

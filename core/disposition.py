@@ -4,7 +4,7 @@
 the table in :mod:`lienthong.errors` is its specification (and its test reads
 that table). The three paths then act on the disposition as follows.
 
-**A send fails** (``Bus._send_through``, then :func:`failed_send` here):
+**A send fails** (``DispatchStage.send`` in lienthong.dispatch, then :func:`failed_send` here):
 
 - ``retry``: a passing failure. The delivery waits :func:`retry_delay` (exponential,
   capped at ``retry.max_delay``, jittered), and no less than the ``retry_after`` the
@@ -27,9 +27,10 @@ one trial call succeeds. A delivery whose endpoint has not started, is busy in
 another thread, or has its circuit open is deferred the same way, before any call.
 
 **A poll fails** (the worker loop's poll round, and a job's scheduled poll go
-through ``Bus._poll_one``): the circuit is told as for a send, and the next poll
-tries again unless the circuit is open. A scheduled poll also records the error in
-its job run: ``interrupted`` for ``retry`` and ``hold``, ``error`` otherwise.
+through ``IntakeStage.poll_one`` in lienthong.intake): the circuit is told as for
+a send, and the next poll tries again unless the circuit is open. A scheduled poll
+also records the error in its job run: ``interrupted`` for ``retry`` and ``hold``,
+``error`` otherwise.
 
 **A sync fails** (``lienthong.sync.run``): ``retry`` and ``hold`` end the run
 ``interrupted`` (nothing more is applied, the cursor stays; the next tick runs it

@@ -11,8 +11,9 @@
     refuse a mapping change that alters real traffic unannounced.
 
 Inputs are kept ``bus.mapping_inputs_days`` (see docs/mappings.md, "Change a
-mapping safely"). The commands read the bus from the click context object
-(``lienthong.cli.State``): its ``bus.store`` and ``bus.mappings``.
+mapping safely"). The commands only read: they take the store's read models and
+the mapping files from the click context object (``lienthong.cli.State``:
+``reads`` and ``mappings``), and build no bus.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .errors import ConfigError, LienthongError
 from .exits import Exit
 from .mapping import Mapping, MappingLibrary
 from .regression import Report, Sample
-from .store import Store
+from .store.reads import Reads
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
@@ -72,7 +73,7 @@ class StoredDiff:
 
 
 def diff_stored(
-    store: Store,
+    store: Reads,
     library: MappingLibrary,
     name: str,
     *,
@@ -110,7 +111,9 @@ def diff_stored(
     return result
 
 
-def delivery_lineage(bus: Any, message_id: str, delivery: dict[str, Any]) -> dict[str, Any]:
+def delivery_lineage(
+    store: Reads, library: MappingLibrary, message_id: str, delivery: dict[str, Any]
+) -> dict[str, Any]:
     """Lineage of one traced delivery's body, by the version that made it, on its input.
 
     The input is the message's own body, which is what the router maps (and what
@@ -121,9 +124,10 @@ def delivery_lineage(bus: Any, message_id: str, delivery: dict[str, Any]) -> dic
     if not delivery.get("mapping"):
         return {"text": "", "origins": []}
     try:
-        _, text = bus.store.mapping_version_text(delivery["mapping"], delivery["mapping_hash"])
-        made_by = bus.mappings.load_version(text)
-        message = bus.store.message(message_id)
+        _, text = store.mapping_version_text(delivery["mapping"], delivery["mapping_hash"])
+        made_by = library.load_version(text)
+        message = store.message(message_id)
+        assert message is not None  # traced: it is in the store
         origins = lineage(made_by, message.body, delivery["mapping_params"])
     except LienthongError as exc:
         return {"text": f"cannot trace: {exc}", "origins": [], "error": str(exc)}
@@ -145,9 +149,8 @@ def _canonical(library: MappingLibrary, name: str) -> tuple[str, str | None]:
 @click.pass_obj
 def versions_command(state: Any, name: str, as_json: bool) -> None:
     """The versions of mapping NAME that made deliveries: first and last use, how many."""
-    bus = state.bus
-    canonical, current = _canonical(bus.mappings, name)
-    rows = [{**v, "current": v["hash"] == current} for v in bus.store.mapping_versions(canonical)]
+    canonical, current = _canonical(state.mappings, name)
+    rows = [{**v, "current": v["hash"] == current} for v in state.reads.mapping_versions(canonical)]
     if as_json:
         from .cli import _print_json
 
@@ -189,11 +192,10 @@ def diff_command(
     as_json: bool,
 ) -> None:
     """What the current file of mapping NAME changes in the kept real inputs; exit 1 if any."""
-    bus = state.bus
     since_utc = since.replace(tzinfo=UTC).replace(tzinfo=None) if since else None
     found = diff_stored(
-        bus.store,
-        bus.mappings,
+        state.reads,
+        state.mappings,
         name,
         version=version,
         endpoint=endpoint,

@@ -45,7 +45,8 @@ from .adapter import Secret
 from .breaker import BreakerState, CircuitBreaker
 from .errors import ConfigError, LienthongError
 from .model import Intake, Outcome, Result
-from .store import Store, utcnow
+from .store import utcnow
+from .store.reads import Reads
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Metrics:
 
     def __init__(
         self,
-        store: Store,
+        store: Reads,  # what it reads at scrape time: the read models, as any worker sees them
         breakers: Mapping[str, CircuitBreaker],
         *,
         broker: Secret | None = None,

@@ -1,0 +1,141 @@
+"""What every writer of the store shares: its engine, transactions, fast inserts, the audit chain.
+
+The write paths (:mod:`.ledger`, :mod:`.queue`, :mod:`.dead_letters`) are
+classes over this base; :class:`lienthong.store.Store` puts them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import DateTime, Table, update
+from sqlalchemy.engine import Connection, Engine
+
+from .. import audit as audit_module
+from .engine import Transaction
+from .engine import upgrade as upgrade_schema
+from .schema import audit, mapping_versions
+
+if TYPE_CHECKING:
+    from ..mapping import MappingVersion
+
+
+class Base:
+    """The engine and the helpers each write path uses inside its transactions."""
+
+    def __init__(self, engine: Engine, audit_key: bytes | None = None) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.audit_key = audit_key  # HMAC key of the audit chain (lienthong.audit)
+        # Whether mapped messages' inputs are kept (bus.mapping_inputs_days > 0).
+        self.keep_mapping_inputs = True
+        # Hashes of the mapping versions this process has stored.
+        self._versions_stored: set[str] = set()
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database file, without blocking writers."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    # --- schema ---
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (``lienthong db upgrade``)."""
+        upgrade_schema(self.engine)
+
+    # --- inside a transaction ---
+
+    def _begin(self) -> Any:
+        """A transaction whose lost or full database is one clear ``StoreUnavailable``."""
+        return Transaction(self.engine)
+
+    def _insert_ignoring_duplicates(self, conn: Connection, row: dict[str, Any]) -> bool:
+        """Insert one message unless its source key is stored; True if it was new.
+
+        Driver-level SQL, as in :meth:`_insert_many`: building a Core statement per
+        message cost several times the insert itself (every polled item has a key).
+        """
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
+        sql = (
+            f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join([mark] * len(row))}) "
+            "ON CONFLICT DO NOTHING RETURNING id"  # rowcount is not reliable on every driver
+        )
+        values = tuple(
+            v.isoformat(" ", "microseconds") if sqlite and isinstance(v, datetime) else v
+            for v in row.values()
+        )
+        return conn.exec_driver_sql(sql, values).first() is not None
+
+    def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows with the driver's executemany: the hot path skips Core's per-value work.
+
+        Rows must carry every column of ``table`` except autoincrement keys.
+        SQLite gets times as text in the layout SQLAlchemy reads back.
+        """
+        if not rows:
+            return
+        targets = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
+        columns = [c.name for c in targets]
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
+        placeholders = ", ".join([mark] * len(columns))
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
+        values = [[row.get(name) for name in columns] for row in rows]
+        if sqlite:
+            times = [i for i, c in enumerate(targets) if isinstance(c.type, DateTime)]
+            shown: dict[datetime, str] = {}  # a batch shares a handful of timestamps
+            for record in values:
+                for i in times:
+                    value = record[i]
+                    if value is not None:
+                        text = shown.get(value)
+                        if text is None:
+                            text = shown[value] = value.isoformat(" ", "microseconds")
+                        record[i] = text
+        conn.exec_driver_sql(sql, [tuple(record) for record in values])
+
+    def _append_audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Append records to the audit trail, chained by hash (see lienthong.audit).
+
+        Called last in a transaction: on PostgreSQL the chain's lock is held
+        from here to the commit.
+        """
+        if rows:
+            self._insert_many(conn, audit, audit_module.chain(conn, audit, rows, self.audit_key))
+
+    def _store_versions(
+        self, conn: Connection, versions: Iterable[MappingVersion], now: datetime
+    ) -> set[str]:
+        """Keep each version's text under its hash (once) and note it as used now.
+
+        Called only with versions this process has not stored yet, so the hot
+        path writes nothing here. Returns the hashes to remember once the
+        transaction commits.
+        """
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        done: set[str] = set()
+        for version in versions:
+            conn.execute(
+                dialect.insert(mapping_versions)
+                .values(
+                    hash=version.hash,
+                    mapping=version.name,
+                    text=version.to_text(),
+                    first_used=now,
+                    last_used=now,
+                )
+                .on_conflict_do_nothing(index_elements=[mapping_versions.c.hash])
+            )
+            conn.execute(
+                update(mapping_versions)
+                .where(mapping_versions.c.hash == version.hash)
+                .values(last_used=now)
+            )
+            done.add(version.hash)
+        return done

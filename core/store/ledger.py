@@ -1,0 +1,206 @@
+"""The write path in: accept messages with their deliveries or dead letters, in one transaction.
+
+Also what the bus records beside it: each source's counts, each endpoint's
+circuit as a worker sees it, and the purge of kept mapping inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Connection
+
+from ..model import DeliveryState, Intake, MessageState
+from .base import Base
+from .schema import (
+    dead_letters,
+    deliveries,
+    endpoint_health,
+    headers_text,
+    mapping_inputs,
+    messages,
+    source_counts,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from ..mapping import MappingVersion
+
+
+class Ledger(Base):
+    """Messages in: stored once by source key, with what they became, and audited."""
+
+    def accept(
+        self,
+        intakes: Sequence[Intake],
+        *,
+        enqueued: bool = False,
+        claim: tuple[str, timedelta] | None = None,
+    ) -> list[tuple[Intake, bool]]:
+        """Store messages with their deliveries or dead letters, all in one transaction.
+
+        Returns each intake with ``True`` when it was new, ``False`` when the
+        store already had its source key (a redelivery by the source).
+        ``enqueued`` notes that the caller publishes the deliveries to a queue
+        right after the commit; if it never does, the relay does after a while.
+        ``claim`` (worker, lease) claims the new deliveries for the caller, which
+        sends them straight from memory; if it dies, the lease runs out.
+        """
+        now = utcnow()
+        claimed_by, claimed_until = (claim[0], now + claim[1]) if claim else (None, None)
+        results: list[tuple[Intake, bool]] = []
+        delivery_rows: list[dict[str, Any]] = []
+        dead_rows: list[dict[str, Any]] = []
+        audit_rows: list[dict[str, Any]] = []
+        input_rows: list[dict[str, Any]] = []
+        versions: dict[str, MappingVersion] = {}
+        with self._begin() as conn:
+            plain_rows: list[dict[str, Any]] = []
+            for intake in intakes:
+                m = intake.message
+                row = {
+                    "id": m.id,
+                    "correlation_id": m.correlation_id,
+                    "kind": m.kind,
+                    "source": m.source,
+                    "source_key": m.source_key,
+                    "headers": headers_text(m.headers),
+                    "body": m.body,
+                    "created_at": m.created_at.astimezone(UTC).replace(tzinfo=None),
+                    "accepted_at": now,
+                    "state": MessageState.PARKED if intake.parked else MessageState.ROUTED,
+                }
+                if m.source_key is None:
+                    plain_rows.append(row)
+                elif not self._insert_ignoring_duplicates(conn, row):
+                    results.append((intake, False))
+                    continue
+                results.append((intake, True))
+                # Accepting and routing are one transaction, so one hop: the record
+                # names where the message goes.
+                routed = "; ".join(f"to {o.endpoint} by route {o.route}" for o in intake.outgoing)
+                audit_rows.append(
+                    {
+                        "message_id": m.id,
+                        "at": now,
+                        "event": "accepted",
+                        "endpoint": m.source,
+                        "detail": f"{m.kind}, {len(m.body)} bytes"
+                        + (f"; {routed}" if routed else ""),
+                    }
+                )
+                if intake.parked:
+                    dead_rows.append(
+                        {
+                            "message_id": m.id,
+                            "delivery_id": None,
+                            "endpoint": None,
+                            "stage": intake.stage,
+                            "reason": intake.parked,
+                            "created_at": now,
+                        }
+                    )
+                    audit_rows.append(
+                        {
+                            "message_id": m.id,
+                            "at": now,
+                            "event": "dead-lettered",
+                            "endpoint": None,
+                            "detail": intake.parked,
+                        }
+                    )
+                mapped = False
+                for out in intake.outgoing:
+                    version = out.mapping
+                    if version is not None:
+                        mapped = True
+                        if version.hash not in self._versions_stored:
+                            versions[version.hash] = version
+                    delivery_rows.append(
+                        {
+                            "id": out.key,
+                            "message_id": m.id,
+                            "route": out.route,
+                            "endpoint": out.endpoint,
+                            "headers": headers_text(out.headers),
+                            "body": out.body,
+                            "state": DeliveryState.PENDING,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                            "enqueued_at": now if enqueued else None,
+                            # An ordered delivery waits for the store's check of its group.
+                            "claimed_by": None if out.order else claimed_by,
+                            "claimed_until": None if out.order else claimed_until,
+                            "order_group": out.order[0] if out.order else None,
+                            "order_seq": out.order[1] if out.order else None,
+                            "mapping": version.name if version else None,
+                            "mapping_hash": version.hash if version else None,
+                            "mapping_params": headers_text(out.params) if version else None,
+                        }
+                    )
+                if mapped and self.keep_mapping_inputs:
+                    input_rows.append({"message_id": m.id, "kept_at": now, "body": m.body})
+            if plain_rows:
+                self._insert_many(conn, messages, plain_rows)
+            if delivery_rows:
+                self._insert_many(conn, deliveries, delivery_rows)
+            if input_rows:
+                self._insert_many(conn, mapping_inputs, input_rows)
+            stored_versions = self._store_versions(conn, versions.values(), now)
+            if dead_rows:
+                conn.execute(insert(dead_letters), dead_rows)
+            self._count_sources(conn, results, now)
+            self._append_audit(conn, audit_rows)
+        self._versions_stored.update(stored_versions)
+        return results
+
+    def _count_sources(
+        self, conn: Connection, results: Sequence[tuple[Intake, bool]], now: datetime
+    ) -> None:
+        """Add a batch's new messages and repeats to each source's totals."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        tally: dict[str, list[int]] = {}
+        for intake, is_new in results:
+            counts = tally.setdefault(intake.message.source, [0, 0])
+            counts[0 if is_new else 1] += 1
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        for source, (new, repeats) in sorted(tally.items()):
+            statement = dialect.insert(source_counts).values(
+                endpoint=source, received=new, repeats=repeats, updated_at=now
+            )
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[source_counts.c.endpoint],
+                    set_={
+                        "received": source_counts.c.received + new,
+                        "repeats": source_counts.c.repeats + repeats,
+                        "updated_at": now,
+                    },
+                )
+            )
+
+    def set_endpoint_health(self, endpoint: str, state: str, detail: str, worker: str) -> None:
+        """Record an endpoint's circuit state as one worker sees it."""
+        with self._begin() as conn:
+            conn.execute(delete(endpoint_health).where(endpoint_health.c.endpoint == endpoint))
+            conn.execute(
+                insert(endpoint_health).values(
+                    endpoint=endpoint,
+                    state=state,
+                    detail=detail,
+                    worker=worker,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def purge_mapping_inputs(self, before: datetime) -> int:
+        """Forget the inputs kept before ``before`` (bus.mapping_inputs_days)."""
+        with self._begin() as conn:
+            return conn.execute(
+                delete(mapping_inputs).where(mapping_inputs.c.kept_at < before)
+            ).rowcount
