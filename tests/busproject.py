@@ -118,6 +118,31 @@ class BusProject:
             if p.is_file() and not p.name.startswith(".")
         }
 
+    def wait_for_consumers(self, amqp_url: str, endpoint: str, count: int, timeout: float) -> None:
+        """Wait until ``count`` workers consume ``endpoint``'s queue (their start is slow on a
+        busy machine: without this, the first one up may take every message)."""
+        from kombu import Connection
+
+        from lienthong.relay import queue_for
+
+        deadline = time.monotonic() + timeout
+        with Connection(amqp_url, connect_timeout=5) as conn:
+            while True:
+                try:
+                    _, _, consumers = queue_for(endpoint)(conn.channel()).queue_declare(
+                        passive=True
+                    )
+                except Exception:  # not declared yet: no worker is up
+                    consumers = 0
+                if consumers >= count:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{consumers} of {count} workers consume {endpoint} after {timeout:g} s:"
+                        f"\n{self.logs()}"
+                    )
+                time.sleep(0.2)
+
     def wait_for(self, count: int, timeout: float) -> dict[str, bytes]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -16,9 +16,10 @@ def test_two_workers_carry_folder_to_folder_through_a_mapping(
     refused = bus_project.command("run", "--once")
     assert refused.returncode == 4 and "lienthong db upgrade" in refused.stderr
     assert bus_project.command("db", "upgrade").returncode == 0
+    bus_project.start_worker()
+    bus_project.start_worker()
+    bus_project.wait_for_consumers(amqp_url, f"out-{unique}", 2, timeout=60)
     written = bus_project.drop(300)
-    bus_project.start_worker()
-    bus_project.start_worker()
     outputs = bus_project.wait_for(300, timeout=120)
     bus_project.kill_all()
     assert_each_delivered_once(bus_project, written, outputs)
