@@ -1125,7 +1125,7 @@ class Demo:
         """
         from lienthong.adapter import Secret
 
-        from ..document_axis import edxml, signature
+        from ..document_axis import edxml
         from ..document_axis.client import AxisClient
 
         assert self.pki is not None
@@ -1137,29 +1137,47 @@ class Demo:
                 assert isinstance(letter, edxml.Document)
                 client.update_status(item.doc_id, "done")
                 for code, text in OPINION_ANSWERS:
-                    status = edxml.Status(
-                        sender=edxml.Organization(organ_id=UBND, organ_name=NAMES[UBND]),
-                        response_for=edxml.ResponseFor(
-                            organ_id=letter.sender.organ_id,
-                            code=f"{letter.code_number}/{letter.code_notation}",
-                            promulgation_date=letter.promulgation_date,
-                            document_id=letter.document_id,
-                        ),
-                        staff=edxml.StaffInfo(department=OPINION_STAFF[0], staff=OPINION_STAFF[1]),
-                        status_code=code,
-                        description=text,
-                        timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
-                    )
-                    client.send(
-                        signature.sign(edxml.build(status), self.pki.signers[UBND]),
-                        organ_id=UBND,
-                        message_type="status",
-                        key=f"{item.doc_id}-{code}",
+                    self._send_status(
+                        client, UBND, letter, OPINION_STAFF, code, text, f"{item.doc_id}-{code}"
                     )
                 answered += 1
         finally:
             client.session.close()
         return answered
+
+    def _send_status(
+        self,
+        client: Any,
+        organ: str,
+        document: Any,
+        staff: tuple[str, str],
+        code: str,
+        text: str,
+        key: str,
+    ) -> None:
+        """``organ``'s document system answers ``document`` with status ``code``, signed."""
+        from ..document_axis import edxml, signature
+
+        assert self.pki is not None
+        status = edxml.Status(
+            sender=edxml.Organization(organ_id=organ, organ_name=NAMES[organ]),
+            response_for=edxml.ResponseFor(
+                organ_id=document.sender.organ_id,
+                code=f"{document.code_number}/{document.code_notation}",
+                promulgation_date=document.promulgation_date,
+                document_id=document.document_id,
+            ),
+            staff=edxml.StaffInfo(department=staff[0], staff=staff[1]),
+            status_code=code,
+            description=text,
+            timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
+        )
+        client.send(
+            signature.sign(edxml.build(status), self.pki.signers[organ]),
+            organ_id=organ,
+            message_type="status",
+            key=key,
+        )
 
     def _ask_recall(self, recalled: str) -> None:
         """UBND tỉnh's document system asks the recipients to recall a document (status 13)."""
@@ -1316,7 +1334,7 @@ class Demo:
         """
         from lienthong.adapter import Secret
 
-        from ..document_axis import edxml, signature
+        from ..document_axis import edxml
         from ..document_axis.client import AxisClient
 
         client = AxisClient(self.sandboxes.axis.url, FINANCE_SYSTEM[0], Secret(FINANCE_SYSTEM[1]))
@@ -1353,25 +1371,14 @@ class Demo:
                 )
             for item, report, steps in received:
                 for code, text in steps:
-                    status = edxml.Status(
-                        sender=edxml.Organization(organ_id=STC, organ_name=NAMES[STC]),
-                        response_for=edxml.ResponseFor(
-                            organ_id=report.sender.organ_id,
-                            code=f"{report.code_number}/{report.code_notation}",
-                            promulgation_date=report.promulgation_date,
-                            document_id=report.document_id,
-                        ),
-                        staff=edxml.StaffInfo(department="Văn phòng Sở", staff="Văn thư"),
-                        status_code=code,
-                        description=text,
-                        timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
-                    )
-                    assert self.pki is not None
-                    client.send(
-                        signature.sign(edxml.build(status), self.pki.signers[STC]),
-                        organ_id=STC,
-                        message_type="status",
-                        key=f"{item.doc_id}-{code}",
+                    self._send_status(
+                        client,
+                        STC,
+                        report,
+                        ("Văn phòng Sở", "Văn thư"),
+                        code,
+                        text,
+                        f"{item.doc_id}-{code}",
                     )
                 answered += 1
         finally:
