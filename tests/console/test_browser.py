@@ -141,14 +141,38 @@ def log_in(driver: Any, world: World, uid: str, password: str | None = None) -> 
     driver.get(world.url + "login")
     find(driver, "#username").send_keys(uid)
     find(driver, "#password").send_keys(password or PEOPLE[uid][0])
-    button = find(driver, "#login")
-    button.click()
     # Wait for the answer to the login (a new page, whether in or refused): going on
     # before it arrives would abort the POST and leave the browser logged out.
-    from selenium.webdriver.support import expected_conditions
+    click_through(driver, find(driver, "#login"))
+
+
+def click_through(driver: Any, element: Any) -> None:
+    """Click ``element`` and wait for the page it leads to: a ``find`` right after a click
+    may otherwise match the old page (both have an ``h1``) and read it as it goes."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
+    element.click()
+    WebDriverWait(driver, 15).until(lambda _: gone(element))
+
+
+def gone(element: Any) -> bool:
+    """Whether ``element`` left the page (a new page came).
+
+    Chromium sometimes answers a question about an element of a page it has just
+    replaced with "Node with given id does not belong to the document", an unknown
+    error rather than a stale element: both mean the old page is gone.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 _names = itertools.count(1)
@@ -179,21 +203,21 @@ def test_an_operator_logs_in_replays_a_dead_letter_and_sees_it_delivered(page, w
     assert "lan · người vận hành" in page.page_source
     shot(page, "overview")
 
-    page.find_element("link text", "Thông điệp lỗi").click()
+    click_through(page, page.find_element("link text", "Thông điệp lỗi"))
     row = find(page, f'#dead-letters a[href="/dead-letters/{dead}"]')
     shot(page, "dead-letters")
-    row.click()
+    click_through(page, row)
     assert "already exists with other content" in find(page, "#reason").text
     shot(page, "dead-letter")
 
     world.project.fix_cause()
-    find(page, "#replay").click()
+    click_through(page, find(page, "#replay"))
     assert "Gửi lại 1 thông điệp lỗi?" in find(page, "h1").text
-    find(page, "#confirm").click()
+    click_through(page, find(page, "#confirm"))
     assert find(page, "#result").text == "Đã gửi lại 1, thất bại 0"
 
     page.get(world.url + f"dead-letters/{dead}")
-    find(page, "#trace-link").click()
+    click_through(page, find(page, "#trace-link"))
 
     def delivered() -> bool:
         if missing(page, '[data-state="delivered"]'):
