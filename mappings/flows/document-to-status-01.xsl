@@ -2,7 +2,8 @@
 <!-- An edXML document that arrived from the axis -> the status 01 ("arrived") the
      receiving agency sends back to the sender (QCVN 102:2016 status message).
      Params: organ_id, organ_name (the receiving agency: the axis endpoint's organ_id),
-     staff (who or what received it), timestamp (yyyy/MM/dd HH:mm:ss; empty: now, UTC). -->
+     staff (who or what received it), timestamp (yyyy/MM/dd HH:mm:ss; empty: now in Vietnam, as edXML times are written:
+     UTC+7 all year, whatever the machine's own zone). -->
 <xsl:stylesheet version="1.0"
     xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
     xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -20,7 +21,7 @@
     <xsl:if test="not($h/edXML:DocumentId) or $organ_id = ''">
       <xsl:message terminate="yes">status 01: the document has no DocumentId, or the route gives no organ_id param</xsl:message>
     </xsl:if>
-    <xsl:variable name="now" select="date:date-time()"/>
+    <xsl:variable name="now" select="date:add('1970-01-01T07:00:00', concat('PT', date:seconds(date:date-time()), 'S'))"/>
     <edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">
       <edXML:edXMLEnvelope>
         <edXML:edXMLHeader>

@@ -746,7 +746,7 @@ def _status(organ: str, answered: str, document: str, code: str, text: str) -> A
         staff=edxml.StaffInfo(department="Văn thư", staff="Văn thư điện tử"),
         status_code=code,
         description=text,
-        timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
+        timestamp=datetime.now(VN).strftime("%Y/%m/%d %H:%M:%S"),
     )
 
 
@@ -1038,7 +1038,7 @@ class Demo:
 
     def _seed(self, n: int) -> None:
         assert self.pki is not None
-        today = datetime.now(UTC).strftime("%Y/%m/%d")
+        today = datetime.now(VN).strftime("%Y/%m/%d")
         for doc in DOCUMENTS.get(n, ()):
             body = build_document(doc, self.pki, today)
             self.sandboxes.axis.deliver(doc.sender, list(doc.recipients), body)
@@ -1049,7 +1049,7 @@ class Demo:
             debit, credit = ("1111", "5111") if voucher.kind == "receipt" else ("6612", "1111")
             sandbox.add_voucher(
                 kind=voucher.kind,
-                date=datetime.now(UTC).date().isoformat(),
+                date=datetime.now(VN).date().isoformat(),
                 agencyCode=voucher.agency,
                 debitAccount=debit,
                 creditAccount=credit,
@@ -1170,7 +1170,7 @@ class Demo:
             staff=edxml.StaffInfo(department=staff[0], staff=staff[1]),
             status_code=code,
             description=text,
-            timestamp=datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S"),
+            timestamp=datetime.now(VN).strftime("%Y/%m/%d %H:%M:%S"),
         )
         client.send(
             signature.sign(edxml.build(status), self.pki.signers[organ]),

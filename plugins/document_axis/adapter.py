@@ -561,7 +561,7 @@ class AxisAdapter(Adapter):
             organ_name=self.settings.get("organ_name"),
             sender=sender,
             problems=inspection.problems,
-            now=self.services.clock().astimezone(),
+            now=edxml.axis_now(self.services.clock()),
         )
         body = self._signed(edxml_build(status))
         status_doc_id = self._client().send(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def edxml_group() -> None:
 @click.option(
     "--today",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y/%m/%d"]),
-    help="Day that dates must not be after (default: today).",
+    help="Day that dates must not be after (default: today in Vietnam, Asia/Ho_Chi_Minh).",
 )
 @click.option(
     "--max-attachment-bytes",
@@ -65,7 +65,7 @@ def edxml_group() -> None:
 )
 def validate_command(files: tuple[Path, ...], today: object, max_attachment_bytes: int) -> None:
     """Check FILES as the axis adapter's intake does; exit 1 if any has an error."""
-    now = today.date() if today is not None else date.today()  # type: ignore[attr-defined]
+    now = today.date() if today is not None else edxml.axis_today()  # type: ignore[attr-defined]
     bad = 0
     for path in files:
         problems = validation.check(_read(path), now=now, max_attachment_bytes=max_attachment_bytes)

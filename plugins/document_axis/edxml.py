@@ -30,8 +30,9 @@ import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from lxml import etree
 
@@ -42,6 +43,25 @@ NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 DATE_FORMAT = "%Y/%m/%d"
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S"
+
+#: The zone edXML dates and timestamps are written in: the axis and every agency on it
+#: are in Vietnam, and its documents carry local dates with no offset.
+AXIS_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def axis_now(at: datetime | None = None) -> datetime:
+    """``at`` (now by default) in Vietnam's zone, as edXML timestamps are written."""
+    return (at or datetime.now(UTC)).astimezone(AXIS_ZONE)
+
+
+def axis_today(at: datetime | None = None) -> date:
+    """The day in Vietnam at ``at`` (now by default): what a ``PromulgationDate`` of today reads.
+
+    Not the machine's ``date.today()``: from 17:00 UTC Vietnam is already on the
+    next day, and a document an agency dated today must not look dated in the future.
+    """
+    return axis_now(at).date()
+
 
 STATUS_MEANINGS: dict[str, str] = {
     "01": "arrived: the receiving system has it, the clerk has not handled it",

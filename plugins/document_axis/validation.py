@@ -35,7 +35,15 @@ import lienthong.mappings
 from lienthong.errors import RejectedError
 from lienthong.xml import DEFAULT_MAX_BYTES, XmlRejected, load_schema, parse
 
-from .edxml import DATE_FORMAT, NS, STATUS_MEANINGS, TIMESTAMP_FORMAT, Attachment, text_of
+from .edxml import (
+    DATE_FORMAT,
+    NS,
+    STATUS_MEANINGS,
+    TIMESTAMP_FORMAT,
+    Attachment,
+    axis_today,
+    text_of,
+)
 
 #: The adapter's default ``max_attachment_bytes``: the largest attachment, zipped or opened.
 DEFAULT_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -103,7 +111,7 @@ def check(
 ) -> list[Problem]:
     """Every problem in ``data``, errors and warnings; no error means the message is valid.
 
-    ``now`` is the day dates must not be after (today by default);
+    ``now`` is the day dates must not be after (today in Vietnam by default);
     ``max_attachment_bytes`` bounds each attachment, zipped and opened.
     """
     try:
@@ -145,7 +153,7 @@ def check_tree(
             )
         ]
     problems = _schema_problems(tree)
-    problems += _Rules(root, now or date.today(), max_attachment_bytes, decoded).run()
+    problems += _Rules(root, now or axis_today(), max_attachment_bytes, decoded).run()
     return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
