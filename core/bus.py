@@ -102,6 +102,9 @@ class Bus:
     the lifecycle (start, close), the loop, and one-line doors into the stages
     for the CLI, the console, jobs and tests.
 
+    Why it is long: it is the composition root; its lines are the lifecycle in
+    order and one-line doors, each stage's logic lives in that stage's module.
+
     Threads and what they own (docs/architecture.md, "Threads"): the thread that
     calls :meth:`run` delivers, consumes the queues and owns the consumer's
     connection; sources are polled on a pool of ``bus.poll_threads`` daemon
