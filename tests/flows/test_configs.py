@@ -23,6 +23,8 @@ SECRETS = [
     "SMTP_PASSWORD",
     "SIGNING_PASSWORD_SYT",
     "SIGNING_PASSWORD_SGD",
+    "ONESTOP_CLIENT_SECRET",
+    "PORTAL_PASSWORD",
 ]
 ENVIRON = {
     **{name: f"value-of-{name}" for name in SECRETS},
@@ -56,10 +58,15 @@ def test_production_example_takes_every_secret_from_the_environment() -> None:
         "budget-decisions-syt",
         "reports-syt",
         "statuses-in-syt",
+        "dossiers-to-portal",
+        "steps-to-portal",
+        "opinions-asked-sgd",
+        "opinions-answered-sgd",
+        "results-mailed",
     }
     for name, ep in cfg.endpoints.items():
         assert not ep.settings.get("sandbox"), name
-        for key in ("url", "wsdl", "smtp_host"):
+        for key in ("url", "wsdl", "smtp_host", "base_url", "login_path"):
             value = str(ep.settings.get(key) or "")
             assert "127.0.0.1" not in value and "localhost" not in value, name
     text = PRODUCTION.read_text(encoding="utf-8")
