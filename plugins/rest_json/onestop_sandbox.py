@@ -3,10 +3,9 @@
 For tests and demos only. It stands in for a province's one-stop-shop
 ("một cửa") system as the provincial integration platform (LGSP) exposes it:
 
-- ``POST /oauth2/token``: OAuth2 client credentials (the platform's app name and
-  secret, in a Basic header or the form) give a bearer token for ``token_ttl``
-  seconds; other schemes for tests: ``auth="api_key"`` (``X-API-Key``),
-  ``"basic"``, ``"hmac"`` (the REST adapter's default HMAC headers), ``"none"``;
+- the platform's gateway in front of it (``gateway_sandbox.py``): ``POST
+  /oauth2/token`` gives a bearer token for OAuth2 client credentials; other
+  schemes for tests: ``auth="api_key"``, ``"basic"``, ``"hmac"``, ``"none"``;
 - answers wrapped as the platform wraps them, ``{code, status, correlationId,
   response}``; errors 401 (no or bad token), 403 (not allowed), 404, 400, 429;
 - ``GET /api/v1/dossiers?updated_since=&page=&per_page=``: dossiers changed at
@@ -31,18 +30,14 @@ dossiers and their steps) computed on the fly, for the benchmark.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import secrets
-import time
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from .sandbox import JsonSandbox, Reply, SandboxRequest, lgsp, lgsp_error
+from .gateway_sandbox import GatewaySandbox
+from .sandbox import Reply, SandboxRequest, lgsp, lgsp_error
 
 ICT = "+07:00"
 AGENCIES = [
@@ -181,44 +176,20 @@ def _seq(cursor: str) -> int:
         raise lgsp_error(400, f"cursor {cursor!r} is not one this system gave") from exc
 
 
-class OneStopSandbox(JsonSandbox):
+class OneStopSandbox(GatewaySandbox):
     """SANDBOX one-stop-shop system (see the module docstring)."""
 
     name = "onestop"
 
-    def __init__(
-        self,
-        *,
-        auth: str = "oauth2",
-        client_id: str = "lienthong-motcua",
-        client_secret: str = "sandbox-secret",
-        api_key: str = "sandbox-api-key",
-        hmac_key_id: str = "lienthong",
-        hmac_secret: str = "sandbox-hmac-secret",
-        token_ttl: float = 3600.0,
-        procedures: int = 25,
-        **server: Any,
-    ) -> None:
-        super().__init__(**server)
-        self.auth = auth
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.api_key = api_key
-        self.hmac_key_id = hmac_key_id
-        self.hmac_secret = hmac_secret
-        self.token_ttl = token_ttl
-        self.tokens: dict[str, float] = {}
-        self.tokens_issued = 0
-        self.refused: list[str] = []
-        self.forbidden: set[str] = set()
-        self._nonces: set[str] = set()
+    def __init__(self, *, procedures: int = 25, **gateway: Any) -> None:
+        """``gateway``: the platform's credentials (:class:`GatewaySandbox`), then the server's."""
+        super().__init__(**gateway)
         self.dossiers: dict[str, dict[str, Any]] = {}
         self.steps: list[dict[str, Any]] = []
         self.year: Year | None = None
         self.procedures = procedures
         self._idempotent: dict[str, dict[str, Any]] = {}
         self._clock = 0
-        self.route("POST", r"/oauth2/token", self._token, "token")
         self.route("GET", r"/api/v1/dossiers", self._list_dossiers, "dossiers")
         self.route("GET", r"/api/v1/dossiers/(?P<no>[^/]+)", self._get_dossier, "dossier")
         self.route("POST", r"/api/v1/dossiers/(?P<no>[^/]+)/steps", self._post_step, "add-step")
@@ -323,11 +294,6 @@ class OneStopSandbox(JsonSandbox):
             self.year.released = max(0, min(int(body["dossiers"]), self.year.dossiers))
         return Reply(200, {"released": self.year.released})
 
-    def expire_tokens(self) -> None:
-        """Forget every issued token, as a token service restart or a revocation would."""
-        with self.lock:
-            self.tokens.clear()
-
     def stats(self) -> dict[str, Any]:
         base = super().stats()
         with self.lock:
@@ -345,96 +311,10 @@ class OneStopSandbox(JsonSandbox):
         self._clock += 1
         return datetime.now(UTC).replace(microsecond=0) + timedelta(microseconds=self._clock)
 
-    # --- authentication ---
-
-    def _token(self, request: SandboxRequest) -> Reply:
-        if self.auth != "oauth2":
-            return lgsp_error(404, "this system does not issue tokens")
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
-        client, secret = form.get("client_id", ""), form.get("client_secret", "")
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Basic "):
-            try:
-                client, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-            except ValueError:
-                client, secret = "", ""
-        if form.get("grant_type") != "client_credentials":
-            return Reply(400, {"error": "unsupported_grant_type"})
-        if not (
-            hmac.compare_digest(client.encode(), self.client_id.encode())
-            and hmac.compare_digest(secret.encode(), self.client_secret.encode())
-        ):
-            return Reply(401, {"error": "invalid_client"})
-        token = secrets.token_urlsafe(24)
-        with self.lock:
-            self.tokens[token] = time.monotonic() + self.token_ttl
-            self.tokens_issued += 1
-        return Reply(
-            200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl)}
-        )
-
-    def _check(self, request: SandboxRequest) -> None:
-        if request.path in self.forbidden:
-            raise lgsp_error(403, "this application may not call this resource")
-        if self.auth == "none":
-            return
-        if self.auth == "oauth2":
-            header = request.headers.get("Authorization", "")
-            token = header[7:] if header.startswith("Bearer ") else ""
-            with self.lock:
-                expires = self.tokens.get(token)
-            if expires is None or expires < time.monotonic():
-                self.refused.append(request.path)
-                raise lgsp_error(
-                    401,
-                    "invalid or expired token",
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                )
-        elif self.auth == "api_key":
-            if not hmac.compare_digest(
-                request.headers.get("X-API-Key", "").encode(), self.api_key.encode()
-            ):
-                raise lgsp_error(401, "invalid API key")
-        elif self.auth == "basic":
-            expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
-            if not hmac.compare_digest(
-                request.headers.get("Authorization", "").encode(), f"Basic {expected}".encode()
-            ):
-                raise lgsp_error(401, "invalid credentials")
-        elif self.auth == "hmac":
-            self._check_hmac(request)
-
-    def _check_hmac(self, request: SandboxRequest) -> None:
-        headers = request.headers
-        key_id = headers.get("X-Key-Id", "")
-        timestamp = headers.get("X-Timestamp", "")
-        nonce = headers.get("X-Nonce", "")
-        signature = headers.get("X-Signature", "")
-        if key_id != self.hmac_key_id or not timestamp.isdigit() or not nonce:
-            raise lgsp_error(401, "missing or unknown signature headers")
-        if abs(time.time() - int(timestamp)) > 300:
-            raise lgsp_error(401, "signature timestamp outside five minutes")
-        text = "\n".join(
-            [
-                request.method,
-                request.target,
-                timestamp,
-                nonce,
-                hashlib.sha256(request.body).hexdigest(),
-            ]
-        )
-        expected = hmac.new(self.hmac_secret.encode(), text.encode(), hashlib.sha256).hexdigest()
-        with self.lock:
-            if nonce in self._nonces:
-                raise lgsp_error(401, "nonce already used")
-            self._nonces.add(nonce)
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
-            raise lgsp_error(401, "bad signature")
-
     # --- resources ---
 
     def _list_dossiers(self, request: SandboxRequest) -> Reply:
-        self._check(request)
+        self.authorize(request)
         since = request.query.get("updated_since", "")
         page = _positive(request.query.get("page", "1"), "page")
         per_page = min(_positive(request.query.get("per_page", "100"), "per_page"), MAX_PAGE)
@@ -458,7 +338,7 @@ class OneStopSandbox(JsonSandbox):
         )
 
     def _get_dossier(self, request: SandboxRequest) -> Reply:
-        self._check(request)
+        self.authorize(request)
         with self.lock:
             dossier = self.dossiers.get(request.params["no"])
         if dossier is None:
@@ -466,7 +346,7 @@ class OneStopSandbox(JsonSandbox):
         return Reply(200, lgsp(dict(dossier)))
 
     def _list_steps(self, request: SandboxRequest) -> Reply:
-        self._check(request)
+        self.authorize(request)
         after = _seq(request.query.get("cursor", ""))
         limit = min(_positive(request.query.get("limit", "100"), "limit"), MAX_PAGE)
         if self.year is not None:
@@ -482,7 +362,7 @@ class OneStopSandbox(JsonSandbox):
         )
 
     def _list_procedures(self, request: SandboxRequest) -> Reply:
-        self._check(request)
+        self.authorize(request)
         start = _positive(request.query.get("from", "1"), "from")
         limit = min(_positive(request.query.get("limit", "10"), "limit"), MAX_PAGE)
         end = min(start + limit, self.procedures + 1)
@@ -503,7 +383,7 @@ class OneStopSandbox(JsonSandbox):
         return Reply(200, lgsp({"items": items, "links": links}))
 
     def _post_step(self, request: SandboxRequest) -> Reply:
-        self._check(request)
+        self.authorize(request)
         number = request.params["no"]
         key = request.headers.get("Idempotency-Key", "")
         with self.lock:
