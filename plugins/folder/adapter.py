@@ -182,6 +182,7 @@ class FolderAdapter(Adapter):
             self.errors = self._side("error_dir", ".error")
 
     def stop(self) -> None:
+        self.__dict__.pop("snapshot", None)  # it reads through the folder closed below
         for name in ("folder", "processed", "errors"):
             directory = self.__dict__.pop(name, None)
             if directory is not None:
