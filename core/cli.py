@@ -37,9 +37,10 @@ console = Console()
 class State:
     """What every subcommand shares: the config path and, loaded on demand, the store or the bus.
 
-    A command that only reads uses :attr:`reads` and :attr:`mappings`: the store's
-    read models and the mapping files, with no adapter built or started and no
-    broker called. A command that changes things (``run``, ``dlq replay``) builds the bus.
+    A command that only reads uses :attr:`reads` (or its :attr:`read_engine`) and
+    :attr:`mappings`: the store's read models and the mapping files, with no
+    adapter built or started and no broker called. A command that changes things
+    (``run``, ``dlq replay``, ``sync run``) builds the bus.
     """
 
     def __init__(self, config_path: str | None) -> None:
@@ -65,6 +66,11 @@ class State:
     @property
     def jobs(self) -> Any:
         return self.config.jobs
+
+    @property
+    def read_engine(self) -> Any:
+        """The store's engine for ``jobs``, ``sync runs`` and ``sync report``: no bus built."""
+        return self.reads.engine
 
     def adapter(self, endpoint: str) -> Any:
         if endpoint not in self.bus.adapters:
