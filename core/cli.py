@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,10 @@ console = Console()
 class State:
     """What every subcommand shares: the config path and, loaded on demand, the store or the bus.
 
-    A command that only reads uses :attr:`reads` and :attr:`mappings`: the store's
-    read models and the mapping files, with no adapter built or started and no
-    broker called. A command that changes things (``run``, ``dlq replay``) builds the bus.
+    A command that only reads uses :attr:`reads` (or its :attr:`read_engine`) and
+    :attr:`mappings`: the store's read models and the mapping files, with no
+    adapter built or started and no broker called. A command that changes things
+    (``run``, ``dlq replay``, ``sync run``) builds the bus.
     """
 
     def __init__(self, config_path: str | None) -> None:
@@ -65,6 +66,11 @@ class State:
     @property
     def jobs(self) -> Any:
         return self.config.jobs
+
+    @property
+    def read_engine(self) -> Any:
+        """The store's engine for ``jobs``, ``sync runs`` and ``sync report``: no bus built."""
+        return self.reads.engine
 
     def adapter(self, endpoint: str) -> Any:
         if endpoint not in self.bus.adapters:
@@ -242,12 +248,12 @@ def status(state: State, as_json: bool) -> None:
     """Counts, and per endpoint the queue depth, lag, retries and circuit; the jobs' last runs."""
     from .holders import live_holders
     from .scheduler import jobs_overview
-    from .store import utcnow
+    from .store.reads import age_seconds
 
     store = state.reads
     overview = store.pending_overview()
     sources = store.source_counts()
-    now = utcnow()
+    now = datetime.now(UTC)
     data: dict[str, Any] = {
         "counts": store.counts(),
         # Per source: new messages accepted, and repeats (offered again, not stored twice).
@@ -255,9 +261,7 @@ def status(state: State, as_json: bool) -> None:
         "repeats_by_endpoint": {n: v["repeats"] for n, v in sources.items()},
         "pending_by_endpoint": {n: v["pending"] for n, v in overview.items()},
         # Age in seconds of each endpoint's oldest pending delivery: how far it lags.
-        "lag_seconds": {
-            n: round(max(0.0, (now - v["oldest"]).total_seconds()), 3) for n, v in overview.items()
-        },
+        "lag_seconds": {n: round(age_seconds(v["oldest"], now), 3) for n, v in overview.items()},
         "retrying_by_endpoint": {n: v["retrying"] for n, v in overview.items() if v["retrying"]},
         "endpoints": {n: e.adapter for n, e in state.config.endpoints.items()},
         "circuits": store.endpoint_health(),

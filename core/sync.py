@@ -44,6 +44,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     insert,
     select,
     update,
@@ -441,28 +442,68 @@ class _Recorder:
             )
 
 
-def load_report(engine: Engine, run_id: int) -> Report | None:
-    """The stored report of run ``run_id``, or None if there is no such run."""
+def load_report(engine: Engine, run_id: int, *, with_items: bool = True) -> Report | None:
+    """The stored report of run ``run_id`` (its items too unless not ``with_items``), or None."""
     with engine.connect() as conn:
         run = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
         if run is None:
             return None
-        rows = conn.execute(
-            select(sync_items).where(sync_items.c.run_id == run_id).order_by(sync_items.c.seq)
-        ).all()
-    items = []
-    for row in rows:
-        detail = json.loads(row.detail)
-        items.append(
-            Item(
-                row.key,
-                row.action,
-                row.status,
-                detail.get("fields") or {},
-                detail.get("before"),
-                detail.get("reason"),
-            )
+        rows = (
+            conn.execute(
+                select(sync_items).where(sync_items.c.run_id == run_id).order_by(sync_items.c.seq)
+            ).all()
+            if with_items
+            else []
         )
+    return _report(run, [_item(row) for row in rows])
+
+
+def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[Report]:
+    """The latest runs (without items), newest first: ``lienthong sync runs``, the console."""
+    query = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)
+    if job is not None:
+        query = query.where(sync_runs.c.job == job)
+    with engine.connect() as conn:
+        return [_report(run, []) for run in conn.execute(query)]
+
+
+def run_items(
+    engine: Engine, run_id: int, *, action: str | None = None, offset: int = 0, limit: int = 200
+) -> tuple[list[Item], dict[str, int]]:
+    """A page of run ``run_id``'s items in order (``action`` alone if given); counts by action.
+
+    A run may hold a directory's worth of items: a page reads only its own.
+    """
+    query = select(sync_items).where(sync_items.c.run_id == run_id)
+    if action:
+        query = query.where(sync_items.c.action == action)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(sync_items.c.seq).offset(offset).limit(limit)).all()
+        counts = {
+            name: int(count)
+            for name, count in conn.execute(
+                select(sync_items.c.action, func.count())
+                .where(sync_items.c.run_id == run_id)
+                .group_by(sync_items.c.action)
+            )
+        }
+    return [_item(row) for row in rows], counts
+
+
+def _item(row: Any) -> Item:
+    detail = json.loads(row.detail)
+    return Item(
+        row.key,
+        row.action,
+        row.status,
+        detail.get("fields") or {},
+        detail.get("before"),
+        detail.get("reason"),
+    )
+
+
+def _report(run: Any, items: list[Item]) -> Report:
+    """A stored run as a report; its times UTC-aware however the database gave them back."""
     started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
     finished = run.finished_at
     if finished is not None and finished.tzinfo is None:
@@ -480,22 +521,11 @@ def load_report(engine: Engine, run_id: int) -> Report | None:
         finished_at=finished,
         cursor_before=run.cursor_before,
         cursor_after=run.cursor_after,
-        counts=json.loads(run.counts),
+        counts=json.loads(run.counts or "{}"),
         message=run.message,
         holder=run.holder,
         items=items,
     )
-
-
-def recent_runs(engine: Engine, job: str | None = None, limit: int = 20) -> list[Report]:
-    """The latest runs (without items), newest first, for ``lienthong sync runs``."""
-    query = select(sync_runs.c.id).order_by(sync_runs.c.id.desc()).limit(limit)
-    if job is not None:
-        query = query.where(sync_runs.c.job == job)
-    with engine.connect() as conn:
-        ids = conn.execute(query).scalars().all()
-    reports = [load_report(engine, i) for i in ids]
-    return [r for r in reports if r is not None]
 
 
 def delete_runs_before(engine: Engine, cutoff: datetime) -> int:

@@ -17,7 +17,9 @@ guard, 3 lease held by another run, 4 configuration error, 5 interrupted by a
 transient error (re-run later; nothing is lost).
 
 The commands read what they need from the click context object, which must
-satisfy :class:`SyncContext`; ``lienthong.cli`` provides it.
+satisfy :class:`SyncContext`; ``lienthong.cli`` provides it. ``jobs``, ``sync
+runs`` and ``sync report`` only read: they use its ``read_engine`` and build
+or start no adapter.
 """
 
 from __future__ import annotations
@@ -75,7 +77,19 @@ class SyncContext(Protocol):
         ...
 
 
-def _jobs(obj: SyncContext) -> Mapping[str, JobSpec]:
+class ReadContext(Protocol):
+    """What the commands that only read need; any member may raise ``ConfigError``."""
+
+    @property
+    def read_engine(self) -> Engine:
+        """The store's engine, its schema checked, with no adapter built or started."""
+        ...
+
+    @property
+    def jobs(self) -> Mapping[str, JobSpec]: ...
+
+
+def _jobs(obj: SyncContext | ReadContext) -> Mapping[str, JobSpec]:
     try:
         return obj.jobs
     except ConfigError as exc:
@@ -85,6 +99,13 @@ def _jobs(obj: SyncContext) -> Mapping[str, JobSpec]:
 def _engine(obj: SyncContext) -> Engine:
     try:
         return obj.engine
+    except ConfigError as exc:
+        fail(str(exc), Exit.CONFIG)
+
+
+def _read_engine(obj: ReadContext) -> Engine:
+    try:
+        return obj.read_engine
     except ConfigError as exc:
         fail(str(exc), Exit.CONFIG)
 
@@ -99,9 +120,9 @@ def _when(value: Any) -> str:
 @click.command("jobs")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
-def jobs_command(obj: SyncContext, as_json: bool) -> None:
+def jobs_command(obj: ReadContext, as_json: bool) -> None:
     """List the scheduled jobs: schedule, last run, outcome, next run."""
-    overview = jobs_overview(_engine(obj), _jobs(obj))
+    overview = jobs_overview(_read_engine(obj), _jobs(obj))
     if as_json:
         click.echo(json.dumps([o.to_dict() for o in overview], ensure_ascii=False, indent=2))
         return
@@ -404,9 +425,9 @@ def _run_and_exit(start: Callable[[], Report], as_json: bool) -> NoReturn:
 @click.option("--all", "show_all", is_flag=True, help="Show every item, not the first 50.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def sync_report_command(obj: SyncContext, run_id: int, show_all: bool, as_json: bool) -> None:
+def sync_report_command(obj: ReadContext, run_id: int, show_all: bool, as_json: bool) -> None:
     """Show the stored report of sync run RUN_ID."""
-    report = load_report(_engine(obj), run_id)
+    report = load_report(_read_engine(obj), run_id)
     if report is None:
         fail(
             f"no sync run {run_id}. Hint: 'lienthong sync runs' lists the latest runs", Exit.CONFIG
@@ -421,9 +442,9 @@ def sync_report_command(obj: SyncContext, run_id: int, show_all: bool, as_json: 
 @click.argument("job", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.pass_obj
-def sync_runs_command(obj: SyncContext, job: str | None, limit: int) -> None:
+def sync_runs_command(obj: ReadContext, job: str | None, limit: int) -> None:
     """List the latest sync runs (of JOB), newest first."""
-    reports = recent_runs(_engine(obj), job, limit)
+    reports = recent_runs(_read_engine(obj), job, limit)
     if not reports:
         click.echo("No sync runs yet. Hint: lienthong sync run JOB --dry-run")
         return

@@ -153,7 +153,7 @@ class Actions:
         planned = self.queries.sync_run(run_id)
         if planned is None:
             raise RejectedError(f"no sync run {run_id}. Hint: the syncs page lists the latest runs")
-        spec = self._sync_job(planned["job"])
+        spec = self._sync_job(planned.job)
         who = f"{user.name} ({user.role})"
         try:
             with self._lock:

@@ -1,19 +1,17 @@
-"""Everything the console reads from the store, in one place.
+"""Everything the console reads, in one place: an adapter from the pages to the read models.
 
-The pages never touch the tables themselves: each reads through a method here,
-built on the existing ``Store`` methods and SQLAlchemy Core over the tables of
-``lienthong.store``, ``lienthong.sync`` and ``lienthong.scheduler``. When the
-store's read queries move into read models, this file is what changes.
+The pages never touch the tables: each reads through a method here, which
+asks the store's read models (:mod:`lienthong.store.reads`), the scheduler's
+``jobs_overview`` or the sync's stored runs (:mod:`lienthong.sync`), the same
+code the CLI reads through. What is left here is the pages' own shape: a
+filter from a form, an endpoint's line, a page of a list.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-
-from sqlalchemy import and_, func, select
 
 from .. import audit as audit_chain
 from ..config import Config
@@ -21,8 +19,9 @@ from ..host import PluginHost
 from ..message import Message
 from ..model import Stage
 from ..scheduler import JobOverview, jobs_overview
-from ..store import Store, attempts, audit, dead_letters, deliveries, messages, utcnow
-from ..sync import sync_items, sync_runs
+from ..store import Store, audit
+from ..store.reads import DeadLetterQuery, age_seconds
+from ..sync import Item, Report, load_report, recent_runs, run_items
 from .i18n import TIMEZONE
 
 STAGES = tuple(Stage)
@@ -59,19 +58,15 @@ class DeadLetterFilter:
     def empty(self) -> bool:
         return not self.as_args()
 
-    def conditions(self) -> list[Any]:
-        found: list[Any] = [dead_letters.c.replayed_at.is_(None)]
-        if self.endpoint:
-            found.append(dead_letters.c.endpoint == self.endpoint)
-        if self.stage:
-            found.append(dead_letters.c.stage == self.stage)
-        if self.reason:
-            found.append(dead_letters.c.reason.contains(self.reason, autoescape=True))
-        if self.since:
-            found.append(dead_letters.c.created_at >= _utc_start(self.since))
-        if self.until:
-            found.append(dead_letters.c.created_at < _utc_start(self.until + timedelta(days=1)))
-        return found
+    def query(self) -> DeadLetterQuery:
+        """The filter as the read models take it: Hanoi days as UTC bounds."""
+        return DeadLetterQuery(
+            endpoint=self.endpoint or None,
+            stage=self.stage or None,
+            reason=self.reason or None,
+            since=_utc_start(self.since) if self.since else None,
+            until=_utc_start(self.until + timedelta(days=1)) if self.until else None,
+        )
 
 
 def _day(value: str | None) -> date | None:
@@ -112,7 +107,11 @@ class EndpointState:
 
 
 class Queries:
-    """The console's reads over one store and the config that names its endpoints and jobs."""
+    """The console's reads over one store and the config that names its endpoints and jobs.
+
+    ``engine`` and ``config`` are there for the plugins that tell documents
+    (``lienthong_list_documents``, ``lienthong_describe_document``).
+    """
 
     def __init__(self, store: Store, config: Config, host: PluginHost) -> None:
         self.store = store
@@ -128,15 +127,7 @@ class Queries:
     def endpoints(self) -> list[EndpointState]:
         pending = self.store.pending_overview()
         health = self.store.endpoint_health()
-        with self.engine.connect() as conn:
-            waiting: dict[str | None, int] = dict(
-                conn.execute(
-                    select(dead_letters.c.endpoint, func.count())
-                    .where(dead_letters.c.replayed_at.is_(None))
-                    .group_by(dead_letters.c.endpoint)
-                ).all()
-            )
-        now = utcnow()
+        waiting = self.store.waiting_by_endpoint()
         rows = []
         for name, endpoint in self.config.endpoints.items():
             p = pending.get(name, {})
@@ -148,10 +139,10 @@ class Queries:
                     adapter=endpoint.adapter,
                     pending=int(p.get("pending", 0)),
                     retrying=int(p.get("retrying", 0)),
-                    lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else None,
+                    lag_seconds=age_seconds(oldest) if oldest else None,
                     circuit=circuit["state"] if circuit else "closed",
                     circuit_detail=circuit["detail"] if circuit else "",
-                    dead_letters=int(waiting.get(name, 0)),
+                    dead_letters=waiting.get(name, 0),
                 )
             )
         return rows
@@ -170,97 +161,35 @@ class Queries:
         self, chosen: DeadLetterFilter, *, before: int | None = None, limit: int = 50
     ) -> tuple[list[dict[str, Any]], bool]:
         """A page of dead letters, newest first, and whether older ones follow."""
-        conditions = chosen.conditions()
-        if before is not None:
-            conditions.append(dead_letters.c.id < before)
-        query = (
-            select(
-                dead_letters.c.id,
-                dead_letters.c.message_id,
-                dead_letters.c.endpoint,
-                dead_letters.c.stage,
-                dead_letters.c.reason,
-                dead_letters.c.created_at,
-                messages.c.kind,
-                messages.c.source,
-            )
-            .join(messages, messages.c.id == dead_letters.c.message_id)
-            .where(and_(*conditions))
-            .order_by(dead_letters.c.id.desc())
-            .limit(limit + 1)
-        )
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        return rows[:limit], len(rows) > limit
+        return self.store.dead_letter_page(chosen.query(), before=before, limit=limit)
 
     def count_dead_letters(self, chosen: DeadLetterFilter) -> tuple[int, int | None]:
         """How many dead letters match, and the newest one's id (an action's upper bound)."""
-        with self.engine.connect() as conn:
-            count, newest = conn.execute(
-                select(func.count(), func.max(dead_letters.c.id)).where(and_(*chosen.conditions()))
-            ).one()
-        return int(count), newest
+        return self.store.count_dead_letters(chosen.query())
 
     def dead_letter_ids(self, chosen: DeadLetterFilter, upto: int) -> list[int]:
         """The ids an action on a filter means: those matching, up to the one counted last."""
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(dead_letters.c.id)
-                    .where(and_(*chosen.conditions(), dead_letters.c.id <= upto))
-                    .order_by(dead_letters.c.id)
-                ).scalars()
-            )
+        return self.store.dead_letter_ids(chosen.query(), upto)
 
     def waiting_among(self, ids: list[int]) -> list[int]:
         """Which of ``ids`` are dead letters still waiting (a selection posted from a page)."""
-        if not ids:
-            return []
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(dead_letters.c.id)
-                    .where(dead_letters.c.id.in_(ids), dead_letters.c.replayed_at.is_(None))
-                    .order_by(dead_letters.c.id)
-                ).scalars()
-            )
+        return self.store.waiting_among(ids)
 
     def dead_letter_refs(self, ids: list[int]) -> dict[int, tuple[str, str | None]]:
         """Each dead letter's message id and endpoint, for the audit records of an action."""
-        if not ids:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(dead_letters.c.id, dead_letters.c.message_id, dead_letters.c.endpoint).where(
-                    dead_letters.c.id.in_(ids)
-                )
-            )
-            return {r.id: (r.message_id, r.endpoint) for r in rows}
+        return self.store.dead_letter_refs(ids)
 
     def dead_letter(self, dead_id: int) -> dict[str, Any] | None:
         """One dead letter with its message, every attempt, and the body its delivery carried."""
         found = self.store.dead_letter(dead_id)
         if found is None or not found["delivery_id"]:
             return found
-        with self.engine.connect() as conn:
-            found["delivery_body"] = conn.execute(
-                select(deliveries.c.body).where(deliveries.c.id == found["delivery_id"])
-            ).scalar_one_or_none()
+        sent = self.store.delivery(found["delivery_id"])
+        found["delivery_body"] = sent["body"] if sent else None
         return found
 
     def endpoints_with_dead_letters(self) -> list[str]:
-        with self.engine.connect() as conn:
-            return sorted(
-                e
-                for e in conn.execute(
-                    select(dead_letters.c.endpoint)
-                    .where(
-                        dead_letters.c.replayed_at.is_(None), dead_letters.c.endpoint.is_not(None)
-                    )
-                    .distinct()
-                ).scalars()
-                if e
-            )
+        return self.store.dead_letter_endpoints()
 
     # --- messages ---
 
@@ -268,90 +197,8 @@ class Queries:
         return self.store.message(message_id)
 
     def trace(self, message_id: str) -> dict[str, Any] | None:
-        """Every hop of a message, given its id or a unique beginning of it."""
-        found = self.full_id(message_id)
-        if found is None:
-            return None
-        with self.engine.connect() as conn:
-            m = conn.execute(select(messages).where(messages.c.id == found)).one()
-            correlated = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(
-                        messages.c.id,
-                        messages.c.kind,
-                        messages.c.source,
-                        messages.c.accepted_at,
-                        messages.c.state,
-                    )
-                    .where(messages.c.correlation_id == m.correlation_id, messages.c.id != m.id)
-                    .order_by(messages.c.accepted_at)
-                    .limit(200)
-                )
-            ]
-            hops = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(audit).where(audit.c.message_id == m.id).order_by(audit.c.id)
-                )
-            ]
-            sent = [
-                dict(r._mapping, attempt_log=[])
-                for r in conn.execute(
-                    select(
-                        deliveries.c.id,
-                        deliveries.c.route,
-                        deliveries.c.endpoint,
-                        deliveries.c.state,
-                        deliveries.c.attempts,
-                        deliveries.c.last_error,
-                    ).where(deliveries.c.message_id == m.id)
-                )
-            ]
-            by_id = {d["id"]: d for d in sent}
-            if by_id:
-                for a in conn.execute(
-                    select(attempts)
-                    .where(attempts.c.delivery_id.in_(list(by_id)))
-                    .order_by(attempts.c.number)
-                ):
-                    by_id[a.delivery_id]["attempt_log"].append(dict(a._mapping))
-        return {
-            **{k: v for k, v in m._mapping.items() if k != "body"},
-            "headers": json.loads(m.headers or "{}"),
-            "hops": hops,
-            "deliveries": sent,
-            "correlated": correlated,
-        }
-
-    def full_id(self, prefix: str) -> str | None:
-        """The one message id that is ``prefix`` or starts with it (a whole id is quickest)."""
-        if not prefix:
-            return None
-        with self.engine.connect() as conn:
-            exact = conn.execute(
-                select(messages.c.id).where(messages.c.id == prefix)
-            ).scalar_one_or_none()
-            if exact is not None:
-                return str(exact)
-            ids = list(
-                conn.execute(
-                    select(messages.c.id).where(self._starts(messages.c.id, prefix)).limit(2)
-                ).scalars()
-            )
-        return ids[0] if len(ids) == 1 else None
-
-    def _starts(self, column: Any, prefix: str) -> Any:
-        """``column`` starts with ``prefix``, in the form each database answers from its index.
-
-        SQLite compares text byte by byte, so a range uses the index (its LIKE
-        ignores case and cannot); PostgreSQL's collation may order punctuation
-        otherwise, so there it is LIKE.
-        """
-        if self.engine.dialect.name == "sqlite":
-            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            return and_(column >= prefix, column < upper)
-        return column.startswith(prefix, autoescape=True)
+        """Every hop of a message, given its id or a unique beginning of it; 200 correlated."""
+        return self.store.trace(message_id, correlated_limit=200)
 
     def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]:
         return self.store.messages_by_correlation(correlation_id)
@@ -366,34 +213,7 @@ class Queries:
         Each has its ``correlation_id``, ``messages``, ``last`` activity and, as
         ``document_id``, the first ``name_header`` header its messages carry.
         """
-        last = func.max(messages.c.accepted_at).label("last")
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(messages.c.correlation_id, func.count().label("count"), last)
-                .where(self._starts(messages.c.correlation_id, prefix))
-                .group_by(messages.c.correlation_id)
-                .order_by(last.desc())
-                .limit(limit)
-            ).all()
-            ids = [r.correlation_id for r in rows]
-            names: dict[str, str] = {}
-            for cid, headers in conn.execute(
-                select(messages.c.correlation_id, messages.c.headers).where(
-                    messages.c.correlation_id.in_(ids)
-                )
-            ):
-                document = json.loads(headers or "{}").get(name_header)
-                if document:
-                    names.setdefault(cid, document)
-        return [
-            {
-                "correlation_id": r.correlation_id,
-                "document_id": names.get(r.correlation_id, ""),
-                "messages": r.count,
-                "last": r.last,
-            }
-            for r in rows
-        ]
+        return self.store.recent_correlations(prefix, name_header, limit)
 
     def recent_documents(self, limit: int = 30) -> list[dict[str, Any]]:
         """The documents most recently active, as a plugin lists them (none without one)."""
@@ -405,50 +225,16 @@ class Queries:
 
     # --- syncs ---
 
-    def sync_runs(self, limit: int = 30) -> list[dict[str, Any]]:
+    def sync_runs(self, limit: int = 30) -> list[Report]:
         """The latest sync runs without their items, newest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit))
-            return [_run(r._mapping) for r in rows]
+        return recent_runs(self.engine, None, limit)
 
-    def sync_run(self, run_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
-        return _run(row._mapping) if row else None
+    def sync_run(self, run_id: int) -> Report | None:
+        """One sync run without its items (a page shows them a page at a time)."""
+        return load_report(self.engine, run_id, with_items=False)
 
     def sync_items(
         self, run_id: int, *, action: str | None = None, offset: int = 0, limit: int = 200
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    ) -> tuple[list[Item], dict[str, int]]:
         """A page of a run's items (``action`` alone if given) and the count by action."""
-        query = select(sync_items).where(sync_items.c.run_id == run_id)
-        if action:
-            query = query.where(sync_items.c.action == action)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(sync_items.c.seq).offset(offset).limit(limit))
-            items = []
-            for r in rows:
-                detail = json.loads(r.detail)
-                items.append(
-                    {
-                        "key": r.key,
-                        "action": r.action,
-                        "status": r.status,
-                        "fields": detail.get("fields") or {},
-                        "before": detail.get("before"),
-                        "reason": detail.get("reason"),
-                    }
-                )
-            counts: dict[str, int] = dict(
-                conn.execute(
-                    select(sync_items.c.action, func.count())
-                    .where(sync_items.c.run_id == run_id)
-                    .group_by(sync_items.c.action)
-                ).all()
-            )
-        return items, counts
-
-
-def _run(row: Any) -> dict[str, Any]:
-    run = dict(row)
-    run["counts"] = json.loads(run["counts"] or "{}")
-    return run
+        return run_items(self.engine, run_id, action=action, offset=offset, limit=limit)

@@ -418,8 +418,8 @@ def sync_report(run_id: int) -> Any:
     offset = max(0, request.args.get("offset", 0, type=int))
     items, by_action = q.sync_items(run_id, action=action, offset=offset, limit=200)
     approvable = (
-        run["dry_run"]
-        and run["outcome"] in ("ok", "failed", "refused")
+        run.dry_run
+        and run.outcome in ("ok", "failed", "refused")
         and any(by_action.get(a) for a in ("create", "update", "disable"))
     )
     return render_template(
@@ -430,7 +430,7 @@ def sync_report(run_id: int) -> Any:
         action=action,
         offset=offset,
         approvable=approvable,
-        job_known=run["job"] in console().config.jobs,
+        job_known=run.job in console().config.jobs,
     )
 
 

@@ -1,18 +1,23 @@
 """Read models: what the CLI, the metrics and the console read, with an engine and nothing else.
 
 :class:`Reads` needs no bus: ``lienthong status``, ``dlq list``, ``dlq show``,
-``trace`` and ``mapping versions``/``diff`` open it with :meth:`Reads.open`,
-which checks the schema and starts no adapter. The bus's own
-:class:`lienthong.store.Store` reads through the same classes.
+``trace``, ``jobs``, ``sync runs`` and ``mapping versions``/``diff`` open it
+with :meth:`Reads.open`, which checks the schema and starts no adapter. The
+bus's own :class:`lienthong.store.Store` reads through the same classes, and
+the console's pages through it.
+
+Stored times are UTC; they may come back naive (meaning UTC) or aware, and
+:func:`age_seconds` takes either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 
 from ..errors import RejectedError
@@ -31,6 +36,12 @@ from .schema import (
     messages,
     source_counts,
 )
+
+
+def age_seconds(then: datetime, now: datetime | None = None) -> float:
+    """Seconds from ``then`` to ``now`` (default: now), never negative; a naive time is UTC."""
+    start = then if then.tzinfo else then.replace(tzinfo=UTC)
+    return max(0.0, ((now or datetime.now(UTC)) - start).total_seconds())
 
 
 class Overview:
@@ -102,6 +113,73 @@ class Overview:
         with self.engine.connect() as conn:
             return {r.endpoint: dict(r._mapping) for r in conn.execute(select(endpoint_health))}
 
+    def waiting_by_endpoint(self) -> dict[str | None, int]:
+        """Dead letters waiting, per endpoint (``None`` for those parked before routing)."""
+        with self.engine.connect() as conn:
+            return {
+                endpoint: int(count)
+                for endpoint, count in conn.execute(
+                    select(dead_letters.c.endpoint, func.count())
+                    .where(dead_letters.c.replayed_at.is_(None))
+                    .group_by(dead_letters.c.endpoint)
+                )
+            }
+
+    def message(self, message_id: str) -> Message | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
+        if row is None:
+            return None
+        return Message(
+            body=row.body,
+            kind=row.kind,
+            source=row.source,
+            headers=headers_of(row.headers),
+            id=row.id,
+            correlation_id=row.correlation_id,
+            source_key=row.source_key,
+            created_at=row.created_at.replace(tzinfo=UTC),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetterQuery:
+    """Which dead letters a list means: those matching every field given.
+
+    ``reason`` is a substring taken literally; ``since`` and ``until`` bound
+    when they were parked (at or after, before), in UTC. Replayed or purged
+    ones are left out unless ``include_replayed``.
+    """
+
+    endpoint: str | None = None
+    stage: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_replayed: bool = False
+
+    def conditions(self) -> list[Any]:
+        found: list[Any] = []
+        if not self.include_replayed:
+            found.append(dead_letters.c.replayed_at.is_(None))
+        if self.endpoint:
+            found.append(dead_letters.c.endpoint == self.endpoint)
+        if self.stage:
+            found.append(dead_letters.c.stage == self.stage)
+        if self.reason:
+            found.append(dead_letters.c.reason.contains(self.reason, autoescape=True))
+        if self.since:
+            found.append(dead_letters.c.created_at >= self.since)
+        if self.until:
+            found.append(dead_letters.c.created_at < self.until)
+        return found
+
+
+class DeadLetterLists:
+    """Dead letters: filtered lists and pages, counts, the ids an action means, one in full."""
+
+    engine: Engine
+
     def dead_letters(
         self,
         *,
@@ -112,22 +190,88 @@ class Overview:
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Dead letters, newest first, filtered by endpoint, stage or a reason substring."""
+        chosen = DeadLetterQuery(endpoint, stage, reason, include_replayed=include_replayed)
+        return self.dead_letter_page(chosen, limit=limit)[0]
+
+    def dead_letter_page(
+        self, chosen: DeadLetterQuery, *, before: int | None = None, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` dead letters older than id ``before``, newest first; whether more follow.
+
+        Each has the dead letter's columns and its message's ``kind`` and ``source``.
+        """
+        conditions = chosen.conditions()
+        if before is not None:
+            conditions.append(dead_letters.c.id < before)
         query = (
             select(dead_letters, messages.c.kind, messages.c.source)
             .join(messages, messages.c.id == dead_letters.c.message_id)
+            .where(and_(*conditions))
             .order_by(dead_letters.c.id.desc())
-            .limit(limit)
+            .limit(limit + 1)
         )
-        if not include_replayed:
-            query = query.where(dead_letters.c.replayed_at.is_(None))
-        if endpoint:
-            query = query.where(dead_letters.c.endpoint == endpoint)
-        if stage:
-            query = query.where(dead_letters.c.stage == stage)
-        if reason:
-            query = query.where(dead_letters.c.reason.contains(reason))
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        return rows[:limit], len(rows) > limit
+
+    def count_dead_letters(self, chosen: DeadLetterQuery) -> tuple[int, int | None]:
+        """How many dead letters match, and the newest one's id (an action's upper bound)."""
+        with self.engine.connect() as conn:
+            count, newest = conn.execute(
+                select(func.count(), func.max(dead_letters.c.id)).where(and_(*chosen.conditions()))
+            ).one()
+        return int(count), newest
+
+    def dead_letter_ids(self, chosen: DeadLetterQuery, upto: int) -> list[int]:
+        """The ids an action on a filter means: those matching, up to the one counted last."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(dead_letters.c.id)
+                    .where(and_(*chosen.conditions(), dead_letters.c.id <= upto))
+                    .order_by(dead_letters.c.id)
+                ).scalars()
+            )
+
+    def waiting_among(self, ids: list[int]) -> list[int]:
+        """Which of ``ids`` are dead letters still waiting (a selection posted from a page)."""
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(dead_letters.c.id)
+                    .where(dead_letters.c.id.in_(ids), dead_letters.c.replayed_at.is_(None))
+                    .order_by(dead_letters.c.id)
+                ).scalars()
+            )
+
+    def dead_letter_refs(self, ids: list[int]) -> dict[int, tuple[str, str | None]]:
+        """Each dead letter's message id and endpoint, for the audit records of an action."""
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(dead_letters.c.id, dead_letters.c.message_id, dead_letters.c.endpoint).where(
+                    dead_letters.c.id.in_(ids)
+                )
+            )
+            return {r.id: (r.message_id, r.endpoint) for r in rows}
+
+    def dead_letter_endpoints(self) -> list[str]:
+        """The endpoints that have dead letters waiting, by name."""
+        with self.engine.connect() as conn:
+            return sorted(
+                e
+                for e in conn.execute(
+                    select(dead_letters.c.endpoint)
+                    .where(
+                        dead_letters.c.replayed_at.is_(None), dead_letters.c.endpoint.is_not(None)
+                    )
+                    .distinct()
+                ).scalars()
+                if e
+            )
 
     def dead_letter(self, dead_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -161,39 +305,25 @@ class Overview:
             )
             return result
 
-    def message(self, message_id: str) -> Message | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
-        if row is None:
-            return None
-        return Message(
-            body=row.body,
-            kind=row.kind,
-            source=row.source,
-            headers=headers_of(row.headers),
-            id=row.id,
-            correlation_id=row.correlation_id,
-            source_key=row.source_key,
-            created_at=row.created_at.replace(tzinfo=UTC),
-        )
-
 
 class History:
     """What happened to messages: trace, correlation, mapping versions and their kept inputs."""
 
     engine: Engine
 
-    def trace(self, message_id: str) -> dict[str, Any] | None:
-        """Every hop of a message and of the messages correlated with it."""
+    def trace(
+        self, message_id: str, *, correlated_limit: int | None = None
+    ) -> dict[str, Any] | None:
+        """Every hop of a message (its id or a unique beginning of it) and the messages correlated.
+
+        ``correlated_limit`` caps the correlated messages listed (a page needs
+        no thousands); ``None`` lists them all.
+        """
+        found = self.full_id(message_id)
+        if found is None:
+            return None
         with self.engine.connect() as conn:
-            msg = conn.execute(
-                select(messages)
-                .where(or_(messages.c.id == message_id, messages.c.id.startswith(message_id)))
-                .limit(2)
-            ).all()
-            if len(msg) != 1:
-                return None
-            m = msg[0]
+            m = conn.execute(select(messages).where(messages.c.id == found)).one()
             related = [
                 dict(r._mapping)
                 for r in conn.execute(
@@ -207,6 +337,7 @@ class History:
                     )
                     .where(messages.c.correlation_id == m.correlation_id, messages.c.id != m.id)
                     .order_by(messages.c.accepted_at)
+                    .limit(correlated_limit)
                 )
             ]
             hops = [
@@ -231,16 +362,18 @@ class History:
                     ).where(deliveries.c.message_id == m.id)
                 )
             ]
+            by_id = {}
             for d in dlv:
                 d["mapping_params"] = headers_of(d["mapping_params"] or "")
-                d["attempt_log"] = [
-                    dict(a._mapping)
-                    for a in conn.execute(
-                        select(attempts)
-                        .where(attempts.c.delivery_id == d["id"])
-                        .order_by(attempts.c.number)
-                    )
-                ]
+                d["attempt_log"] = []
+                by_id[d["id"]] = d
+            if by_id:
+                for a in conn.execute(
+                    select(attempts)
+                    .where(attempts.c.delivery_id.in_(list(by_id)))
+                    .order_by(attempts.c.number)
+                ):
+                    by_id[a.delivery_id]["attempt_log"].append(dict(a._mapping))
         return {
             "id": m.id,
             "correlation_id": m.correlation_id,
@@ -254,6 +387,35 @@ class History:
             "deliveries": dlv,
             "correlated": [{**r, "headers": headers_of(r["headers"])} for r in related],
         }
+
+    def full_id(self, prefix: str) -> str | None:
+        """The one message id that is ``prefix`` or starts with it (a whole id is quickest)."""
+        if not prefix:
+            return None
+        with self.engine.connect() as conn:
+            exact = conn.execute(
+                select(messages.c.id).where(messages.c.id == prefix)
+            ).scalar_one_or_none()
+            if exact is not None:
+                return str(exact)
+            ids = list(
+                conn.execute(
+                    select(messages.c.id).where(self._starts(messages.c.id, prefix)).limit(2)
+                ).scalars()
+            )
+        return ids[0] if len(ids) == 1 else None
+
+    def _starts(self, column: Any, prefix: str) -> Any:
+        """``column`` starts with ``prefix``, in the form each database answers from its index.
+
+        SQLite compares text byte by byte, so a range uses the index (its LIKE
+        ignores case and cannot); PostgreSQL's collation may order punctuation
+        otherwise, so there it is LIKE.
+        """
+        if self.engine.dialect.name == "sqlite":
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            return and_(column >= prefix, column < upper)
+        return column.startswith(prefix, autoescape=True)
 
     def messages_by_correlation(self, correlation_id: str) -> list[dict[str, Any]]:
         """Every message sharing ``correlation_id``, oldest first, with its hops and dead letters.
@@ -290,6 +452,43 @@ class History:
             m["dead_letters"] = dead[m["id"]]
         return found
 
+    def recent_correlations(
+        self, prefix: str, name_header: str, limit: int = 30
+    ) -> list[dict[str, Any]]:
+        """The correlations starting with ``prefix`` most recently active, newest first.
+
+        Each has its ``correlation_id``, ``messages``, ``last`` activity and, as
+        ``document_id``, the first ``name_header`` header its messages carry.
+        """
+        last = func.max(messages.c.accepted_at).label("last")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.correlation_id, func.count().label("count"), last)
+                .where(self._starts(messages.c.correlation_id, prefix))
+                .group_by(messages.c.correlation_id)
+                .order_by(last.desc())
+                .limit(limit)
+            ).all()
+            ids = [r.correlation_id for r in rows]
+            names: dict[str, str] = {}
+            for cid, headers in conn.execute(
+                select(messages.c.correlation_id, messages.c.headers).where(
+                    messages.c.correlation_id.in_(ids)
+                )
+            ):
+                document = headers_of(headers).get(name_header)
+                if document:
+                    names.setdefault(cid, document)
+        return [
+            {
+                "correlation_id": r.correlation_id,
+                "document_id": names.get(r.correlation_id, ""),
+                "messages": r.count,
+                "last": r.last,
+            }
+            for r in rows
+        ]
+
     def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         """One delivery's route, endpoint, body as attempted, and the mapping that made it."""
         with self.engine.connect() as conn:
@@ -300,6 +499,12 @@ class History:
         found["headers"] = headers_of(found["headers"])
         found["mapping_params"] = headers_of(found["mapping_params"] or "")
         return found
+
+
+class MappingHistory:
+    """The versions of each mapping the store has seen, and the inputs kept to try them again."""
+
+    engine: Engine
 
     def mapping_versions(self, mapping: str) -> list[dict[str, Any]]:
         """The versions of ``mapping`` the store knows, oldest first.
@@ -405,7 +610,7 @@ class History:
                     yield r.id, r.mapping_hash, headers_of(r.mapping_params or ""), r.body
 
 
-class Reads(Overview, History):
+class Reads(Overview, DeadLetterLists, History, MappingHistory):
     """Every read model over one engine; what a read-only command opens instead of a bus."""
 
     def __init__(self, engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from lienthong.hookspecs import hookimpl
 from lienthong.host import PluginHost
 from lienthong.message import Message
 from lienthong.store import Intake, Outgoing, Store, make_engine
+from lienthong.sync import sync_runs
 
 #: Every call into an Unreachable adapter, across the commands of one test.
 CALLS: list[str] = []
@@ -59,11 +61,11 @@ def with_unreachable(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     CALLS.clear()
 
 
-def write_config(tmp_path: Path, store: str) -> Path:
+def write_config(tmp_path: Path, store: str, jobs: str = "") -> Path:
     config = tmp_path / "lienthong.yaml"
     config.write_text(
         f"bus: {{store: '{store}', broker: embedded, mappings: mappings}}\n"
-        "endpoints:\n  down: {adapter: unreachable-test}\nroutes: []\n"
+        "endpoints:\n  down: {adapter: unreachable-test}\nroutes: []\n" + jobs
     )
     (tmp_path / "mappings").mkdir()
     return config
@@ -117,6 +119,40 @@ def test_status_dlq_and_trace_answer_without_building_an_adapter(
     assert with_unreachable[:2] == ["built", "started"], ran.output
 
 
+def test_jobs_and_sync_runs_answer_without_building_an_adapter(
+    tmp_path: Path, with_unreachable: list[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bus.db'}"
+    config = write_config(tmp_path, url, "jobs:\n  poll-down: {cron: '0 2 * * *', poll: down}\n")
+    store = Store(make_engine(url))
+    store.upgrade()
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sync_runs.insert().values(
+                job="staff-sync", source="down", target="elsewhere", entity="person",
+                dry_run=True, forced=False, outcome="ok", started_at=started,
+                finished_at=started, counts='{"create": 2}',
+            )
+        )  # fmt: skip
+    store.engine.dispose()
+
+    jobs = invoke(config, "jobs", "--json")
+    assert jobs.exit_code == 0, jobs.output
+    [job] = json.loads(jobs.output)
+    assert job["name"] == "poll-down" and job["schedule"] == "cron '0 2 * * *' (Asia/Ho_Chi_Minh)"
+    assert job["last_outcome"] is None and job["next_run"].endswith("+07:00")
+    assert "never run" in invoke(config, "jobs").output
+
+    runs = invoke(config, "sync", "runs")
+    assert runs.exit_code == 0, runs.output
+    assert "2026-01-02 03:04:05 UTC  staff-sync  dry run  ok  create 2" in runs.output
+    report = invoke(config, "sync", "report", "1", "--json")
+    assert report.exit_code == 0 and json.loads(report.output)["counts"] == {"create": 2}
+
+    assert with_unreachable == [], "a read-only command built or started an adapter"
+
+
 @pytest.mark.server
 def test_a_store_not_upgraded_is_refused_with_the_fix_and_nothing_migrated(
     tmp_path: Path, pg_url: str, with_unreachable: list[str]
@@ -128,6 +164,8 @@ def test_a_store_not_upgraded_is_refused_with_the_fix_and_nothing_migrated(
         ("dlq", "show", "1"),
         ("trace", "abc"),
         ("mapping", "versions", "x.xsl"),
+        ("jobs",),
+        ("sync", "runs"),
     ):
         refused = invoke(config, *args)
         assert refused.exit_code == Exit.CONFIG == 4, (args, refused.output)

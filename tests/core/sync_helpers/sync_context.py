@@ -14,11 +14,12 @@ from lienthong.sync_commands import register
 
 
 class Context:
-    """An engine, the jobs, and started adapters by endpoint name."""
+    """An engine (for reading too), the jobs, and started adapters by endpoint name."""
 
     def __init__(self, engine: Engine, jobs: Mapping[str, JobSpec],
                  adapters: dict[str, Adapter]) -> None:
         self.engine = engine
+        self.read_engine = engine
         self._jobs = jobs
         self.adapters = adapters
 
