@@ -36,7 +36,6 @@ from typing import Any, Protocol
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -53,7 +52,7 @@ from sqlalchemy.engine import Engine
 from .adapter import Change, Record, SyncBatch
 from .disposition import Disposition, decide
 from .errors import FatalError, LienthongError, RejectedError
-from .store import Cursors, metadata
+from .store import Cursors, UtcDateTime, metadata
 
 #: The reserved field that marks a record as disabled (see the module docstring).
 DISABLED = "disabled"
@@ -71,8 +70,8 @@ sync_runs = Table(
     Column("dry_run", Boolean, nullable=False),
     Column("forced", Boolean, nullable=False),
     Column("outcome", String(20), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("started_at", UtcDateTime(timezone=True), nullable=False),
+    Column("finished_at", UtcDateTime(timezone=True)),
     Column("cursor_before", Text),
     Column("cursor_after", Text),
     Column("counts", Text, nullable=False),
@@ -463,10 +462,6 @@ def load_report(engine: Engine, run_id: int) -> Report | None:
                 detail.get("reason"),
             )
         )
-    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
-    finished = run.finished_at
-    if finished is not None and finished.tzinfo is None:
-        finished = finished.replace(tzinfo=UTC)
     return Report(
         run_id=run.id,
         job=run.job,
@@ -476,8 +471,8 @@ def load_report(engine: Engine, run_id: int) -> Report | None:
         dry_run=run.dry_run,
         forced=run.forced,
         outcome=run.outcome,
-        started_at=started,
-        finished_at=finished,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
         cursor_before=run.cursor_before,
         cursor_after=run.cursor_after,
         counts=json.loads(run.counts),

@@ -11,7 +11,7 @@ the schema comes from the Alembic migrations in ``lienthong/migrations``.
 Split by use, along the data path:
 
 =================== ==============================================================
-``schema``          the tables, naive-UTC times, headers as JSON text
+``schema``          the tables, aware-UTC times (``UtcDateTime``), headers as JSON text
 ``engine``          the engine (SQLite pragmas, a private file), transactions whose
                     lost database is one ``StoreUnavailable``, the schema check
 ``base``            what the write paths share: fast inserts, the audit chain
@@ -38,6 +38,7 @@ from .ledger import Ledger
 from .queue import Queue
 from .reads import Reads
 from .schema import (
+    UtcDateTime,
     attempts,
     audit,
     cursors,
@@ -75,6 +76,7 @@ __all__ = [
     "Reads",
     "Store",
     "Transaction",
+    "UtcDateTime",
     "attempts",
     "audit",
     "cursors",

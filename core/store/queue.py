@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..model import Delivery, DeliveryState, Outcome, Result
 from .base import Base
-from .schema import attempts, dead_letters, deliveries, headers_of, messages, utcnow
+from .schema import attempts, dead_letters, deliveries, driver_value, headers_of, messages, utcnow
 
 
 def in_turn() -> Any:
@@ -157,7 +157,7 @@ class Queue(Base):
             if delivered:
                 # The hot path: one prepared statement, executemany at driver level.
                 mark = "?" if self.dialect == "sqlite" else "%s"
-                stamp = now.isoformat(" ", "microseconds") if self.dialect == "sqlite" else now
+                stamp = driver_value(now, self.dialect)
                 conn.exec_driver_sql(
                     f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', delivered_at = "
                     f"{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id = {mark}",
