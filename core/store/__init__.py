@@ -33,7 +33,14 @@ from sqlalchemy.engine import Engine
 from ..model import Delivery, Intake, Outcome, Outgoing
 from .cursors import Cursors
 from .dead_letters import DeadLetters
-from .engine import Transaction, make_engine, prepare_schema, store_error, upgrade
+from .engine import (
+    Transaction,
+    make_engine,
+    open_read_only,
+    prepare_schema,
+    store_error,
+    upgrade,
+)
 from .ledger import Ledger
 from .queue import Queue
 from .reads import Reads
@@ -91,6 +98,7 @@ __all__ = [
     "mapping_versions",
     "messages",
     "metadata",
+    "open_read_only",
     "prepare_schema",
     "source_counts",
     "store_error",
