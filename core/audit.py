@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import ConfigError
+from .store.schema import naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ _LOCK_KEY = 0x6C74_6175  # "ltau": one advisory lock for the audit chain
 def record_hash(previous: str, row: dict[str, Any], key: bytes | None = None) -> str:
     """The hash of one record, given the previous record's hash: HMAC-SHA256 with a key."""
     at = row["at"]
-    stamp = at.isoformat(" ", "microseconds") if isinstance(at, datetime) else str(at)
+    # The time as the store keeps it (naive UTC), so a hash made before the store
+    # read times back aware still verifies.
+    stamp = naive_utc(at).isoformat(" ", "microseconds") if isinstance(at, datetime) else str(at)
     fields = [
         previous,
         row["message_id"],

@@ -77,10 +77,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class DeadHolder:
     """A holder found dead, and what was released."""
@@ -214,9 +210,9 @@ def reap(engine: Engine, noticed_by: str, *, me: Holder | None = None) -> list[D
         why = None
         if row.host == host and not process_alive(row.pid, row.pid_start):
             why = f"its process {row.pid} on {row.host} is gone"
-        elif _aware(row.heartbeat_at) < now - timedelta(seconds=row.timeout_s):
+        elif row.heartbeat_at < now - timedelta(seconds=row.timeout_s):
             why = (
-                f"no heartbeat since {_aware(row.heartbeat_at):%Y-%m-%d %H:%M:%S} UTC "
+                f"no heartbeat since {row.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC "
                 f"(over {row.timeout_s:g} s)"
             )
         if why is not None:
@@ -281,8 +277,8 @@ def live_holders(engine: Engine) -> list[dict[str, object]]:
             "name": r.name,
             "host": r.host,
             "pid": r.pid,
-            "started_at": _aware(r.started_at),
-            "age": max(0.0, (now - _aware(r.heartbeat_at)).total_seconds()),
+            "started_at": r.started_at,
+            "age": max(0.0, (now - r.heartbeat_at).total_seconds()),
         }
         for r in rows
     ]

@@ -27,20 +27,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, String, Table, delete, insert, select, text, update
+from sqlalchemy import Column, String, Table, delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .errors import LienthongError
-from .store import metadata
+from .store import UtcDateTime, metadata
 
 leases = Table(
     "leases",
     metadata,
     Column("name", String(200), primary_key=True),
     Column("holder", String(200), nullable=False),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("acquired_at", UtcDateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime(timezone=True), nullable=False),
 )
 
 
@@ -83,11 +83,6 @@ def default_holder() -> str:
 def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_lock`` (Python's hash() is salted)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Lease:
@@ -185,7 +180,7 @@ class Lease:
             row = conn.execute(select(leases).where(leases.c.name == self.name)).first()
         if row is None:
             return None
-        holder = LeaseHolder(row.holder, _aware(row.acquired_at), _aware(row.expires_at))
+        holder = LeaseHolder(row.holder, row.acquired_at, row.expires_at)
         if not self._postgres and holder.expires_at < datetime.now(UTC):
             return None
         return holder

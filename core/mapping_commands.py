@@ -192,7 +192,7 @@ def diff_command(
     as_json: bool,
 ) -> None:
     """What the current file of mapping NAME changes in the kept real inputs; exit 1 if any."""
-    since_utc = since.replace(tzinfo=UTC).replace(tzinfo=None) if since else None
+    since_utc = since.replace(tzinfo=UTC) if since else None
     found = diff_stored(
         state.reads,
         state.mappings,

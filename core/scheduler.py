@@ -47,7 +47,6 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import (
     Column,
-    DateTime,
     Float,
     Integer,
     MetaData,
@@ -65,7 +64,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import ConfigProblem, TransientError
 from .lease import Lease, LeaseHeld, default_holder
-from .store import metadata
+from .store import UtcDateTime, metadata
 from .suggest import unknown_key
 from .sync import MODES, GuardRefused, Report, SyncSpec
 from .threads import DaemonPool
@@ -81,9 +80,9 @@ job_runs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job", String(200), nullable=False),
     Column("trigger", String(20), nullable=False),
-    Column("scheduled_for", DateTime(timezone=True)),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("scheduled_for", UtcDateTime(timezone=True)),
+    Column("started_at", UtcDateTime(timezone=True), nullable=False),
+    Column("finished_at", UtcDateTime(timezone=True)),
     Column("outcome", String(20), nullable=False),
     Column("holder", String(200), nullable=False),
     Column("detail", Text),
@@ -379,14 +378,13 @@ def claim_run(
     scheduled_for: datetime | None = None,
 ) -> int | None:
     """Record the start of a run; None when this tick was already claimed by another process."""
-    tick = scheduled_for.astimezone(UTC) if scheduled_for is not None else None
     try:
         with engine.begin() as conn:
             key = conn.execute(
                 insert(job_runs).values(
                     job=job,
                     trigger=trigger,
-                    scheduled_for=tick,
+                    scheduled_for=scheduled_for,
                     started_at=datetime.now(UTC),
                     outcome="running",
                     holder=holder,
@@ -628,7 +626,7 @@ class JobOverview:
 def _local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(tz)
+    return value.astimezone(tz)
 
 
 def _stored_next_runs(engine: Engine, table: str) -> dict[str, datetime | None]:

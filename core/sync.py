@@ -36,7 +36,6 @@ from typing import Any, Protocol
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -54,7 +53,7 @@ from sqlalchemy.engine import Engine
 from .adapter import Change, Record, SyncBatch
 from .disposition import Disposition, decide
 from .errors import FatalError, LienthongError, RejectedError
-from .store import Cursors, metadata
+from .store import Cursors, UtcDateTime, metadata
 
 #: The reserved field that marks a record as disabled (see the module docstring).
 DISABLED = "disabled"
@@ -72,8 +71,8 @@ sync_runs = Table(
     Column("dry_run", Boolean, nullable=False),
     Column("forced", Boolean, nullable=False),
     Column("outcome", String(20), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("started_at", UtcDateTime(timezone=True), nullable=False),
+    Column("finished_at", UtcDateTime(timezone=True)),
     Column("cursor_before", Text),
     Column("cursor_after", Text),
     Column("counts", Text, nullable=False),
@@ -503,11 +502,7 @@ def _item(row: Any) -> Item:
 
 
 def _report(run: Any, items: list[Item]) -> Report:
-    """A stored run as a report; its times UTC-aware however the database gave them back."""
-    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
-    finished = run.finished_at
-    if finished is not None and finished.tzinfo is None:
-        finished = finished.replace(tzinfo=UTC)
+    """A stored run as a report (its times aware UTC, as the store's column type reads them)."""
     return Report(
         run_id=run.id,
         job=run.job,
@@ -517,8 +512,8 @@ def _report(run: Any, items: list[Item]) -> Report:
         dry_run=run.dry_run,
         forced=run.forced,
         outcome=run.outcome,
-        started_at=started,
-        finished_at=finished,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
         cursor_before=run.cursor_before,
         cursor_after=run.cursor_after,
         counts=json.loads(run.counts or "{}"),

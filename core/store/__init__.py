@@ -11,7 +11,7 @@ the schema comes from the Alembic migrations in ``lienthong/migrations``.
 Split by use, along the data path:
 
 =================== ==============================================================
-``schema``          the tables, naive-UTC times, headers as JSON text
+``schema``          the tables, aware-UTC times (``UtcDateTime``), headers as JSON text
 ``engine``          the engine (SQLite pragmas, a private file), transactions whose
                     lost database is one ``StoreUnavailable``, the schema check
 ``base``            what the write paths share: fast inserts, the audit chain
@@ -33,11 +33,19 @@ from sqlalchemy.engine import Engine
 from ..model import Delivery, Intake, Outcome, Outgoing
 from .cursors import Cursors
 from .dead_letters import DeadLetters
-from .engine import Transaction, make_engine, prepare_schema, store_error, upgrade
+from .engine import (
+    Transaction,
+    make_engine,
+    open_read_only,
+    prepare_schema,
+    store_error,
+    upgrade,
+)
 from .ledger import Ledger
 from .queue import Queue
 from .reads import Reads
 from .schema import (
+    UtcDateTime,
     attempts,
     audit,
     cursors,
@@ -75,6 +83,7 @@ __all__ = [
     "Reads",
     "Store",
     "Transaction",
+    "UtcDateTime",
     "attempts",
     "audit",
     "cursors",
@@ -89,6 +98,7 @@ __all__ = [
     "mapping_versions",
     "messages",
     "metadata",
+    "open_read_only",
     "prepare_schema",
     "source_counts",
     "store_error",

@@ -10,13 +10,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import DateTime, Table, update
+from sqlalchemy import Table, update
 from sqlalchemy.engine import Connection, Engine
 
 from .. import audit as audit_module
 from .engine import Transaction
 from .engine import upgrade as upgrade_schema
-from .schema import audit, mapping_versions
+from .schema import UtcDateTime, audit, driver_value, mapping_versions
 
 if TYPE_CHECKING:
     from ..mapping import MappingVersion
@@ -64,38 +64,33 @@ class Base:
             f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join([mark] * len(row))}) "
             "ON CONFLICT DO NOTHING RETURNING id"  # rowcount is not reliable on every driver
         )
-        values = tuple(
-            v.isoformat(" ", "microseconds") if sqlite and isinstance(v, datetime) else v
-            for v in row.values()
-        )
+        values = tuple(driver_value(v, self.dialect) for v in row.values())
         return conn.exec_driver_sql(sql, values).first() is not None
 
     def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows with the driver's executemany: the hot path skips Core's per-value work.
 
         Rows must carry every column of ``table`` except autoincrement keys.
-        SQLite gets times as text in the layout SQLAlchemy reads back.
+        Times go as the columns keep them (:func:`.schema.driver_value`).
         """
         if not rows:
             return
         targets = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
         columns = [c.name for c in targets]
-        sqlite = self.dialect == "sqlite"
-        mark = "?" if sqlite else "%s"
+        mark = "?" if self.dialect == "sqlite" else "%s"
         placeholders = ", ".join([mark] * len(columns))
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
         values = [[row.get(name) for name in columns] for row in rows]
-        if sqlite:
-            times = [i for i, c in enumerate(targets) if isinstance(c.type, DateTime)]
-            shown: dict[datetime, str] = {}  # a batch shares a handful of timestamps
-            for record in values:
-                for i in times:
-                    value = record[i]
-                    if value is not None:
-                        text = shown.get(value)
-                        if text is None:
-                            text = shown[value] = value.isoformat(" ", "microseconds")
-                        record[i] = text
+        times = [i for i, c in enumerate(targets) if isinstance(c.type, UtcDateTime)]
+        kept: dict[datetime, Any] = {}  # a batch shares a handful of timestamps
+        for record in values:
+            for i in times:
+                value = record[i]
+                if value is not None:
+                    stored = kept.get(value)
+                    if stored is None:
+                        stored = kept[value] = driver_value(value, self.dialect)
+                    record[i] = stored
         conn.exec_driver_sql(sql, [tuple(record) for record in values])
 
     def _append_audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:

@@ -1,7 +1,8 @@
 """The store's engine: SQLite made safe and private, PostgreSQL as given; errors in one line.
 
 Also what every opener of the store checks first: that its schema is the one
-this code needs (:func:`prepare_schema`).
+this code needs (:func:`prepare_schema`; :func:`open_read_only` for a command
+that only reads, which migrates and creates nothing).
 """
 
 from __future__ import annotations
@@ -146,15 +147,61 @@ def prepare_schema(engine: Engine) -> None:
     up to date on the spot; a shared PostgreSQL store is upgraded once, by
     ``lienthong db upgrade``, so a worker or a command of another version refuses it.
     """
-    from .. import migrations
-
     if engine.dialect.name == "sqlite":
         upgrade(engine)
         return
+    _check_schema(engine)
+
+
+def open_read_only(url: str) -> Engine:
+    """An engine on the store at ``url`` for a command that only reads: it creates nothing.
+
+    The schema is checked, never migrated, on SQLite as on PostgreSQL: a store
+    behind this code is refused with the hint to run ``lienthong db upgrade``.
+    An SQLite file that is not there (or holds no tables) has nothing to show
+    yet, and is not made.
+    """
+    database = _sqlite_file(url)
+    if database is not None and not Path(database).exists():
+        raise ConfigError([_nothing_yet(database)])
+    engine = make_engine(url)
+    try:
+        _check_schema(engine, empty=_nothing_yet(database) if database is not None else None)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of an SQLite ``url``; None for another database or SQLite in memory."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError([f"bus.store: cannot use database URL ({exc})"]) from exc
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _nothing_yet(database: str) -> str:
+    return (
+        f"bus.store: nothing is stored yet: the SQLite file {database} "
+        f"{'holds no tables' if Path(database).exists() else 'does not exist'}. Hint: "
+        "'lienthong run' makes it on its first start; if the bus has run, check bus.store"
+    )
+
+
+def _check_schema(engine: Engine, *, empty: str | None = None) -> None:
+    """Refuse a schema that is not this code's; ``empty``: the problem if it has none at all."""
+    from .. import migrations
+
     try:
         current, head = migrations.current(engine), migrations.head()
     except OperationalError as exc:
         raise StoreUnavailable(f"the store is not reachable: {exc.orig}") from exc
+    if current is None and empty is not None:
+        raise ConfigError([empty])
     if current != head:
         raise ConfigError(
             [

@@ -7,7 +7,7 @@ circuit as a worker sees it, and the purge of kept mapping inputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert
@@ -69,7 +69,7 @@ class Ledger(Base):
                     "source_key": m.source_key,
                     "headers": headers_text(m.headers),
                     "body": m.body,
-                    "created_at": m.created_at.astimezone(UTC).replace(tzinfo=None),
+                    "created_at": m.created_at,
                     "accepted_at": now,
                     "state": MessageState.PARKED if intake.parked else MessageState.ROUTED,
                 }

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..model import Delivery, DeliveryState, Outcome, Result
 from .base import Base
-from .schema import attempts, dead_letters, deliveries, headers_of, messages, utcnow
+from .schema import attempts, dead_letters, deliveries, driver_value, headers_of, messages, utcnow
 
 
 def in_turn() -> Any:
@@ -157,7 +157,7 @@ class Queue(Base):
             if delivered:
                 # The hot path: one prepared statement, executemany at driver level.
                 mark = "?" if self.dialect == "sqlite" else "%s"
-                stamp = now.isoformat(" ", "microseconds") if self.dialect == "sqlite" else now
+                stamp = driver_value(now, self.dialect)
                 conn.exec_driver_sql(
                     f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', delivered_at = "
                     f"{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id = {mark}",
@@ -251,17 +251,24 @@ class Queue(Base):
                 conn.execute(insert(dead_letters), dead_rows)
             self._append_audit(conn, audit_rows)
 
-    def release(self, keys: Sequence[str]) -> None:
-        """Give claimed deliveries back untouched (a clean shutdown mid-batch)."""
-        if keys:
-            with self._begin() as conn:
-                conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING
-                    )
-                    .values(claimed_until=None, claimed_by=None, enqueued_at=None)
-                )
+    def release(self, keys: Sequence[str], *, claims: bool = True) -> None:
+        """Give pending deliveries back untouched: the next claim or relay pass takes them.
+
+        A clean shutdown mid-batch gives back its claims too; a publish that
+        never reached a queue (``claims=False``, :meth:`unmark_enqueued`) only
+        its queue mark, so a claim another worker holds stays.
+        """
+        if not keys:
+            return
+        values: dict[str, Any] = {"enqueued_at": None}
+        if claims:
+            values.update(claimed_until=None, claimed_by=None)
+        with self._begin() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING)
+                .values(values)
+            )
 
     def next_due(self) -> datetime | None:
         with self.engine.connect() as conn:
@@ -275,15 +282,7 @@ class Queue(Base):
 
     def unmark_enqueued(self, keys: Sequence[str]) -> None:
         """Say these deliveries' keys never reached a queue: the relay's next pass queues them."""
-        if keys:
-            with self._begin() as conn:
-                conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING
-                    )
-                    .values(enqueued_at=None)
-                )
+        self.release(keys, claims=False)
 
     def due_for_enqueue(self, *, limit: int, stale_after: timedelta) -> list[tuple[str, str]]:
         """Mark and return (key, endpoint) of due deliveries no queue holds a live entry for."""

@@ -6,8 +6,8 @@ with :meth:`Reads.open`, which checks the schema and starts no adapter. The
 bus's own :class:`lienthong.store.Store` reads through the same classes, and
 the console's pages through it.
 
-Stored times are UTC; they may come back naive (meaning UTC) or aware, and
-:func:`age_seconds` takes either.
+Stored times come back aware UTC (:class:`.schema.UtcDateTime`); an aggregate
+read through raw SQL may not, and :func:`age_seconds` takes either.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from ..errors import RejectedError
 from ..message import Message
 from ..model import DeliveryState
-from .engine import make_engine, prepare_schema
+from .engine import open_read_only
 from .schema import (
     attempts,
     audit,
@@ -138,7 +138,7 @@ class Overview:
             id=row.id,
             correlation_id=row.correlation_id,
             source_key=row.source_key,
-            created_at=row.created_at.replace(tzinfo=UTC),
+            created_at=row.created_at,
         )
 
 
@@ -620,17 +620,11 @@ class Reads(Overview, DeadLetterLists, History, MappingHistory):
     def open(cls, url: str) -> Reads:
         """The read models of the store at ``url``, once its schema is the one this code needs.
 
-        No adapter is built and no broker is called. A PostgreSQL store not
-        upgraded is refused with the hint to run ``lienthong db upgrade``; the
-        embedded SQLite file is brought up to date, as every embedded process does.
+        No adapter is built, no broker called, nothing migrated or created
+        (:func:`.engine.open_read_only`): a store behind is refused with the hint
+        to run ``lienthong db upgrade``; an SQLite file not there has nothing yet.
         """
-        engine = make_engine(url)
-        try:
-            prepare_schema(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(engine)
+        return cls(open_read_only(url))
 
     def close(self) -> None:
         """Give back the engine's connections."""

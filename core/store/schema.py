@@ -1,18 +1,21 @@
 """The store's tables, as the Alembic migrations in ``lienthong/migrations`` make them.
 
-Every module of the store reads and writes through these; times are naive UTC
-(:func:`utcnow`), headers JSON text (:func:`headers_text`, :func:`headers_of`).
+Every module of the store reads and writes through these; times are aware UTC
+in Python (:class:`UtcDateTime`, :func:`utcnow`), headers JSON text
+(:func:`headers_text`, :func:`headers_of`).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -22,8 +25,58 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A time column read back as an aware UTC datetime, whatever the column keeps.
+
+    The store's columns are ``timestamp without time zone`` holding UTC (SQLite
+    has no time zones at all), and a few ``timezone=True`` ones: each keeps UTC
+    its own way, so Python sees one form, aware UTC, and no caller converts.
+    A naive value written is taken as UTC, as the store always read it.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self, timezone: bool = False) -> None:
+        super().__init__(timezone=timezone)
+        self.timezone = timezone
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if self.timezone and dialect.name == "postgresql":
+            return as_utc(value)  # timestamptz keeps the instant
+        return naive_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as aware UTC; a naive value is taken as UTC (the store's old form)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """``value`` as the naive UTC a ``timestamp without time zone`` column keeps."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def driver_value(value: Any, dialect: str) -> Any:
+    """``value`` as a column keeps it, for SQL sent straight to the driver (no Core types).
+
+    A time becomes naive UTC; on SQLite, the text SQLAlchemy reads back.
+    """
+    if not isinstance(value, datetime):
+        return value
+    naive = naive_utc(value)
+    return naive.isoformat(" ", "microseconds") if dialect == "sqlite" else naive
+
 
 metadata = MetaData()
 
@@ -37,8 +90,8 @@ messages = Table(
     Column("source_key", String(300)),
     Column("headers", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("created_at", DateTime, nullable=False),
-    Column("accepted_at", DateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("accepted_at", UtcDateTime, nullable=False),
     # lienthong.model.MessageState: routed (has deliveries) or parked (a dead letter).
     Column("state", String(20), nullable=False),
     UniqueConstraint("source", "source_key", name="uq_messages_source_key"),
@@ -57,13 +110,13 @@ deliveries = Table(
     # lienthong.model.DeliveryState: pending -> delivered | dead
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("claimed_by", String(100)),
-    Column("claimed_until", DateTime),
-    Column("enqueued_at", DateTime),
+    Column("claimed_until", UtcDateTime),
+    Column("enqueued_at", UtcDateTime),
     Column("last_error", Text),
-    Column("created_at", DateTime, nullable=False),
-    Column("delivered_at", DateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
     # A route target's order_by: deliveries of one group to one endpoint go one at a
     # time, lowest order_seq first (compared as text); no group, no order.
     Column("order_group", String(200)),
@@ -86,8 +139,8 @@ mapping_versions = Table(
     Column("hash", String(64), primary_key=True),
     Column("mapping", String(300), nullable=False, index=True),
     Column("text", Text, nullable=False),
-    Column("first_used", DateTime, nullable=False),
-    Column("last_used", DateTime, nullable=False),
+    Column("first_used", UtcDateTime, nullable=False),
+    Column("last_used", UtcDateTime, nullable=False),
 )
 
 # The body a mapped message was mapped from, kept bus.mapping_inputs_days for
@@ -96,7 +149,7 @@ mapping_inputs = Table(
     "mapping_inputs",
     metadata,
     Column("message_id", String(64), ForeignKey("messages.id"), primary_key=True),
-    Column("kept_at", DateTime, nullable=False, index=True),
+    Column("kept_at", UtcDateTime, nullable=False, index=True),
     Column("body", LargeBinary, nullable=False),
 )
 
@@ -106,7 +159,7 @@ attempts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("delivery_id", String(64), ForeignKey("deliveries.id"), nullable=False, index=True),
     Column("number", Integer, nullable=False),
-    Column("at", DateTime, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("worker", String(100), nullable=False),
     # lienthong.model.Result: ok | transient | rejected
     Column("outcome", String(20), nullable=False),
@@ -123,8 +176,8 @@ dead_letters = Table(
     # lienthong.model.Stage: accept | route | access | deliver
     Column("stage", String(20), nullable=False),
     Column("reason", Text, nullable=False),
-    Column("created_at", DateTime, nullable=False),
-    Column("replayed_at", DateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("replayed_at", UtcDateTime),
 )
 
 audit = Table(
@@ -132,7 +185,7 @@ audit = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("message_id", String(64), nullable=False, index=True),
-    Column("at", DateTime, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
     Column("event", String(30), nullable=False),
     Column("endpoint", String(100)),
     Column("detail", Text, nullable=False, default=""),
@@ -150,7 +203,7 @@ endpoint_health = Table(
     Column("state", String(20), nullable=False),
     Column("detail", Text, nullable=False),
     Column("worker", String(100), nullable=False),
-    Column("updated_at", DateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # Per source endpoint: new messages accepted, and repeats (offered again, already
@@ -161,7 +214,7 @@ source_counts = Table(
     Column("endpoint", String(100), primary_key=True),
     Column("received", BigInteger, nullable=False),
     Column("repeats", BigInteger, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # The live processes that hold claims, leases and runs, with their heartbeat
@@ -175,8 +228,8 @@ holders = Table(
     # The pid's start time in clock ticks after boot (/proc), so a reused pid is not
     # taken for the dead process; None where the system does not say.
     Column("pid_start", BigInteger),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", UtcDateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", UtcDateTime(timezone=True), nullable=False),
     # Seconds without a heartbeat after which this holder counts as dead: its own
     # setting (bus.heartbeat_timeout), so every reaper judges it the same way.
     Column("timeout_s", Float, nullable=False),
@@ -188,13 +241,13 @@ cursors = Table(
     metadata,
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 
 def utcnow() -> datetime:
-    """Naive UTC, the one time form the store keeps (SQLite has no time zones)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, aware UTC: the one time form the store's callers use."""
+    return datetime.now(UTC)
 
 
 def headers_text(headers: dict[str, str]) -> str:

@@ -22,9 +22,11 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, Text, func, select
+from sqlalchemy import Boolean, Column, MetaData, String, Table, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from lienthong.store import UtcDateTime
 
 from .signature import SignatureInfo
 
@@ -41,12 +43,12 @@ certificates = Table(
     Column("subject", Text, nullable=False),
     Column("issuer", Text, nullable=False),
     Column("serial", String(80), nullable=False),
-    Column("not_valid_before", DateTime, nullable=False),
-    Column("not_valid_after", DateTime, nullable=False, index=True),
+    Column("not_valid_before", UtcDateTime, nullable=False),
+    Column("not_valid_after", UtcDateTime, nullable=False, index=True),
     Column("agency", String(64), nullable=False),
     Column("trusted", Boolean, nullable=False),
-    Column("first_seen", DateTime, nullable=False),
-    Column("last_seen", DateTime, nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
     Column("last_document", String(300), nullable=False),
     Column("last_endpoint", String(100), nullable=False),
 )
@@ -54,7 +56,7 @@ certificates = Table(
 
 @dataclass(frozen=True)
 class Seen:
-    """One signer's certificate met in a verified signature (times naive UTC)."""
+    """One signer's certificate met in a verified signature (times UTC)."""
 
     fingerprint: str
     subject: str
@@ -80,12 +82,12 @@ class Seen:
             subject=info.subject,
             issuer=info.issuer,
             serial=f"{info.serial_number:x}",
-            not_valid_before=_naive(info.certificate.not_valid_before_utc),
-            not_valid_after=_naive(info.not_valid_after),
+            not_valid_before=info.certificate.not_valid_before_utc,
+            not_valid_after=info.not_valid_after,
             agency=agency,
             trusted=info.trusted,
-            first_seen=_naive(at),
-            last_seen=_naive(at),
+            first_seen=at,
+            last_seen=at,
             last_document=document_id,
             last_endpoint=endpoint,
         )
@@ -93,12 +95,8 @@ class Seen:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("not_valid_before", "not_valid_after", "first_seen", "last_seen"):
-            data[key] = data[key].replace(tzinfo=UTC).isoformat()
+            data[key] = data[key].isoformat()
         return data
-
-
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def record(engine: Engine, seen: Sequence[Seen]) -> None:
@@ -129,17 +127,17 @@ def listed(engine: Engine, *, expiring_before: datetime | None = None) -> list[S
     """The certificates met, soonest expiry first; only those expiring before a time if given."""
     query = select(certificates).order_by(certificates.c.not_valid_after, certificates.c.subject)
     if expiring_before is not None:
-        query = query.where(certificates.c.not_valid_after <= _naive(expiring_before))
+        query = query.where(certificates.c.not_valid_after <= expiring_before)
     with engine.connect() as conn:
         return [Seen(**dict(r._mapping)) for r in conn.execute(query)]
 
 
 def soonest_expiry(engine: Engine, now: datetime) -> datetime | None:
-    """When the first certificate met that is still valid at ``now`` expires (naive UTC)."""
+    """When the first certificate met that is still valid at ``now`` expires."""
     with engine.connect() as conn:
         found = conn.execute(
             select(func.min(certificates.c.not_valid_after)).where(
-                certificates.c.not_valid_after > _naive(now)
+                certificates.c.not_valid_after > now
             )
         ).scalar()
     return found
@@ -166,7 +164,7 @@ class ExpiryCollector(Collector):
             log.warning("metrics: signing certificates not read: %s", str(exc).splitlines()[0])
             return
         if soonest is not None:
-            gauge.add_metric([], soonest.replace(tzinfo=UTC).timestamp())
+            gauge.add_metric([], soonest.timestamp())
             yield gauge
 
 

@@ -13,7 +13,7 @@ that do so to it, and each party's statuses in order (its life).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from . import refusal, register
@@ -164,10 +164,6 @@ class History:
         return lines
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> History:
     """The history of ``document_id`` (or of an ``edxml-…`` correlation id) in ``store``.
 
@@ -194,7 +190,7 @@ def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> His
         meaning = STATUS_MEANINGS.get(code, f"unknown status code {code!r}") if code else ""
         events.append(
             Event(
-                at=_utc(row["accepted_at"]),
+                at=row["accepted_at"],
                 event="status" if kind == "status" else "document",
                 endpoint=row["source"],
                 meaning=meaning,
@@ -209,7 +205,7 @@ def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> His
                 name = "sent"
             events.append(
                 Event(
-                    at=_utc(hop["at"]),
+                    at=hop["at"],
                     event=name,
                     endpoint=hop["endpoint"] or "",
                     detail=hop["detail"],
@@ -219,7 +215,7 @@ def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> His
         for dead in row["dead_letters"]:
             events.append(
                 Event(
-                    at=_utc(dead["created_at"]),
+                    at=dead["created_at"],
                     event="dead-letter",
                     endpoint=dead["endpoint"] or "",
                     detail=f"({dead['stage']}) {dead['reason']}",
@@ -231,7 +227,7 @@ def history(store: _Store, document_id: str, *, axis_endpoints: set[str]) -> His
     for refused in refusal.of_correlation(store.engine, correlation):
         events.append(
             Event(
-                at=_utc(refused.sent_at),
+                at=refused.sent_at,
                 event="refused",
                 message_id="",
                 kind="status",
@@ -263,7 +259,7 @@ def _register(engine: Any, document_id: str, correlation: str) -> tuple[list[Lin
         relation = RELATIONS.get(entry.business)
         if relation is not None:
             links.extend(
-                Link(relation[0], other, entry.sender, _utc(entry.at)) for other in entry.concerns
+                Link(relation[0], other, entry.sender, entry.at) for other in entry.concerns
             )
         expected = entry.recipients if entry.direction == "out" else (entry.organ_id,)
         parties.extend(p for p in expected if p not in parties)
@@ -271,6 +267,6 @@ def _register(engine: Any, document_id: str, correlation: str) -> tuple[list[Lin
         relation = RELATIONS.get(entry.business)
         if relation is not None:
             links.append(
-                Link(relation[1], entry.document_id, entry.sender, _utc(entry.at), entry.subject)
+                Link(relation[1], entry.document_id, entry.sender, entry.at, entry.subject)
             )
     return list(dict.fromkeys(links)), parties

@@ -71,7 +71,7 @@ class Overdue:
 def overdue(engine: Engine, days: float, now: datetime | None = None) -> list[Overdue]:
     """The documents that crossed an axis endpoint over ``days`` ago and lack a 06 from someone."""
     moment = now or datetime.now(UTC)
-    cutoff = moment.astimezone(UTC).replace(tzinfo=None) - timedelta(days=days)
+    cutoff = moment - timedelta(days=days)
     entries = register.before(engine, cutoff)
     statuses = _statuses(engine, {e.correlation_id for e in entries})
     found = []
@@ -92,7 +92,7 @@ def overdue(engine: Engine, days: float, now: datetime | None = None) -> list[Ov
                     endpoint=entry.endpoint,
                     sender=entry.sender,
                     subject=entry.subject,
-                    at=entry.at.replace(tzinfo=UTC),
+                    at=entry.at,
                     waiting=waiting,
                 )
             )

@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, or_, select
+from sqlalchemy import Column, MetaData, String, Table, Text, or_, select
 from sqlalchemy.engine import Engine
+
+from lienthong.store import UtcDateTime
 
 from . import edxml
 from .register import insert_ignoring
@@ -65,7 +67,7 @@ refusals = Table(
     Column("sender", String(64), nullable=False),
     Column("reason", Text, nullable=False),
     Column("status_doc_id", String(100), nullable=False),
-    Column("sent_at", DateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False),
 )
 
 
@@ -126,7 +128,7 @@ class Refused:
     document_id: str
     sender: str
     reason: str
-    sent_at: datetime  # naive UTC
+    sent_at: datetime
 
 
 def already(engine: Engine, endpoint: str, axis_doc_id: str, sender: str, document_id: str) -> bool:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, select
+from sqlalchemy import Column, MetaData, String, Table, Text, select
 from sqlalchemy.engine import Connection, Engine
+
+from lienthong.store import UtcDateTime
 
 from .correlation import CONCERNS_SEPARATOR
 
@@ -43,7 +45,7 @@ documents = Table(
     Column("business", String(16), nullable=False),
     Column("concerns", Text, nullable=False),  # DocumentIds joined by CONCERNS_SEPARATOR
     Column("subject", Text, nullable=False),
-    Column("at", DateTime, nullable=False, index=True),  # naive UTC, as the store keeps time
+    Column("at", UtcDateTime, nullable=False, index=True),
 )
 
 
@@ -139,7 +141,7 @@ def of_correlation(engine: Engine, correlation_id: str) -> list[Entry]:
 
 
 def before(engine: Engine, cutoff: datetime) -> list[Entry]:
-    """Every document that crossed an axis endpoint before ``cutoff`` (naive UTC), oldest first."""
+    """Every document that crossed an axis endpoint before ``cutoff``, oldest first."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(documents).where(documents.c.at < cutoff).order_by(documents.c.at)

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from lienthong import cli as cli_module
+from lienthong import migrations
 from lienthong.adapter import Adapter, Capability
 from lienthong.exits import PREFIX, Exit
 from lienthong.hookspecs import hookimpl
@@ -179,3 +180,29 @@ def test_a_store_not_upgraded_is_refused_with_the_fix_and_nothing_migrated(
     engine.dispose()
     assert tables == 0, "a read-only command migrated the store"
     assert with_unreachable == []
+
+
+def test_a_read_command_on_no_store_says_nothing_is_stored_yet(
+    tmp_path: Path, with_unreachable: list[str]
+) -> None:
+    db = tmp_path / "var" / "bus.db"
+    config = write_config(tmp_path, f"sqlite:///{db}")
+    for command in (["status"], ["dlq", "list"], ["trace", "m-1"]):
+        result = invoke(config, *command)
+        assert result.exit_code == Exit.CONFIG, result.output
+        assert "nothing is stored yet" in result.output and "'lienthong run'" in result.output
+    assert not db.exists()
+
+
+def test_a_read_command_on_a_store_behind_says_to_upgrade_it(
+    tmp_path: Path, with_unreachable: list[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bus.db'}"
+    config = write_config(tmp_path, url)
+    engine = make_engine(url)
+    migrations.upgrade(engine, "0007")
+    result = invoke(config, "status")
+    assert result.exit_code == Exit.CONFIG, result.output
+    assert "schema is at 0007" in result.output and "'lienthong db upgrade'" in result.output
+    assert migrations.current(engine) == "0007"
+    engine.dispose()
