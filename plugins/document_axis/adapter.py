@@ -59,80 +59,31 @@ Idempotency: the real axis is not known to deduplicate, so a crash between a
 successful ``sendEdoc`` and the bus marking the delivery may send twice there;
 receivers tell the copies apart by edXML ``DocumentId``. The sandbox axis
 deduplicates on (system, idempotency-key) and answers the first DocId.
+
+Parts: :mod:`.config` reads the settings at start, :mod:`.intake` is the
+receive path, :mod:`.entries` the register entries, :mod:`.agencies` the
+sync's records.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-from lxml import etree
-from sqlalchemy.exc import SQLAlchemyError
-
-from lienthong.adapter import (
-    INVALID_HEADER,
-    Acceptance,
-    Adapter,
-    Capability,
-    Inbox,
-    Option,
-    Record,
-    SyncBatch,
-)
-from lienthong.errors import (
-    ConfigError,
-    ConfigProblem,
-    FatalError,
-    LienthongError,
-    RejectedError,
-    TransientError,
-)
+from lienthong.adapter import Adapter, Capability, Inbox, Option, Services, SyncBatch
+from lienthong.errors import ConfigError, ConfigProblem, FatalError, RejectedError, TransientError
 from lienthong.message import Message
-from lienthong.store import utcnow
-from lienthong.xml import XmlRejected
 
-from . import certificates, edxml, refusal, register
-from .client import HASH_FILE_FORMS, AxisAuthError, AxisClient, ReceivedItem, Wire
-from .correlation import (
-    BUSINESS_HEADER,
-    CONCERNS_HEADER,
-    CONCERNS_SEPARATOR,
-    DOCUMENT_ID_HEADER,
-    facts,
-)
-from .edxml import Document, text_of
-from .edxml import build as edxml_build
-from .inspection import Inspection, inspect
+from . import agencies, config, entries, refusal
+from .client import AxisClient, ReceivedItem
+from .config import POLICIES
+from .intake import KIND_DOCUMENT, KIND_STATUS, Intake, header_text
 from .provenance import DEFAULT_REQUIRED_TYPES, Provenance
-from .validation import parse_problem
 
 log = logging.getLogger(__name__)
 
-NS = {"ed": "http://www.mic.gov.vn/TBT/QCVN_102_2016"}
-_HEADER = "/ed:edXML/ed:edXMLEnvelope/ed:edXMLHeader/ed:MessageHeader/"
-_ED = f"{{{NS['ed']}}}"
-KIND_DOCUMENT = "edxml.document"
-KIND_STATUS = "edxml.status"
 KINDS = {KIND_DOCUMENT: "edoc", KIND_STATUS: "status"}
-POLICIES = ("require", "verify-if-present", "verify_if_present", "off")
-
-
-@dataclass(frozen=True)
-class _Received:
-    item: ReceivedItem
-    message: Message
-    inspection: Inspection | None
-
-
-def _text(tree: etree._ElementTree, path: str) -> str:
-    return str(tree.xpath(f"string({_HEADER}{path})", namespaces=NS)).strip()
-
-
-def _texts(tree: etree._ElementTree, path: str) -> list[str]:
-    """Each element's whole text: ``text()`` would split a value at a comment into two."""
-    return [text_of(e).strip() for e in tree.xpath(f"{_HEADER}{path}", namespaces=NS)]
 
 
 class AxisAdapter(Adapter):
@@ -279,153 +230,27 @@ class AxisAdapter(Adapter):
     _signing_key: Any = None
     provenance: Provenance | None = None
 
+    def __init__(self, endpoint: str, settings: Mapping[str, Any], services: Services) -> None:
+        super().__init__(endpoint, settings, services)
+        self._intake = Intake(
+            endpoint, self.settings, services, provenance=self._provenance, sign=self._signed
+        )
+
     # --- lifecycle ---
 
     def start(self) -> None:
-        self._check_settings()
-        self.provenance = self._load_provenance()
+        config.check(self.endpoint, self.settings)
+        self.provenance = config.provenance(self.endpoint, self.settings, self.services)
         for warning in self.provenance.warnings():
             log.warning("endpoint '%s': SIGNATURES NOT FULLY CHECKED: %s", self.endpoint, warning)
-        self._signing_key = self._load_signing_key()
-        s = self.settings
-        session = requests.Session()
-        self.client = AxisClient(
-            s["url"],
-            s["system_id"],
-            s["secret"],
-            session=session,
-            timeout=float(s["timeout"]),
-            clock=self.services.clock,
-            wire=Wire(
-                hash_file=s["hash_file"],
-                nonce=bool(s["nonce"]),
-                idempotency_key=bool(s["idempotency_key"]),
-            ),
-        )
-        try:
-            response_is_sandbox = self.client.check()
-        except AxisAuthError as exc:
-            where = f"endpoints.{self.endpoint}.{exc.option}"
-            raise ConfigError([ConfigProblem(where, str(exc))]) from exc
-        if response_is_sandbox and not s["sandbox"]:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        f"endpoints.{self.endpoint}.url",
-                        f"{s['url']} is a SANDBOX axis, not the national axis. "
-                        "Hint: point 'url' at the real axis, or set 'sandbox: true' for tests "
-                        "and demos",
-                    )
-                ]
-            )
-
-    def _load_signing_key(self) -> Any:
-        from . import signature
-
-        s = self.settings
-        if not s["signing_key"]:
-            return None
-        if s["signing_algorithm"] not in signature.ALGORITHMS:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        f"endpoints.{self.endpoint}.signing_algorithm",
-                        f"unknown algorithm {s['signing_algorithm']!r}; use one of "
-                        f"{', '.join(sorted(signature.ALGORITHMS))}",
-                    )
-                ]
-            )
-        cert = self.services.base_dir / s["signing_cert"] if s["signing_cert"] else None
-        try:
-            return signature.load_key(
-                self.services.base_dir / s["signing_key"], s["signing_password"], cert=cert
-            )
-        except LienthongError as exc:
-            raise ConfigError(
-                [ConfigProblem(f"endpoints.{self.endpoint}.signing_key", str(exc))]
-            ) from exc
-
-    def _load_provenance(self) -> Provenance:
-        """Trust anchors, intermediates, CRLs and the signer binding, every problem at once."""
-        from .binding import Binding
-        from .trust import Trust
-
-        s = self.settings
-        where = f"endpoints.{self.endpoint}"
-        problems: list[ConfigProblem] = []
-        trust = binding = None
-
-        def files(option: str) -> list[Any]:
-            return [self.services.base_dir / str(p) for p in s[option]]
-
-        try:
-            trust = Trust.from_files(
-                files("trust_anchors"), files("intermediate_certs"), files("crl_files")
-            )
-        except ConfigError as exc:
-            problems.extend(ConfigProblem(f"{where}.{p.location}", p.message) for p in exc.problems)
-        try:
-            binding = Binding(s["signer_agencies"])
-        except ConfigError as exc:
-            problems.extend(ConfigProblem(f"{where}.{p.location}", p.message) for p in exc.problems)
-        if trust is None or binding is None:
-            raise ConfigError(problems)
-        try:
-            return Provenance(
-                policy=s["signature_policy"],
-                required_types=[str(t) for t in s["signature_required_for"]],
-                trust=trust,
-                binding=binding,
-                max_bytes=self.services.max_message_bytes,
-            )
-        except ConfigError as exc:
-            raise ConfigError(
-                ConfigProblem(f"{where}.signature_policy", p.message) for p in exc.problems
-            ) from exc
+        self._signing_key = config.signing_key(self.endpoint, self.settings, self.services)
+        self.client = config.client(self.settings, self.services)
+        config.check_axis(self.endpoint, self.settings, self.client)
 
     def stop(self) -> None:
         if self.client is not None:
             self.client.session.close()
             self.client = None
-
-    def _check_settings(self) -> None:
-        s = self.settings
-        where = f"endpoints.{self.endpoint}"
-        problems = []
-        if not str(s.get("url", "")).startswith(("http://", "https://")):
-            problems.append(
-                ConfigProblem(
-                    f"{where}.url",
-                    f"{s.get('url')!r} is not an http(s) URL. "
-                    "Hint: e.g. https://axis.example.gov.vn/vxp",
-                )
-            )
-        if s.get("signature_policy") not in POLICIES:
-            problems.append(
-                ConfigProblem(
-                    f"{where}.signature_policy",
-                    f"{s.get('signature_policy')!r} is not one of require, verify-if-present, off",
-                )
-            )
-        if s.get("hash_file") not in HASH_FILE_FORMS:
-            problems.append(
-                ConfigProblem(
-                    f"{where}.hash_file",
-                    f"{s.get('hash_file')!r} is not one of {', '.join(HASH_FILE_FORMS)}. Hint: "
-                    "unpadded is what the vendor SDK sends; confirm with the axis's test "
-                    "environment (docs/axis.md, going live)",
-                )
-            )
-        organ = str(s.get("organ_id", ""))
-        if not organ or len(organ.split(".")) > 4:
-            problems.append(
-                ConfigProblem(
-                    f"{where}.organ_id",
-                    f"{organ!r} is not an agency code. Hint: e.g. 000.00.00.H15 (at most 4 groups)",
-                )
-            )
-        if problems:
-            raise ConfigError(problems)
 
     def _client(self) -> AxisClient:
         if self.client is None:
@@ -435,220 +260,12 @@ class AxisAdapter(Adapter):
     # --- receive ---
 
     def receive(self, inbox: Inbox) -> int:
-        client = self._client()
-        batch = int(self.settings["batch_size"])
-        received: list[_Received] = []
-        for message_type in ("edoc", "status"):
-            for item in client.received(message_type=message_type)[:batch]:
-                self._check_addressee(item)
-                try:
-                    body = client.fetch(item.doc_id)
-                except RejectedError as exc:
-                    log.warning(
-                        "endpoint '%s': skipping axis item %s: %s", self.endpoint, item.doc_id, exc
-                    )
-                    continue
-                message, inspection = self._take(item, body)
-                received.append(_Received(item, message, inspection))
-        if not received:
-            return 0
-        acceptances = inbox.accept([r.message for r in received])
-        self._remember(received, acceptances)
-        for r, acceptance in zip(received, acceptances, strict=True):
-            if acceptance.parked:
-                try:
-                    self._refuse(r, acceptance)
-                except TransientError as exc:
-                    # Left unacknowledged: the next poll takes it again and refuses it then.
-                    log.warning(
-                        "endpoint '%s': the status 02 for axis item %s was not sent (%s); the "
-                        "item stays on the axis until it is",
-                        self.endpoint,
-                        r.item.doc_id,
-                        exc,
-                    )
-                    continue
-                except RejectedError as exc:
-                    # The axis refused the 02 itself: sending it again cannot help.
-                    log.warning(
-                        "endpoint '%s': the axis refused the status 02 for item %s: %s",
-                        self.endpoint,
-                        r.item.doc_id,
-                        exc,
-                    )
-            client.update_status(r.item.doc_id, "fail" if acceptance.parked else "done")
-        return len(received)
-
-    def _remember(self, received: list[_Received], acceptances: list[Acceptance]) -> None:
-        """Register the documents taken in and the signing certificates verified."""
-        engine = self.services.engine
-        if engine is None:
-            return
-        now = self.services.clock()
-        entries, seen = [], []
-        for r, acceptance in zip(received, acceptances, strict=True):
-            inspection = r.inspection
-            if inspection is None:
-                continue
-            document_id = r.message.headers.get(DOCUMENT_ID_HEADER, "")
-            info = inspection.verdict.signature
-            if info is not None:
-                seen.append(
-                    certificates.Seen.of(
-                        info,
-                        agency=inspection.verdict.sender,
-                        document_id=document_id,
-                        endpoint=self.endpoint,
-                        at=now,
-                    )
-                )
-            document = inspection.message
-            if not acceptance.parked and isinstance(document, Document) and document_id:
-                entries.append(self._entry(r.message, document, "in", inspection.verdict.sender))
-        try:
-            register.record(engine, entries)
-            certificates.record(engine, seen)
-        except SQLAlchemyError as exc:
-            raise TransientError(
-                f"endpoint '{self.endpoint}': the axis register could not be written: {exc}"
-            ) from exc
-
-    def _entry(
-        self, message: Message, document: Document, direction: str, sender: str
-    ) -> register.Entry:
-        headers = message.headers
-        return register.Entry(
-            message_id=message.id,
-            endpoint=self.endpoint,
-            direction=direction,
-            organ_id=str(self.settings["organ_id"]),
-            document_id=document.document_id or "",
-            correlation_id=message.correlation_id,
-            sender=sender,
-            recipients=tuple(document.recipient_ids),
-            business=headers.get(BUSINESS_HEADER, "new"),
-            concerns=tuple(
-                c for c in headers.get(CONCERNS_HEADER, "").split(CONCERNS_SEPARATOR) if c
-            ),
-            subject=document.subject or "",
-            at=utcnow(),
-        )
-
-    def _refuse(self, received: _Received, acceptance: Acceptance) -> None:
-        """Send the sender a status 02 for a document refused at intake (``on_refuse``)."""
-        inspection = received.inspection
-        message = received.message
-        if (
-            self.settings["on_refuse"] != "status-02"
-            or INVALID_HEADER not in message.headers  # parked later: ours to fix, not the sender's
-            or inspection is None
-            or not isinstance(inspection.message, Document)
-            or not inspection.message.document_id
-        ):
-            return
-        document = inspection.message
-        sender = inspection.verdict.sender
-        engine = self.services.engine
-        doc_id = received.item.doc_id
-        if engine is None:
-            if acceptance.duplicate:
-                return  # no store to tell whether it was refused already
-        elif refusal.already(engine, self.endpoint, doc_id, sender, document.document_id or ""):
-            return
-        status = refusal.status_02(
-            document,
-            organ_id=str(self.settings["organ_id"]),
-            organ_name=self.settings.get("organ_name"),
-            sender=sender,
-            problems=inspection.problems,
-            now=edxml.axis_now(self.services.clock()),
-        )
-        body = self._signed(edxml_build(status))
-        status_doc_id = self._client().send(
-            body,
-            organ_id=str(self.settings["organ_id"]),
-            message_type="status",
-            key=f"status-02-{doc_id}",
-        )
-        log.info(
-            "endpoint '%s': refused %s from %s with status 02 (axis docId %s)",
-            self.endpoint,
-            document.document_id,
-            sender,
-            status_doc_id,
-        )
-        if engine is not None:
-            refusal.record(
-                engine,
-                endpoint=self.endpoint,
-                axis_doc_id=doc_id,
-                message_id=acceptance.message_id,
-                organ_id=str(self.settings["organ_id"]),
-                document_id=document.document_id or "",
-                correlation_id=message.correlation_id,
-                sender=sender,
-                reason=status.description or "",
-                status_doc_id=status_doc_id,
-                sent_at=utcnow(),
-            )
-
-    def _check_addressee(self, item: ReceivedItem) -> None:
-        """The axis lists what waits for the system's own agency: it must be ``organ_id``."""
-        organ = self.settings["organ_id"]
-        if item.to and item.to != organ:
-            raise AxisAuthError(
-                f"endpoint '{self.endpoint}': the axis lists item {item.doc_id} for agency "
-                f"'{item.to}' to system '{self.settings['system_id']}', but this endpoint "
-                f"receives for '{organ}'. Hint: the axis binds each system to one agency: "
-                "check 'organ_id' and 'system_id'",
-                option="organ_id",
-            )
+        """Poll once (:class:`.intake.Intake`): hand over what waits, then acknowledge it."""
+        return self._intake.receive(self._client(), inbox)
 
     def to_message(self, item: ReceivedItem, body: bytes) -> Message:
         """The bus message for one fetched axis item, with its routing headers and problems."""
-        return self._take(item, body)[0]
-
-    def _take(self, item: ReceivedItem, body: bytes) -> tuple[Message, Inspection | None]:
-        """The message for one fetched item and what inspecting it found (None if not XML)."""
-        kind = KIND_STATUS if item.message_type == "status" else KIND_DOCUMENT
-        headers = {"axis_doc_id": item.doc_id, "from": item.from_}
-        message = Message(
-            body=body, kind=kind, source=self.endpoint, source_key=item.doc_id, headers=headers
-        )
-        try:
-            tree = message.tree(max_bytes=self.services.max_message_bytes)
-        except XmlRejected as exc:
-            headers[INVALID_HEADER] = str(parse_problem(exc))
-            return message, None
-        found = facts(tree.getroot())
-        if found is not None:
-            # Set here too, not only in the prepare hook: a message parked as
-            # invalid skips that hook but still belongs to its document's history.
-            message.correlation_id = found.correlation_id
-            headers.update(found.headers())
-        response_for = _text(tree, "ed:ResponseFor/ed:DocumentId")
-        if response_for:
-            headers["response_for"] = response_for
-        if kind == KIND_STATUS:
-            headers["to"] = _text(tree, "ed:ResponseFor/ed:OrganId")
-            headers["status_code"] = _text(tree, "ed:StatusCode")
-        else:
-            headers["document_id"] = _text(tree, "ed:DocumentId")
-            headers["to"] = ",".join(_texts(tree, "ed:To/ed:OrganId"))
-        inspection = inspect(
-            tree,
-            provenance=self._provenance(),
-            axis_sender=item.from_,
-            document=kind == KIND_DOCUMENT,
-            organ_id=None if kind == KIND_STATUS else str(self.settings["organ_id"]),
-            max_attachment_bytes=int(self.settings["max_attachment_bytes"]),
-        )
-        for warning in inspection.warnings:
-            log.warning("endpoint '%s': %s", self.endpoint, warning)
-        headers.update(inspection.verdict.headers())
-        if inspection.problems:
-            headers[INVALID_HEADER] = "; ".join(inspection.problems)
-        return message, inspection
+        return self._intake.take(item, body)[0]
 
     def problems(self, body: bytes) -> list[str]:
         """Every edXML rule and size limit ``body`` breaks, each with its line where known.
@@ -683,7 +300,7 @@ class AxisAdapter(Adapter):
             )
         tree = message.tree(max_bytes=self.services.max_message_bytes)
         organ = self.settings["organ_id"]
-        sender = _text(tree, "ed:From/ed:OrganId")
+        sender = header_text(tree, "ed:From/ed:OrganId")
         problems = self.problems(message.body)
         if sender != organ:
             problems.append(
@@ -705,31 +322,8 @@ class AxisAdapter(Adapter):
             "endpoint '%s': sent message %s as axis docId %s", self.endpoint, message.id, doc_id
         )
         if message_type == "edoc" and self.services.engine is not None:
-            self._register_sent(message, tree)
-
-    def _register_sent(self, message: Message, tree: etree._ElementTree) -> None:
-        """Register a document sent, for ``edxml overdue`` and its history's links."""
-        try:
-            document = edxml.read_root(tree.getroot())
-        except RejectedError:
-            return  # validated above; a document that cannot be read is not registered
-        if not isinstance(document, Document) or not document.document_id:
-            return
-        found = facts(tree.getroot())
-        if found is not None:
-            message.headers.update(found.headers())
-            message.correlation_id = found.correlation_id
-        entry = self._entry(message, document, "out", str(self.settings["organ_id"]))
-        assert self.services.engine is not None
-        try:
-            register.record(self.services.engine, [entry])
-        except SQLAlchemyError as exc:
-            # Sent already: only the register's index misses it; say so, do not send again.
-            log.warning(
-                "endpoint '%s': document %s was sent but not registered: %s",
-                self.endpoint,
-                document.document_id,
-                exc,
+            entries.register_sent(
+                self.services.engine, message, tree, endpoint=self.endpoint, organ_id=str(organ)
             )
 
     def _signed(self, body: bytes) -> bytes:
@@ -749,14 +343,10 @@ class AxisAdapter(Adapter):
     # --- sync ---
 
     def sync_read(self, entity: str, since: str | None) -> SyncBatch:
-        """The axis's agency list as ``agency`` records, for a sync into the email directory.
+        """The axis's agency list as ``agency`` records (:mod:`.agencies`), for the email directory.
 
-        Each record is keyed by the agency code, with the fields of the
-        directory's agency map: ``code``, ``name``, ``mailbox`` and ``parent``
-        (the parent agency's code; the axis names it by its internal id). Empty
-        values are ``None``, as the directory reads absent attributes. The axis
-        has no change feed, so every read is a complete snapshot and ``since``
-        is ignored.
+        The axis has no change feed, so every read is a complete snapshot and
+        ``since`` is ignored.
         """
         if entity != "agency":
             raise ConfigError(
@@ -768,28 +358,8 @@ class AxisAdapter(Adapter):
                     )
                 ]
             )
-        agencies = self._client().agencies()
-        code_of = {a.id: a.code for a in agencies if a.id}
-        codes = {a.code for a in agencies}
-        records = []
-        for agency in agencies:
-            parent = code_of.get(agency.pid) or (agency.pid if agency.pid in codes else None)
-            if agency.pid and parent is None:
-                log.warning(
-                    "endpoint '%s': agency %s names parent %r, which is not on the axis list",
-                    self.endpoint,
-                    agency.code,
-                    agency.pid,
-                )
-            records.append(
-                Record(
-                    key=agency.code,
-                    fields={
-                        "code": agency.code,
-                        "name": agency.name or None,
-                        "mailbox": agency.mail or None,
-                        "parent": parent,
-                    },
-                )
-            )
-        return SyncBatch(records=records, complete=True, cursor=None)
+        return SyncBatch(
+            records=agencies.records(self.endpoint, self._client().agencies()),
+            complete=True,
+            cursor=None,
+        )

@@ -8,7 +8,8 @@ conformance tests (``tests/conformance/``) drive the SDK itself against it.
 Features:
     - the calls of the SDK: sendEdoc, getReceivedEdocList, getSentEdocList,
       countReceiveEdoc, countReceiveStatus, getEdoc, updateStatus,
-      getAgenciesList, registerAgency, deleteAgency (POST), downloadEdoc (GET);
+      getAgenciesList, registerAgency, deleteAgency (POST), downloadEdoc (GET),
+      each in :mod:`.sandbox_calls`;
     - checks the HMAC headers in the SDK's signed form (prefixed JSON keys,
       ``Content-Type`` signed) against per-system secrets (401 when wrong), and
       both timestamp forms (the SDK's ``ddMMyyyy'T'HHmmss+SSSS``, or epoch
@@ -40,7 +41,6 @@ Run it for a demo::
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import hmac
 import itertools
@@ -50,40 +50,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from lxml import etree
 
 from lienthong import xml
 from lienthong.errors import RejectedError
 
-from .client import (
-    FILE_TYPE,
-    HASH_HEADER,
-    HEADER_PREFIX,
-    IDEMPOTENCY_PARAM,
-    SANDBOX_HEADER,
-    SIGN_HEADER,
-    SIGN_KEYS_HEADER,
-    sdk_hash_file,
-    sha256_hex,
-)
-from .edxml import text_of
+from .client import HASH_HEADER, HEADER_PREFIX, SANDBOX_HEADER, SIGN_HEADER, SIGN_KEYS_HEADER
+from .sandbox_calls import ROUTES, Refused, first, now_text
 
-NS = {"ed": "http://www.mic.gov.vn/TBT/QCVN_102_2016"}
 #: Larger request bodies are refused unread (413): the sandbox is no place for a memory test.
 MAX_BODY_BYTES = 20 * 1024 * 1024
 _SDK_TIMESTAMP = re.compile(r"(\d{8}T\d{6})\+(\d{4})")
-_HEADER = "ed:edXMLEnvelope/ed:edXMLHeader/ed:MessageHeader/"
-
-
-class _Refused(Exception):
-    def __init__(self, code: int, desc: str) -> None:
-        super().__init__(desc)
-        self.code = code
-        self.desc = desc
 
 
 @dataclass
@@ -115,10 +94,6 @@ class Fault:
     delay: float = 0.0
     count: int = 1
     path: str | None = None
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y/%m/%d %H:%M:%S")
 
 
 def parse_timestamp(value: str) -> float:
@@ -163,7 +138,8 @@ class SandboxAxis:
         self.requests: list[tuple[str, str, int]] = []
         self.faults: list[Fault] = []
         self._nonces: dict[str, float] = {}
-        self._keys: dict[tuple[str, str], str] = {}
+        #: sendEdoc's idempotency keys: (system, key) -> the DocId first answered.
+        self.sent_keys: dict[tuple[str, str], str] = {}
         self._ids = itertools.count(1)
         for code in agencies:
             self.register_agency(code, code)
@@ -236,7 +212,7 @@ class SandboxAxis:
         title, notation, document_id = _title_and_notation(content)
         with self.lock:
             doc_id = f"sandbox-{next(self._ids):06d}"
-            stamp = _now_text()
+            stamp = now_text()
             self.docs[doc_id] = StoredDoc(
                 doc_id,
                 message_type,
@@ -313,27 +289,27 @@ class SandboxAxis:
         keys = headers.get(SIGN_KEYS_HEADER)
         given = headers.get(HASH_HEADER)
         if not payload or not keys or not given:
-            raise _Refused(401, "missing XroadVnpt signature headers")
+            raise Refused(401, "missing XroadVnpt signature headers")
         try:
             signed = json.loads(payload)
         except ValueError as exc:
-            raise _Refused(401, "XroadVnpt-sign-header is not JSON") from exc
+            raise Refused(401, "XroadVnpt-sign-header is not JSON") from exc
         if not isinstance(signed, dict) or not all(isinstance(v, str) for v in signed.values()):
-            raise _Refused(401, "XroadVnpt-sign-header is not a JSON object of strings")
+            raise Refused(401, "XroadVnpt-sign-header is not a JSON object of strings")
         params = {k.removeprefix(HEADER_PREFIX): v for k, v in signed.items()}
         if len(params) != len(signed) or sorted(params) != sorted(keys.split(";")):
-            raise _Refused(401, "XroadVnpt-sign-header-key does not list the signed names")
+            raise Refused(401, "XroadVnpt-sign-header-key does not list the signed names")
         for name, value in params.items():
             if headers.get(HEADER_PREFIX + name) != value:
-                raise _Refused(401, f"header {HEADER_PREFIX}{name} differs from the signed value")
+                raise Refused(401, f"header {HEADER_PREFIX}{name} differs from the signed value")
         system = params.get("systemid", "")
         with self.lock:
             known = self.systems.get(system)
         if known is None:
-            raise _Refused(401, f"unknown system '{system}'")
+            raise Refused(401, f"unknown system '{system}'")
         expected = hmac.new(known[0].encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, given):
-            raise _Refused(401, f"signature does not match for system '{system}'")
+            raise Refused(401, f"signature does not match for system '{system}'")
         self._check_replay(system, params)
         return params
 
@@ -347,7 +323,7 @@ class SandboxAxis:
         try:
             stamp = parse_timestamp(params["timestamp"])
         except (KeyError, ValueError) as exc:
-            raise _Refused(
+            raise Refused(
                 401,
                 "replayed or stale request: no valid timestamp (ddMMyyyy'T'HHmmss+SSSS, "
                 "or milliseconds since the epoch)",
@@ -355,223 +331,24 @@ class SandboxAxis:
         nonce = params.get("nonce")
         if not nonce:
             if self.require_nonce:
-                raise _Refused(401, "replayed or stale request: this axis requires a nonce")
+                raise Refused(401, "replayed or stale request: this axis requires a nonce")
             return
         now = self.clock()
         if abs(now - stamp) > self.max_age:
-            raise _Refused(401, f"replayed or stale request: timestamp is {now - stamp:.0f} s off")
+            raise Refused(401, f"replayed or stale request: timestamp is {now - stamp:.0f} s off")
         seen = f"{system}:{nonce}:{params['timestamp']}"
         with self.lock:
             self._nonces = {n: t for n, t in self._nonces.items() if now - t <= self.max_age}
             if seen in self._nonces:
-                raise _Refused(401, "replayed or stale request: this signature was already used")
+                raise Refused(401, "replayed or stale request: this signature was already used")
             self._nonces[seen] = now
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         params = self.authenticate(headers)
-        route = _ROUTES.get((method, path))
+        route = ROUTES.get((method, path))
         if route is None:
-            raise _Refused(404, f"no call {method} {path} on this axis")
+            raise Refused(404, f"no call {method} {path} on this axis")
         return 200, route(self, params, headers, body)
-
-    def _agency(self, params: dict[str, str]) -> str:
-        """The agency the calling system acts for; a ``from`` naming another is refused."""
-        system = params["systemid"]
-        with self.lock:
-            agency = self.systems[system][1]
-            known = agency in self.agencies
-        claimed = params.get("from")
-        if claimed is not None and claimed != agency:
-            raise _Refused(403, f"system '{system}' acts for agency '{agency}', not '{claimed}'")
-        if not known:
-            raise _Refused(403, f"agency '{agency}' is not registered on this axis")
-        return agency
-
-    def _send(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        sender = self._agency(params)
-        if not headers.get("Content-Type", "").startswith(FILE_TYPE):
-            raise _Refused(400, f"sendEdoc needs the file as {FILE_TYPE}")
-        content = _file(body, params.get("hash-file", ""))
-        message_type = params.get("messagetype")
-        if message_type not in ("edoc", "status"):
-            raise _Refused(400, f"messagetype {message_type!r} is not edoc or status")
-        try:
-            root = xml.parse(content, what="file_doc").getroot()
-        except RejectedError as exc:
-            raise _Refused(400, str(exc)) from exc
-        origin = _first(root, "ed:From/ed:OrganId")
-        if origin != sender:
-            raise _Refused(400, f"From/OrganId '{origin}' is not the calling agency '{sender}'")
-        where = "ed:To/ed:OrganId" if message_type == "edoc" else "ed:ResponseFor/ed:OrganId"
-        recipients = [text_of(e).strip() for e in root.xpath(_HEADER + where, namespaces=NS)]
-        if not recipients:
-            raise _Refused(400, f"no {where.replace('ed:', '')} to route the {message_type} to")
-        if message_type == "status" and recipients == [sender]:
-            # A status about the sender's own document (13, asking to recall it) goes
-            # to the agencies that document went to.
-            recipients = self._recipients_of(sender, _first(root, "ed:ResponseFor/ed:DocumentId"))
-        system = params["systemid"]
-        key = params.get(IDEMPOTENCY_PARAM)
-        with self.lock:
-            unknown = [r for r in recipients if r not in self.agencies]
-            if unknown:
-                raise _Refused(400, f"unknown recipient agency {', '.join(unknown)}")
-            if key and (system, key) in self._keys:
-                return _ok(DocId=self._keys[(system, key)], ErrorDesc="duplicate")
-            doc_id = self.deliver(sender, recipients, content, message_type)
-            if key:
-                self._keys[(system, key)] = doc_id
-        return _ok(DocId=doc_id)
-
-    def _recipients_of(self, sender: str, document_id: str) -> list[str]:
-        with self.lock:
-            for doc in self.docs.values():
-                if (
-                    doc.message_type == "edoc"
-                    and doc.sender == sender
-                    and doc.document_id == document_id
-                ):
-                    return list(doc.recipients)
-        raise _Refused(400, f"no document {document_id!r} sent by {sender} to route this status to")
-
-    def _item(self, doc: StoredDoc, agency: str) -> dict[str, str]:
-        return {
-            "docId": doc.doc_id,
-            "serviceType": "eDoc",
-            "messageType": doc.message_type,
-            "created_time": doc.created,
-            "updated_time": doc.updated[agency],
-            "from": doc.sender,
-            "to": agency,
-            "status": doc.status[agency],
-            "status_desc": "",
-        }
-
-    def _waiting(self, params: dict[str, str]) -> list[dict[str, str]]:
-        agency = self._agency(params)
-        kind = params.get("messagetype", "edoc")
-        with self.lock:
-            return [
-                self._item(d, agency)
-                for d in self.docs.values()
-                if d.message_type == kind
-                and agency in d.recipients
-                and d.status[agency] in ("pending", "processing")
-            ]
-
-    def _received(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        return _ok(data=self._waiting(params))
-
-    def _count(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        return _ok(count=len(self._waiting(params)))
-
-    def _sent(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        agency = self._agency(params)
-        kind = params.get("messagetype", "edoc")
-        with self.lock:
-            data = [
-                {
-                    "senderDocId": d.doc_id,
-                    "receiverDocId": d.doc_id,
-                    "fromCode": d.sender,
-                    "toCode": r,
-                    "sendStatus": "done",
-                    "sendStatusDesc": "",
-                    "receiveStatus": d.status[r],
-                    "receiveStatusDesc": "",
-                    "sentTime": d.created,
-                    "receivedTime": d.updated[r],
-                    "title": d.title,
-                    "notation": d.notation,
-                    "serviceType": "eDoc",
-                    "messageType": d.message_type,
-                }
-                for d in self.docs.values()
-                if d.message_type == kind and d.sender == agency
-                for r in d.recipients
-            ]
-        return _ok(data=data)
-
-    def _doc_for(self, params: dict[str, str]) -> tuple[StoredDoc, str]:
-        agency = self._agency(params)
-        doc_id = params.get("docId", "")
-        with self.lock:
-            doc = self.docs.get(doc_id)
-        if doc is None or agency not in doc.recipients:
-            raise _Refused(404, f"no document '{doc_id}' for agency '{agency}'")
-        return doc, agency
-
-    def _get(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        doc, _ = self._doc_for(params)
-        return _ok(
-            data=base64.b64encode(doc.content).decode("ascii"),
-            hash=sha256_hex(doc.content),
-            messageType=doc.message_type,
-        )
-
-    def _download(self, params: dict[str, str], headers: Any, body: bytes) -> bytes:
-        return self._doc_for(params)[0].content
-
-    def _update(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        doc, agency = self._doc_for(params)
-        status = params.get("status")
-        if status not in ("done", "fail", "processing"):
-            raise _Refused(400, f"status {status!r} is not done, fail or processing")
-        with self.lock:
-            doc.status[agency] = status
-            doc.updated[agency] = _now_text()
-        return _ok()
-
-    def _agencies(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        with self.lock:
-            return _ok(data=[dict(a) for a in self.agencies.values()])
-
-    def _register(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        try:
-            record = json.loads(body)
-            code, name = str(record["code"]), str(record["name"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _Refused(
-                400, "registerAgency needs a JSON record {id, pcode, code, name, mail, ...}"
-            ) from exc
-        parent = str(record.get("pcode") or "")
-        with self.lock:
-            pid = self.agencies[parent]["id"] if parent in self.agencies else parent
-        self.register_agency(code, name, pid, str(record.get("mail") or ""))
-        return _ok()
-
-    def _delete(self, params: dict[str, str], headers: Any, body: bytes) -> dict[str, Any]:
-        code = params.get("AgencyCode", "")
-        with self.lock:
-            if self.agencies.pop(code, None) is None:
-                raise _Refused(404, f"no agency '{code}'")
-        return _ok()
-
-
-_Route = Callable[[SandboxAxis, dict[str, str], Any, bytes], Any]
-_ROUTES: dict[tuple[str, str], _Route] = {
-    ("POST", "/sendEdoc"): SandboxAxis._send,
-    ("POST", "/getReceivedEdocList"): SandboxAxis._received,
-    ("POST", "/getSentEdocList"): SandboxAxis._sent,
-    ("POST", "/countReceiveEdoc"): SandboxAxis._count,
-    ("POST", "/countReceiveStatus"): SandboxAxis._count,
-    ("POST", "/getEdoc"): SandboxAxis._get,
-    ("GET", "/downloadEdoc"): SandboxAxis._download,
-    ("POST", "/updateStatus"): SandboxAxis._update,
-    ("POST", "/getAgenciesList"): SandboxAxis._agencies,
-    ("POST", "/registerAgency"): SandboxAxis._register,
-    ("POST", "/deleteAgency"): SandboxAxis._delete,
-}
-
-
-def _ok(**fields: Any) -> dict[str, Any]:
-    """A success answer: the three fields the SDK reads from every answer, and ``fields``."""
-    return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "", **fields}
-
-
-def _first(root: etree._Element, path: str) -> str:
-    found = root.xpath(_HEADER + path, namespaces=NS)
-    return text_of(found[0]).strip() if found else ""
 
 
 def _title_and_notation(content: bytes) -> tuple[str, str, str]:
@@ -581,13 +358,13 @@ def _title_and_notation(content: bytes) -> tuple[str, str, str]:
     except RejectedError:
         return "", "", ""
     number, notation = (
-        _first(root, "ed:Code/ed:CodeNumber"),
-        _first(root, "ed:Code/ed:CodeNotation"),
+        first(root, "ed:Code/ed:CodeNumber"),
+        first(root, "ed:Code/ed:CodeNotation"),
     )
     return (
-        _first(root, "ed:Subject"),
+        first(root, "ed:Subject"),
         "/".join(p for p in (number, notation) if p),
-        _first(root, "ed:DocumentId"),
+        first(root, "ed:DocumentId"),
     )
 
 
@@ -597,15 +374,6 @@ def _fail(code: int, desc: str, path: str) -> dict[str, Any]:
     if path == "/sendEdoc":
         reply["DocId"] = ""
     return reply
-
-
-def _file(body: bytes, announced: str) -> bytes:
-    """The file of a sendEdoc body: its bytes, less the CRLF the SDK adds, matching hash-file."""
-    candidates = [body[:-2], body] if body.endswith(b"\r\n") else [body]
-    for content in candidates:
-        if announced in (sha256_hex(content), sdk_hash_file(content)):
-            return content
-    raise _Refused(400, "hash-file does not match the SHA-256 of the file")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -628,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             try:
                 status, reply = self.axis.handle(method, path, self.headers, body)
-            except _Refused as refused:
+            except Refused as refused:
                 status, reply = refused.code, _fail(refused.code, refused.desc, path)
         self._answer(status, reply)
 
