@@ -227,7 +227,7 @@ class DispatchStage:
         if self.relay is None:
             return 0
         stale = timedelta(seconds=self.config.bus.requeue_seconds)
-        return self.relay.republish(self.store, stale_after=stale)
+        return self.relay.republish(self.store, stale_after=stale, by=self.worker)
 
     def _on_queue_entry(self, key: str, ack: Any) -> None:
         self._queued.append((key, ack))

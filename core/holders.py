@@ -246,6 +246,19 @@ def _release(engine: Engine, row: object, why: str, noticed_by: str) -> DeadHold
             .where(deliveries.c.claimed_by == name, deliveries.c.state == DeliveryState.PENDING)
             .values(claimed_by=None, claimed_until=None, enqueued_at=None)
         ).rowcount
+        # Keys it marked as queued may never have reached the queue (killed between
+        # its commit and its publish): the relay's next pass queues them again; a
+        # queue entry it did publish is then one more, which a claim skips.
+        released += conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.enqueued_by == name,
+                deliveries.c.enqueued_at.is_not(None),
+                deliveries.c.claimed_by.is_(None),
+                deliveries.c.state == DeliveryState.PENDING,
+            )
+            .values(enqueued_at=None, enqueued_by=None)
+        ).rowcount
         runs = conn.execute(
             update(job_runs)
             .where(job_runs.c.holder == name, job_runs.c.outcome == "running")

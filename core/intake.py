@@ -143,7 +143,8 @@ class IntakeStage:
         # On the embedded default this process delivers what it accepts straight
         # from memory, already claimed; with a broker, any worker may.
         claim = None if self.relay else (self.worker, self.lease)
-        stored = self.store.accept(intakes, enqueued=self.relay is not None, claim=claim)
+        enqueued_by = self.worker if self.relay else None
+        stored = self.store.accept(intakes, enqueued_by=enqueued_by, claim=claim)
         accepted_at = time.monotonic()
         self.metrics.accepted(stored)
         if self.relay:

@@ -200,9 +200,12 @@ class Relay:
             publisher.reset()
             raise
 
-    def republish(self, store: Store, *, stale_after: timedelta, limit: int = 1000) -> int:
-        """Publish due deliveries no live queue entry covers; returns how many."""
-        items = store.due_for_enqueue(limit=limit, stale_after=stale_after)
+    def republish(self, store: Store, *, stale_after: timedelta, by: str, limit: int = 1000) -> int:
+        """Publish due deliveries no live queue entry covers; returns how many.
+
+        ``by`` is this worker's holder name: its marks are cleared if it dies.
+        """
+        items = store.due_for_enqueue(limit=limit, stale_after=stale_after, by=by)
         try:
             self.publish(items)
         except TransientError:

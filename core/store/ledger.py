@@ -37,15 +37,16 @@ class Ledger(Base):
         self,
         intakes: Sequence[Intake],
         *,
-        enqueued: bool = False,
+        enqueued_by: str | None = None,
         claim: tuple[str, timedelta] | None = None,
     ) -> list[tuple[Intake, bool]]:
         """Store messages with their deliveries or dead letters, all in one transaction.
 
         Returns each intake with ``True`` when it was new, ``False`` when the
         store already had its source key (a redelivery by the source).
-        ``enqueued`` notes that the caller publishes the deliveries to a queue
-        right after the commit; if it never does, the relay does after a while.
+        ``enqueued_by`` (the caller's holder name) notes that it publishes the
+        deliveries to a queue right after the commit; if it never does, the relay
+        does once the caller is found dead, or after ``requeue_seconds``.
         ``claim`` (worker, lease) claims the new deliveries for the caller, which
         sends them straight from memory; if it dies, the lease runs out.
         """
@@ -131,7 +132,8 @@ class Ledger(Base):
                             "attempts": 0,
                             "next_attempt_at": now,
                             "created_at": now,
-                            "enqueued_at": now if enqueued else None,
+                            "enqueued_at": now if enqueued_by else None,
+                            "enqueued_by": enqueued_by,
                             # An ordered delivery waits for the store's check of its group.
                             "claimed_by": None if out.order else claimed_by,
                             "claimed_until": None if out.order else claimed_until,

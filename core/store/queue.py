@@ -284,8 +284,13 @@ class Queue(Base):
         """Say these deliveries' keys never reached a queue: the relay's next pass queues them."""
         self.release(keys, claims=False)
 
-    def due_for_enqueue(self, *, limit: int, stale_after: timedelta) -> list[tuple[str, str]]:
-        """Mark and return (key, endpoint) of due deliveries no queue holds a live entry for."""
+    def due_for_enqueue(
+        self, *, limit: int, stale_after: timedelta, by: str
+    ) -> list[tuple[str, str]]:
+        """Mark and return (key, endpoint) of due deliveries no queue holds a live entry for.
+
+        The marks are ``by``'s (a holder name): the reaper clears a dead one's.
+        """
         now = utcnow()
         with self._begin() as conn:
             query = (
@@ -310,6 +315,6 @@ class Queue(Base):
                 conn.execute(
                     update(deliveries)
                     .where(deliveries.c.id.in_([k for k, _ in rows]))
-                    .values(enqueued_at=now)
+                    .values(enqueued_at=now, enqueued_by=by)
                 )
         return rows

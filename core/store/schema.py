@@ -114,6 +114,8 @@ deliveries = Table(
     Column("claimed_by", String(100)),
     Column("claimed_until", UtcDateTime),
     Column("enqueued_at", UtcDateTime),
+    # Whose mark: the holder reaper clears a dead publisher's marks (0009).
+    Column("enqueued_by", String(100)),
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),

@@ -135,6 +135,26 @@ def test_a_holder_on_another_host_is_dead_once_its_heartbeat_lapses(any_engine, 
     assert claimed == {"k-far": None, "k-near": "near:2"}
 
 
+def test_keys_a_dead_worker_marked_queued_go_back_to_the_relay_at_once(any_engine):
+    """Killed between its commit and its publish: the keys are in no queue, only marked."""
+    silent(any_engine, "far:1", "another-host", seconds_ago=30)
+    silent(any_engine, "near:2", "another-host", seconds_ago=3)
+    store = Store(any_engine)
+    for worker, key in (("far:1", "k-far"), ("near:2", "k-near")):
+        intake = Intake(
+            Message(body=b"<a/>", source="in"), [Outgoing(key, "r", "out", b"<a/>", {})]
+        )
+        store.accept([intake], enqueued_by=worker)
+    stale = timedelta(seconds=60)  # requeue_seconds: what they waited for before
+    assert store.due_for_enqueue(limit=10, stale_after=stale, by="me:9") == []
+    [dead] = reap(any_engine, "me:9")
+    assert (dead.name, dead.deliveries) == ("far:1", 1)
+    assert store.due_for_enqueue(limit=10, stale_after=stale, by="me:9") == [("k-far", "out")]
+    with any_engine.connect() as conn:
+        marks = dict(conn.execute(select(deliveries.c.id, deliveries.c.enqueued_by)).all())
+    assert marks == {"k-far": "me:9", "k-near": "near:2"}
+
+
 def test_a_live_holder_keeps_beating_and_comes_back_if_taken_for_dead(sqlite_engine, caplog):
     me = Holder(sqlite_engine, "me:1", heartbeat_s=0.2, timeout_s=5)
     me.start()

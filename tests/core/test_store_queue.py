@@ -18,7 +18,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store = Store(make_engine(f"sqlite:///{tmp_path / 'bus.db'}"))
     store.upgrade()
     message = Message(body=b"<a/>", source="in")
-    store.accept([Intake(message, [Outgoing("d-1", "r", "out", b"<a/>", {})])], enqueued=True)
+    store.accept([Intake(message, [Outgoing("d-1", "r", "out", b"<a/>", {})])], enqueued_by="w-1")
     yield store
     store.engine.dispose()
 
