@@ -24,8 +24,10 @@ parse 0.14-0.17 floors (the bare parse plus the DTD scan of the bytes); read
 check 0.58-0.69, of which inflating the attachment's 380 KB ZIP entry and its
 CRC-32 are 0.48-0.49 (zlib itself: the checks stream it and keep none), the
 schema and the rules the rest; verify 0.61-0.70 (the floor's C14N, SHA-256
-and RSA, plus the cached chain, the CRLs and the binding). The rest over the
-floor is the inflate. Inflating on a worker thread while the signature is
+and RSA, plus the cached chain, the CRLs and the binding). Of the 0.9-1.0
+floor over the floor, the inflate is half; the model, the schema and rules,
+the DTD scan and the chain, CRL and binding look-ups share the rest, each a
+tenth or two of a floor. Inflating on a worker thread while the signature is
 verified was tried: on these shared cores it made the intake 8-17% slower in
 wall time and no cheaper in CPU time, so it was not kept.
 
