@@ -23,6 +23,7 @@ Features:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,8 +176,15 @@ def _syntax_problem(cause: etree.XMLSyntaxError) -> Problem:
     return Problem("/", line, f"not well-formed XML: {cause.msg}{where}", column)
 
 
+@functools.cache
+def _schema() -> etree.XMLSchema:
+    # Held here: load_schema resolves its path on every call, a tenth of a
+    # millisecond of system calls per message for a file that does not move.
+    return load_schema(SCHEMA_PATH)
+
+
 def _schema_problems(tree: etree._ElementTree) -> list[Problem]:
-    schema = load_schema(SCHEMA_PATH)
+    schema = _schema()
     if schema.validate(tree):
         return []
     problems = []
