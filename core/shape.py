@@ -66,10 +66,8 @@ def dotted(*keys: Any) -> str:
 # --- types shared by sections ------------------------------------------------
 
 
-# check()'s context: the config's folder ("base") and the environment ("environ").
-
-
 def _secret(value: Any, info: ValidationInfo) -> Any:
+    """A secret's value; check()'s context has the config's folder and the environment."""
     context = info.context or {}
     if isinstance(value, Secret):
         return value
