@@ -10,67 +10,47 @@ the file: an option marked secret, and the store and broker URLs, take
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-)
-from pydantic_core import ErrorDetails
+from lxml import etree
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, ValidationInfo
 
 from . import access
 from .access import AccessPolicy
-from .adapter import Secret, resolve_options, resolve_secret
+from .adapter import Secret, resolve_options
 from .console import settings as console_settings
 from .console.settings import ConsoleSettings
 from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
 from .router import EndpointFrom, OrderBy, Route, Target, compile_xpath
 from .scheduler import JobSpec, jobs_from_config
+from .shape import (
+    CLOSED,
+    POSITIVE,
+    ConfigPath,
+    ConfigSecret,
+    Expect,
+    Names,
+    Positive,
+    Text,
+    check,
+    expect,
+)
 from .suggest import did_you_mean, unknown_key
 
 DEFAULT_CONFIG = Path("config/lienthong.yaml")
 CONFIG_VARIABLE = "LIENTHONG_CONFIG"
-
-
-@dataclass(frozen=True)
-class Expect:
-    """What a bus setting must be, in the words of its config problem, and a hint."""
-
-    text: str
-    hint: str = ""
-
-
-def _expect(text: str, hint: str = "") -> dict[str, Expect]:
-    return {"expect": Expect(text, hint)}
-
-
-def _context(info: ValidationInfo) -> tuple[Path | None, Mapping[str, str] | None]:
-    """The config's folder and the environment the bus section is checked with."""
-    context = info.context or {}
-    return context.get("base"), context.get("environ")
-
-
-def _secret(value: Any, info: ValidationInfo) -> Any:
-    base, environ = _context(info)
-    return value if isinstance(value, Secret) else resolve_secret(value, environ, base)
+T = TypeVar("T")
 
 
 def _store_url(store: Secret, info: ValidationInfo) -> Secret:
     """A relative SQLite file is relative to the config's folder, not the working one."""
-    base, _ = _context(info)
+    base = (info.context or {}).get("base")
     url = store.reveal()
     relative = url.removeprefix("sqlite:///")
     if base is None or relative in (url, "", ":memory:") or relative.startswith("/"):
@@ -85,27 +65,13 @@ def _broker_url(broker: Secret) -> Secret:
     return broker
 
 
-def _from_base(path: Path | None, info: ValidationInfo) -> Path | None:
-    """A path in the config is relative to the config's folder."""
-    base, _ = _context(info)
-    return path if path is None or base is None else (base / path).resolve()
-
-
-def _as_path(value: Any) -> Any:
-    return value if value is None or isinstance(value, Path) else Path(str(value))
-
-
-_Secret = Annotated[Secret, BeforeValidator(_secret)]
-_Path = Annotated[Path, BeforeValidator(_as_path), AfterValidator(_from_base)]
-_Positive = Annotated[float, Field(gt=0, strict=True)]
 _Count = Annotated[int, Field(gt=0, strict=True)]
 _Port = Annotated[int, Field(ge=0, le=65535, strict=True)]
 _Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, strict=True)]
 _NotNegative = Annotated[float, Field(ge=0, strict=True)]
-_POSITIVE = _expect("expected a positive number")
-_COUNT = _expect("expected a positive whole number")
-_HOST = _expect("expected an address to listen on")
-_RETRY = _expect("expected a number ≥ 0")
+_COUNT = expect("expected a positive whole number")
+_HOST = expect("expected an address to listen on")
+_RETRY = expect("expected a number ≥ 0")
 _PORT = "expected a TCP port 0-65535 (0: any free port)"
 
 
@@ -113,7 +79,7 @@ _PORT = "expected a TCP port 0-65535 (0: any free port)"
 class RetryPolicy:
     """Exponential back-off with jitter for transient errors."""
 
-    __pydantic_config__ = ConfigDict(extra="forbid")
+    __pydantic_config__ = CLOSED
 
     max_attempts: Annotated[int, Field(ge=0, strict=True)] = field(default=10, metadata=_RETRY)
     initial_delay: _NotNegative = field(default=2.0, metadata=_RETRY)
@@ -126,57 +92,57 @@ class RetryPolicy:
 class BusSettings:
     """The ``bus:`` section: each setting's type, range, default and problem text, declared once.
 
-    Checked by pydantic (:func:`_bus`); a config's problems name the setting with
-    its file and line, and a misspelt key gets a suggestion.
+    Checked by pydantic (lienthong.shape); a config's problems name the setting
+    with its file and line, and a misspelt key gets a suggestion.
     """
 
-    __pydantic_config__ = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    __pydantic_config__ = CLOSED
 
-    store: Annotated[_Secret, AfterValidator(_store_url), Field(validate_default=True)] = field(
-        default_factory=lambda: Secret("sqlite:///var/lienthong.db")
+    store: Annotated[ConfigSecret, AfterValidator(_store_url), Field(validate_default=True)] = (
+        field(default_factory=lambda: Secret("sqlite:///var/lienthong.db"))
     )
-    broker: Annotated[_Secret, AfterValidator(_broker_url)] = field(
+    broker: Annotated[ConfigSecret, AfterValidator(_broker_url)] = field(
         default_factory=lambda: Secret("embedded")
     )
-    var_dir: Annotated[_Path, Field(validate_default=True)] = Path("var")
-    mappings: Annotated[_Path, Field(validate_default=True)] = Path("mappings")
+    var_dir: Annotated[ConfigPath, Field(validate_default=True)] = Path("var")
+    mappings: Annotated[ConfigPath, Field(validate_default=True)] = Path("mappings")
     max_message_bytes: _Count = field(default=10 * 1024 * 1024, metadata=_COUNT)
-    poll_interval: _Positive = field(default=1.0, metadata=_POSITIVE)
+    poll_interval: Positive = field(default=1.0, metadata=POSITIVE)
     batch_size: _Count = field(default=200, metadata=_COUNT)
-    claim_seconds: _Positive = field(default=60.0, metadata=_POSITIVE)
-    requeue_seconds: _Positive = field(default=60.0, metadata=_POSITIVE)
+    claim_seconds: Positive = field(default=60.0, metadata=POSITIVE)
+    requeue_seconds: Positive = field(default=60.0, metadata=POSITIVE)
     breaker_failures: _Count = field(default=5, metadata=_COUNT)
-    breaker_reset_seconds: _Positive = field(default=60.0, metadata=_POSITIVE)
+    breaker_reset_seconds: Positive = field(default=60.0, metadata=POSITIVE)
     # Sources polled at once by one worker (each endpoint by one thread at a time).
     poll_threads: _Count = field(default=4, metadata=_COUNT)
     # A worker's heartbeat (lienthong.holders), and the silence after which it counts as dead.
-    heartbeat_seconds: _Positive = field(default=2.0, metadata=_POSITIVE)
-    heartbeat_timeout: _Positive = field(default=10.0, metadata=_POSITIVE)
+    heartbeat_seconds: Positive = field(default=2.0, metadata=POSITIVE)
+    heartbeat_timeout: Positive = field(default=10.0, metadata=POSITIVE)
     retry: Annotated[RetryPolicy, BeforeValidator(lambda v: v or {})] = field(
-        default_factory=RetryPolicy, metadata=_expect("expected a mapping")
+        default_factory=RetryPolicy
     )
     # /metrics and /health over HTTP (lienthong.metrics); None: not served.
-    metrics_port: _Port | None = field(default=None, metadata=_expect(_PORT, "9464"))
+    metrics_port: _Port | None = field(default=None, metadata=expect(_PORT, "9464"))
     metrics_host: _Host = field(default="127.0.0.1", metadata=_HOST)
     # The audit trail's anchors outside the database (lienthong.audit): an HMAC key
     # (None: var/audit.key on SQLite, made on first start; no key elsewhere), and
     # the file the chain's head is written to every audit_anchor_seconds.
-    audit_key: _Secret | None = None
-    audit_anchor: _Path | None = None
-    audit_anchor_seconds: _Positive = field(default=10.0, metadata=_POSITIVE)
+    audit_key: ConfigSecret | None = None
+    audit_anchor: ConfigPath | None = None
+    audit_anchor_seconds: Positive = field(default=10.0, metadata=POSITIVE)
 
     @property
     def anchor_path(self) -> Path:
         return self.audit_anchor or self.var_dir / "audit.anchor"
 
     # The web console (lienthong.console) served by 'lienthong run'; None: not served.
-    console_port: _Port | None = field(default=None, metadata=_expect(_PORT, "8470"))
+    console_port: _Port | None = field(default=None, metadata=expect(_PORT, "8470"))
     console_host: _Host = field(default="127.0.0.1", metadata=_HOST)
     # Days the inputs of mapped deliveries are kept for 'lienthong mapping diff'
     # (lienthong.mapping_commands); 0: not kept. The bus purges older ones.
     mapping_inputs_days: Annotated[float, Field(ge=0, strict=True)] = field(
         default=30.0,
-        metadata=_expect(
+        metadata=expect(
             "expected a number of days, 0 or more",
             "30 keeps a month of inputs for 'lienthong mapping diff'; 0 keeps none",
         ),
@@ -374,10 +340,19 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, _Lines]:
 
 
 class _Checker:
-    def __init__(self, path: Path | None, lines: _Lines, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        lines: _Lines,
+        environ: Mapping[str, str],
+        base: Path,
+        host: PluginHost,
+    ) -> None:
         self.path = path
         self.lines = lines
         self.environ = environ
+        self.context = {"base": base, "environ": environ}
+        self.host = host
         self.problems: list[ConfigProblem] = []
 
     def where(self, *keys: Any) -> str:
@@ -389,40 +364,34 @@ class _Checker:
     def problem(self, keys: tuple[Any, ...], message: str) -> None:
         self.problems.append(ConfigProblem(self.where(*keys), message))
 
-    def unknown_keys(
-        self, data: Mapping[str, Any], known: list[str], keys: tuple[Any, ...]
-    ) -> None:
-        for key in data:
-            if key not in known:
-                self.problem((*keys, key), unknown_key(key, known))
+    def check(self, shape: type[T], raw: Any, *keys: Any) -> T | None:
+        """The section at ``keys`` in its shape, each problem in it noted (lienthong.shape)."""
+        value, problems = check(shape, raw, self.where, *keys, context=self.context)
+        self.problems.extend(problems)
+        return value
+
+    def xpath(self, text: str, namespaces: Mapping[str, str], *keys: Any) -> etree.XPath | None:
+        try:
+            return compile_xpath(text, namespaces, self.host.xpath_functions, self.where(*keys))
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def endpoint(self, keys: tuple[Any, ...], name: str, endpoints: set[str]) -> None:
+        if name not in endpoints:
+            self.problem(keys, f"no endpoint named '{name}'.{did_you_mean(name, endpoints)}")
 
 
-_ROUTE_KEYS = ["name", "from", "kind", "headers", "when", "senders", "namespaces", "to"]
-_TARGET_KEYS = ["endpoint", "endpoint_from", "mapping", "params", "validate", "kind", "order_by"]
-_ORDER_KEYS = ["group", "sequence"]
 _SECTIONS = ["bus", "endpoints", "routes", "jobs", "access", "console"]
 
 
-_BUS = TypeAdapter(BusSettings)
-
-
-def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
-    """The bus section checked by pydantic, each of its errors worded as a config problem.
-
-    With problems, the settings that passed are kept and the others take their
-    defaults, so the rest of the config is still checked against a usable bus.
+def _bus(c: _Checker, raw: Any) -> BusSettings:
+    """The bus section; with problems, the settings that passed are kept and the others
+    take their defaults, so the rest of the config is still checked against a usable bus.
     """
-    context = {"base": base, "environ": c.environ}
-    try:
-        bus = _BUS.validate_python(dict(raw), context=context)
-    except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: c.lines.of(("bus", *e["loc"])) or 0)
-        for error in errors:
-            c.problem(("bus", *error["loc"]), _bus_problem(error))
-        failed = {error["loc"][0] for error in errors}
-        bus = _BUS.validate_python(
-            {k: v for k, v in raw.items() if k not in failed}, context=context
-        )
+    # Not even a mapping: the defaults, so the rest is still checked against a usable bus.
+    bus = c.check(BusSettings, raw, "bus") or c.check(BusSettings, {}, "bus")
+    assert bus is not None  # every setting has a default
     if bus.heartbeat_seconds >= bus.heartbeat_timeout:
         c.problem(
             ("bus", "heartbeat_timeout"),
@@ -430,22 +399,6 @@ def _bus(c: _Checker, raw: Mapping[str, Any], base: Path) -> BusSettings:
             f"{bus.heartbeat_timeout:g}. Hint: a few heartbeats, e.g. 5 times heartbeat_seconds",
         )
     return bus
-
-
-def _bus_problem(error: ErrorDetails) -> str:
-    """A pydantic error in the words the setting declares (``Expect``), with the bad value."""
-    *section, key = error["loc"]
-    cls: type = RetryPolicy if section == ["retry"] else BusSettings
-    declared = {f.name: f for f in dataclasses.fields(cls)}
-    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-        return unknown_key(key, declared)
-    if error["type"] == "value_error":
-        return str(error["ctx"]["error"])
-    expect = declared[str(key)].metadata.get("expect") if str(key) in declared else None
-    if expect is None:
-        return f"{error['msg']}, got {error['input']!r}"
-    hint = f". Hint: {expect.hint}" if expect.hint else ""
-    return f"{expect.text}, got {error['input']!r}{hint}"
 
 
 def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str, EndpointConfig]:
@@ -472,13 +425,85 @@ def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str,
     return endpoints
 
 
-def _routes(
-    c: _Checker,
-    raw: Any,
-    endpoints: set[str],
-    host: PluginHost,
-    bus: BusSettings,
-) -> list[Route]:
+# --- routes: their shape, then what they name ---------------------------------
+
+
+@dataclass
+class _OrderByConfig:
+    __pydantic_config__ = CLOSED
+    shape: ClassVar[Expect] = Expect(
+        "order_by needs 'group': an XPath on the message naming what must stay in order "
+        "(e.g. a dossier number), and may have 'sequence': an XPath giving its place"
+    )
+
+    group: Text = field(
+        metadata=expect("expected an XPath", "what must stay in order, e.g. a dossier number")
+    )
+    sequence: Text | None = None
+
+
+@dataclass
+class _EndpointFromConfig:
+    __pydantic_config__ = CLOSED
+    shape: ClassVar[Expect] = Expect(
+        "endpoint_from needs 'xpath' and 'map', 'template' or 'default'"
+    )
+
+    xpath: Text
+    map: dict[Text, Text] = field(default_factory=dict)
+    template: Text | None = None
+    default: Text | None = None
+
+
+@dataclass
+class _TargetConfig:
+    __pydantic_config__ = CLOSED
+    shape: ClassVar[Expect] = Expect("a target is an endpoint name or a mapping with 'endpoint'")
+
+    endpoint: Text | None = None
+    endpoint_from: _EndpointFromConfig | None = None
+    mapping: Text | None = None
+    params: dict[Text, Text] = field(default_factory=dict)
+    validate: Text | None = None
+    kind: Text | None = None
+    order_by: _OrderByConfig | None = None
+
+
+def _targets(value: Any) -> list[Any]:
+    """``to``: one target or a list of them, each an endpoint's name or a mapping."""
+    if not value:
+        raise ValueError("a route needs at least one target under 'to'")
+    targets = value if isinstance(value, list) else [value]
+    return [{"endpoint": t} if isinstance(t, str) else t for t in targets]
+
+
+def _some_senders(senders: list[str]) -> list[str]:
+    if not senders:
+        raise ValueError(
+            "list the agency codes this route takes messages from, or leave 'senders' out"
+        )
+    return senders
+
+
+@dataclass
+class _RouteConfig:
+    __pydantic_config__ = CLOSED
+    shape: ClassVar[Expect] = Expect("each route is a mapping with at least 'name' and 'to'")
+
+    name: Text | None = None
+    source: Annotated[Names, Field(alias="from")] = field(default_factory=list)
+    kind: Names = field(default_factory=list)
+    headers: dict[Text, Text] = field(default_factory=dict)
+    when: Text | None = None
+    senders: Annotated[Names | None, AfterValidator(_some_senders)] = None
+    namespaces: dict[Text, Text] = field(default_factory=dict)
+    # Each target is checked on its own (_target): one wrong target leaves the others checked.
+    to: Annotated[list[Any], BeforeValidator(_targets), Field(validate_default=True)] = field(
+        default_factory=list
+    )
+
+
+def _routes(c: _Checker, raw: Any, endpoints: set[str], bus: BusSettings) -> list[Route]:
     routes: list[Route] = []
     if not isinstance(raw, list):
         c.problem(("routes",), "expected a list of routes")
@@ -486,48 +511,29 @@ def _routes(
     names: set[str] = set()
     for i, item in enumerate(raw):
         keys: tuple[Any, ...] = ("routes", i)
-        if not isinstance(item, Mapping):
-            c.problem(keys, "each route is a mapping with at least 'name' and 'to'")
+        spec = c.check(_RouteConfig, item, *keys)
+        if spec is None:
             continue
-        c.unknown_keys(item, _ROUTE_KEYS, keys)
-        name = str(item.get("name") or f"route-{i + 1}")
+        name = spec.name or f"route-{i + 1}"
         if name in names:
             c.problem((*keys, "name"), f"route name '{name}' is used twice")
         names.add(name)
-        namespaces = dict(item.get("namespaces") or {})
-        sources = _as_list(item.get("from"))
-        for s in sources:
-            _check_endpoint(c, (*keys, "from"), s, endpoints)
-        predicate = None
-        if item.get("when"):
-            try:
-                predicate = compile_xpath(
-                    str(item["when"]), namespaces, host.xpath_functions, c.where(*keys, "when")
-                )
-            except ConfigError as exc:
-                c.problems.extend(exc.problems)
-        if "senders" in item and not _as_list(item["senders"]):
-            c.problem(
-                (*keys, "senders"),
-                "list the agency codes this route takes messages from, or leave 'senders' out",
-            )
-        targets = []
-        to = item.get("to")
-        if not to:
-            c.problem((*keys, "to"), "a route needs at least one target under 'to'")
-        for j, t in enumerate(_as_list(to) if not isinstance(to, list) else to):
-            target = _target(c, (*keys, "to", j), t, namespaces, endpoints, host, bus)
-            if target:
-                targets.append(target)
+        for source in spec.source:
+            c.endpoint((*keys, "from"), source, endpoints)
+        predicate = c.xpath(spec.when, spec.namespaces, *keys, "when") if spec.when else None
+        targets = [
+            _target(c, (*keys, "to", j), t, spec.namespaces, endpoints, bus)
+            for j, t in enumerate(spec.to)
+        ]
         routes.append(
             Route(
                 name=name,
-                targets=targets,
-                kinds=frozenset(_as_list(item.get("kind"))),
-                sources=frozenset(sources),
-                headers={str(k): str(v) for k, v in (item.get("headers") or {}).items()},
+                targets=[t for t in targets if t],
+                kinds=frozenset(spec.kind),
+                sources=frozenset(spec.source),
+                headers=spec.headers,
                 predicate=predicate,
-                senders=frozenset(str(s) for s in _as_list(item.get("senders"))),
+                senders=frozenset(spec.senders or ()),
             )
         )
     return routes
@@ -539,89 +545,47 @@ def _target(
     raw: Any,
     namespaces: dict[str, str],
     endpoints: set[str],
-    host: PluginHost,
     bus: BusSettings,
 ) -> Target | None:
-    if isinstance(raw, str):
-        raw = {"endpoint": raw}
-    if not isinstance(raw, Mapping):
-        c.problem(keys, "a target is an endpoint name or a mapping with 'endpoint'")
+    spec = c.check(_TargetConfig, raw, *keys)
+    if spec is None:
         return None
-    c.unknown_keys(raw, _TARGET_KEYS, keys)
-    target = Target(kind=raw.get("kind"))
-    if "endpoint" in raw:
-        target.endpoint = str(raw["endpoint"])
-        _check_endpoint(c, (*keys, "endpoint"), target.endpoint, endpoints)
-    elif "endpoint_from" in raw:
-        spec = raw["endpoint_from"] or {}
-        if not isinstance(spec, Mapping) or "xpath" not in spec:
-            c.problem((*keys, "endpoint_from"), "needs 'xpath' and 'map', 'template' or 'default'")
+    target = Target(spec.endpoint, mapping=spec.mapping or None, params=spec.params, kind=spec.kind)
+    if spec.endpoint is not None:
+        c.endpoint((*keys, "endpoint"), spec.endpoint, endpoints)
+    elif spec.endpoint_from is not None:
+        given = spec.endpoint_from
+        found = c.xpath(given.xpath, namespaces, *keys, "endpoint_from", "xpath")
+        if found is None:
             return None
-        try:
-            xpath = compile_xpath(
-                str(spec["xpath"]),
-                namespaces,
-                host.xpath_functions,
-                c.where(*keys, "endpoint_from", "xpath"),
-            )
-        except ConfigError as exc:
-            c.problems.extend(exc.problems)
-            return None
-        table = {str(k): str(v) for k, v in (spec.get("map") or {}).items()}
-        for endpoint in [*table.values(), *([spec["default"]] if spec.get("default") else [])]:
-            _check_endpoint(c, (*keys, "endpoint_from"), endpoint, endpoints)
-        target.endpoint_from = EndpointFrom(xpath, table, spec.get("template"), spec.get("default"))
+        for endpoint in [*given.map.values(), *([given.default] if given.default else [])]:
+            c.endpoint((*keys, "endpoint_from"), endpoint, endpoints)
+        target.endpoint_from = EndpointFrom(found, given.map, given.template, given.default)
     else:
         c.problem(keys, "a target needs 'endpoint' or 'endpoint_from'")
         return None
-    if raw.get("mapping"):
-        target.mapping = str(raw["mapping"])
-        if not (bus.mappings / target.mapping).is_file():
-            c.problem(
-                (*keys, "mapping"),
-                f"mapping '{target.mapping}' not found in {bus.mappings}. "
-                "Hint: paths are relative to bus.mappings",
-            )
-    target.params = {str(k): str(v) for k, v in (raw.get("params") or {}).items()}
-    if raw.get("validate"):
-        target.schema = bus.mappings / str(raw["validate"])
+    if target.mapping and not (bus.mappings / target.mapping).is_file():
+        c.problem(
+            (*keys, "mapping"),
+            f"mapping '{target.mapping}' not found in {bus.mappings}. "
+            "Hint: paths are relative to bus.mappings",
+        )
+    if spec.validate:
+        target.schema = bus.mappings / spec.validate
         if not target.schema.is_file():
-            c.problem(
-                (*keys, "validate"), f"schema '{raw['validate']}' not found in {bus.mappings}"
-            )
-    if "order_by" in raw:
-        target.order_by = _order_by(c, (*keys, "order_by"), raw["order_by"], namespaces, host)
+            c.problem((*keys, "validate"), f"schema '{spec.validate}' not found in {bus.mappings}")
+    if spec.order_by is not None:
+        order, at = spec.order_by, (*keys, "order_by")
+        group = c.xpath(order.group, namespaces, *at, "group")
+        sequence = c.xpath(order.sequence, namespaces, *at, "sequence") if order.sequence else None
+        if group is not None and (sequence is not None or not order.sequence):
+            target.order_by = OrderBy(group, sequence)
     return target
 
 
-def _order_by(
-    c: _Checker, keys: tuple[Any, ...], raw: Any, namespaces: dict[str, str], host: PluginHost
-) -> OrderBy | None:
-    if not isinstance(raw, Mapping) or not raw.get("group"):
-        c.problem(
-            keys,
-            "order_by needs 'group': an XPath on the message naming what must stay in order "
-            "(e.g. a dossier number), and may have 'sequence': an XPath giving its place",
-        )
-        return None
-    c.unknown_keys(raw, _ORDER_KEYS, keys)
-    compiled = {}
-    for name in _ORDER_KEYS:
-        if raw.get(name):
-            try:
-                compiled[name] = compile_xpath(
-                    str(raw[name]), namespaces, host.xpath_functions, c.where(*keys, name)
-                )
-            except ConfigError as exc:
-                c.problems.extend(exc.problems)
-                return None
-    return OrderBy(compiled["group"], compiled.get("sequence"))
-
-
 def _jobs(c: _Checker, raw: Any, declared: set[str]) -> dict[str, JobSpec]:
-    jobs, problems = jobs_from_config(raw, "jobs")
-    for p in problems:
-        c.problem(tuple(p.location.split(".")), p.message)
+    jobs, problems = jobs_from_config(raw, c.where)
+    c.problems.extend(problems)
     for name, job in jobs.items():
         used = [("poll", job.poll)] if job.poll else []
         if job.sync:
@@ -631,21 +595,8 @@ def _jobs(c: _Checker, raw: Any, declared: set[str]) -> dict[str, JobSpec]:
             ]
         for key, endpoint in used:
             if endpoint:
-                _check_endpoint(c, ("jobs", name, *key.split(".")), endpoint, declared)
+                c.endpoint(("jobs", name, *key.split(".")), endpoint, declared)
     return jobs
-
-
-def _check_endpoint(c: _Checker, keys: tuple[Any, ...], name: str, endpoints: set[str]) -> None:
-    if name not in endpoints:
-        c.problem(keys, f"no endpoint named '{name}'.{did_you_mean(name, endpoints)}")
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return [str(value)]
 
 
 def load(
@@ -673,20 +624,19 @@ def from_dict(
 ) -> Config:
     """Check configuration data already in memory (tests, the tester plugin)."""
     host = host or PluginHost()
-    c = _Checker(path, lines or _Lines(), os.environ if environ is None else environ)
-    c.unknown_keys(data, _SECTIONS, ())
-    raw_bus = data.get("bus") or {}
-    if not isinstance(raw_bus, Mapping):
-        c.problem(("bus",), f"the bus section must be a mapping of settings, not {raw_bus!r}")
-        raw_bus = {}
-    bus = _bus(c, raw_bus, base_dir)
+    environ = os.environ if environ is None else environ
+    c = _Checker(path, lines or _Lines(), environ, base_dir, host)
+    for key in data:
+        if key not in _SECTIONS:
+            c.problem((key,), unknown_key(key, _SECTIONS))
+    bus = _bus(c, data.get("bus") or {})
     endpoints = _endpoints(c, data.get("endpoints") or {}, host, base_dir)
     # Routes are checked against every declared endpoint, even one with problems
     # of its own, so one mistake is reported once.
     declared = (
         set(data.get("endpoints") or {}) if isinstance(data.get("endpoints"), Mapping) else set()
     )
-    routes = _routes(c, data.get("routes") or [], declared, host, bus)
+    routes = _routes(c, data.get("routes") or [], declared, bus)
     jobs = _jobs(c, data.get("jobs"), declared)
     policy, access_problems = access.from_config(data.get("access"), declared, c.where)
     c.problems.extend(access_problems)

@@ -32,9 +32,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
@@ -45,6 +45,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 from sqlalchemy import (
     Column,
     Float,
@@ -64,9 +65,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import ConfigProblem, TransientError
 from .lease import Lease, LeaseHeld, default_holder
+from .shape import CLOSED, FLAG, Expect, Flag, check, dotted, expect
 from .store import UtcDateTime, metadata
-from .suggest import unknown_key
-from .sync import MODES, GuardRefused, Report, SyncSpec
+from .sync import GuardRefused, Mode, Report, SyncSpec
 from .threads import DaemonPool
 
 log = logging.getLogger(__name__)
@@ -97,36 +98,7 @@ def job_lease_name(job: str) -> str:
 
 # --- job definitions ------------------------------------------------------
 
-_JOB_KEYS = (
-    "cron",
-    "interval",
-    "poll",
-    "sync",
-    "timezone",
-    "misfire_grace_time",
-    "coalesce",
-    "lease_ttl",
-    "dry_run",
-)
-_SYNC_KEYS = (
-    "source",
-    "target",
-    "entity",
-    "source_entity",
-    "fields",
-    "disable_missing",
-    "max_disable_share",
-    "mode",
-)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _unknown(keys: Iterable[str], known: tuple[str, ...], location: str) -> list[ConfigProblem]:
-    return [
-        ConfigProblem(f"{location}.{key}", unknown_key(key, known))
-        for key in keys
-        if key not in known
-    ]
 
 
 def parse_interval(value: Any) -> float:
@@ -145,6 +117,76 @@ def parse_interval(value: Any) -> float:
     if seconds <= 0:
         raise ValueError(f"an interval must be positive, got {value!r}")
     return seconds
+
+
+def _cron(cron: str) -> str:
+    try:
+        CronTrigger.from_crontab(cron, timezone=ZoneInfo(DEFAULT_TIMEZONE))
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (value {cron!r}). Hint: five fields, minute hour day month weekday"
+        ) from exc
+    return cron
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}. Hint: use an IANA name such as '{DEFAULT_TIMEZONE}'"
+        ) from None
+    return name
+
+
+_Seconds = Annotated[float, BeforeValidator(parse_interval)]
+_Name = Annotated[str, StringConstraints(min_length=1, strict=True)]
+_NAME = expect("expected a name")
+
+
+@dataclass
+class _SyncConfig:
+    """A job's ``sync:``, named as :class:`SyncSpec` names it."""
+
+    __pydantic_config__ = CLOSED
+
+    source_endpoint: Annotated[_Name, Field(alias="source")] = field(metadata=_NAME)
+    target_endpoint: Annotated[_Name, Field(alias="target")] = field(metadata=_NAME)
+    entity: _Name = field(metadata=_NAME)
+    source_entity: str | None = None
+    fields: tuple[str, ...] | None = field(
+        default=None, metadata=expect("expected a list of names")
+    )
+    disable_missing: Flag = field(default=True, metadata=FLAG)
+    max_disable_share: Annotated[float, Field(ge=0, le=1, strict=True)] = field(
+        default=0.05, metadata=expect("expected a share between 0 and 1 (0.05 = 5%)")
+    )
+    mode: Mode = "full"
+
+
+@dataclass
+class _JobConfig:
+    """A job's section, named as :class:`JobSpec` names it."""
+
+    __pydantic_config__ = CLOSED
+    shape: ClassVar[Expect] = Expect("a job is a mapping with cron or interval and poll or sync")
+
+    cron: Annotated[str, AfterValidator(_cron)] | None = None
+    interval_s: Annotated[_Seconds | None, Field(alias="interval")] = None
+    poll: _Name | None = field(default=None, metadata=expect("expected an endpoint name"))
+    sync: _SyncConfig | None = None
+    timezone: Annotated[str, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
+    misfire_grace_time: Annotated[int, BeforeValidator(lambda v: int(parse_interval(v)))] = 300
+    coalesce: Flag = field(default=True, metadata=FLAG)
+    lease_ttl_s: Annotated[_Seconds, Field(alias="lease_ttl")] = 60.0
+    dry_run: Flag = field(default=False, metadata=FLAG)
+
+
+# Rules across keys, checked on the section as written (whatever else is wrong in it).
+_ONE_OF = {
+    ("cron", "interval"): "'cron' (e.g. \"0 2 * * *\") or 'interval' (e.g. 60 or \"5m\")",
+    ("poll", "sync"): "'poll: ENDPOINT' or 'sync: {source: ..., target: ..., entity: ...}'",
+}
 
 
 @dataclass(frozen=True)
@@ -186,184 +228,34 @@ class JobSpec:
         assert self.interval_s is not None
         return IntervalTrigger(seconds=self.interval_s, timezone=tz)
 
-    @classmethod
-    def from_config(
-        cls, name: str, raw: Mapping[str, Any], location: str
-    ) -> tuple[JobSpec | None, list[ConfigProblem]]:
-        """Build a job from its config section; every problem is reported with its location."""
-        if not isinstance(raw, Mapping):
-            return None, [
-                ConfigProblem(
-                    location,
-                    f"a job is a mapping with cron or interval and poll or sync, got {raw!r}",
-                )
-            ]
-        problems = _unknown(raw, _JOB_KEYS, location)
-        values: dict[str, Any] = {"name": name}
-
-        timezone = raw.get("timezone", DEFAULT_TIMEZONE)
-        try:
-            ZoneInfo(str(timezone))
-            values["timezone"] = str(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(
-                ConfigProblem(
-                    f"{location}.timezone",
-                    f"unknown time zone "
-                    f"{timezone!r}. Hint: use an IANA name such as "
-                    f"'{DEFAULT_TIMEZONE}'",
-                )
-            )
-
-        has_cron, has_interval = "cron" in raw, "interval" in raw
-        if has_cron == has_interval:
-            problems.append(
-                ConfigProblem(
-                    location,
-                    "give exactly one of 'cron' (e.g. "
-                    '"0 2 * * *") or \'interval\' (e.g. 60 or "5m")',
-                )
-            )
-        elif has_cron:
-            try:
-                CronTrigger.from_crontab(str(raw["cron"]), timezone=ZoneInfo(DEFAULT_TIMEZONE))
-                values["cron"] = str(raw["cron"])
-            except ValueError as exc:
-                problems.append(
-                    ConfigProblem(
-                        f"{location}.cron",
-                        f"{exc} (value {raw['cron']!r})."
-                        " Hint: five fields, minute hour day month weekday",
-                    )
-                )
-        else:
-            try:
-                values["interval_s"] = parse_interval(raw["interval"])
-            except ValueError as exc:
-                problems.append(ConfigProblem(f"{location}.interval", str(exc)))
-
-        for key, kind, target in (
-            ("misfire_grace_time", int, "misfire_grace_time"),
-            ("lease_ttl", float, "lease_ttl_s"),
-        ):
-            if key in raw:
-                try:
-                    number = parse_interval(raw[key])
-                    values[target] = kind(number)
-                except ValueError as exc:
-                    problems.append(ConfigProblem(f"{location}.{key}", str(exc)))
-        for key in ("coalesce", "dry_run"):
-            if key in raw:
-                if isinstance(raw[key], bool):
-                    values[key] = raw[key]
-                else:
-                    problems.append(
-                        ConfigProblem(
-                            f"{location}.{key}", f"expected true or false, got {raw[key]!r}"
-                        )
-                    )
-
-        has_poll, has_sync = "poll" in raw, "sync" in raw
-        if has_poll == has_sync:
-            problems.append(
-                ConfigProblem(
-                    location,
-                    "give exactly one of 'poll: ENDPOINT' or "
-                    "'sync: {source: ..., target: ..., entity: ...}'",
-                )
-            )
-        elif has_poll:
-            if isinstance(raw["poll"], str) and raw["poll"]:
-                values["poll"] = raw["poll"]
-            else:
-                problems.append(
-                    ConfigProblem(
-                        f"{location}.poll", f"expected an endpoint name, got {raw['poll']!r}"
-                    )
-                )
-        else:
-            sync, sync_problems = _sync_from_config(name, raw["sync"], f"{location}.sync")
-            problems.extend(sync_problems)
-            values["sync"] = sync
-        if problems:
-            return None, problems
-        return cls(**values), []
-
-
-def _sync_from_config(
-    name: str, raw: Any, location: str
-) -> tuple[SyncSpec | None, list[ConfigProblem]]:
-    if not isinstance(raw, Mapping):
-        return None, [
-            ConfigProblem(
-                location,
-                f"expected {{source: ENDPOINT, target: ENDPOINT, entity: NAME}}, got {raw!r}",
-            )
-        ]
-    problems = _unknown(raw, _SYNC_KEYS, location)
-    for key in ("source", "target", "entity"):
-        if not isinstance(raw.get(key), str) or not raw.get(key):
-            problems.append(
-                ConfigProblem(f"{location}.{key}", f"required: a name, got {raw.get(key)!r}")
-            )
-    fields = raw.get("fields")
-    if fields is not None and (
-        not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
-    ):
-        problems.append(
-            ConfigProblem(f"{location}.fields", f"expected a list of field names, got {fields!r}")
-        )
-    share = raw.get("max_disable_share", 0.05)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        problems.append(
-            ConfigProblem(
-                f"{location}.max_disable_share",
-                f"expected a share between 0 and 1 (0.05 = 5%), got {share!r}",
-            )
-        )
-    if not isinstance(raw.get("disable_missing", True), bool):
-        problems.append(
-            ConfigProblem(
-                f"{location}.disable_missing",
-                f"expected true or false, got {raw['disable_missing']!r}",
-            )
-        )
-    mode = raw.get("mode", "full")
-    if mode not in MODES:
-        problems.append(
-            ConfigProblem(f"{location}.mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
-        )
-    if problems:
-        return None, problems
-    return SyncSpec(
-        name=name,
-        source_endpoint=raw["source"],
-        target_endpoint=raw["target"],
-        entity=raw["entity"],
-        source_entity=raw.get("source_entity"),
-        fields=tuple(fields) if fields is not None else None,
-        disable_missing=raw.get("disable_missing", True),
-        max_disable_share=float(share),
-        mode=mode,
-    ), []
-
 
 def jobs_from_config(
-    raw: Mapping[str, Any] | None, location: str = "jobs"
+    raw: Mapping[str, Any] | None, where: Callable[..., str] = dotted
 ) -> tuple[dict[str, JobSpec], list[ConfigProblem]]:
-    """Every job of a ``jobs:`` section, and every problem in it."""
+    """Every job of a ``jobs:`` section, and every problem in it (``where(*keys)`` locates one)."""
     if raw is None:
         return {}, []
     if not isinstance(raw, Mapping):
-        return {}, [ConfigProblem(location, f"expected a mapping of job names, got {raw!r}")]
+        return {}, [ConfigProblem(where("jobs"), f"expected a mapping of job names, got {raw!r}")]
     jobs: dict[str, JobSpec] = {}
     problems: list[ConfigProblem] = []
     for name, section in raw.items():
-        spec, found = JobSpec.from_config(str(name), section, f"{location}.{name}")
+        given, found = check(_JobConfig, section, where, "jobs", name)
+        if isinstance(section, Mapping):
+            found += [
+                ConfigProblem(where("jobs", name), f"give exactly one of {choice}")
+                for (one, other), choice in _ONE_OF.items()
+                if (one in section) == (other in section)
+            ]
         problems.extend(found)
-        if spec is not None:
-            jobs[spec.name] = spec
+        if given is not None and not found:
+            jobs[str(name)] = _job(str(name), given)
     return jobs, problems
+
+
+def _job(name: str, given: _JobConfig) -> JobSpec:
+    sync = given.sync and SyncSpec(name, **vars(given.sync))
+    return JobSpec(name, **{**vars(given), "sync": sync})
 
 
 # --- job runs -------------------------------------------------------------

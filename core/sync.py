@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from sqlalchemy import (
     Boolean,
@@ -58,7 +58,8 @@ from .store import Cursors, UtcDateTime, metadata
 #: The reserved field that marks a record as disabled (see the module docstring).
 DISABLED = "disabled"
 
-MODES = ("full", "delta")
+Mode = Literal["full", "delta"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 sync_runs = Table(
     "sync_runs",

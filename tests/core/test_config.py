@@ -167,3 +167,76 @@ def test_bus_settings_take_their_defaults_and_paths_relative_to_the_config(
     assert bus.console_host == "0.0.0.0" and bus.retry == config.RetryPolicy()
     assert (bus.batch_size, bus.poll_interval, bus.metrics_port) == (200, 1.0, None)
     assert config.from_dict({}, base_dir=tmp_path).bus.embedded
+
+
+SHAPES = """\
+endpoints:
+  inbox: {adapter: memory}
+  outbox: {adapter: memory}
+routes:
+  - name: receipts
+    from: inbx
+    knd: receipt
+    to:
+      - endpoint: outbox
+        mapin: x.xsl
+      - endpoint: outbox
+        order_by: "//dossier"
+      - endpoint_from: {map: {H41: outbox}}
+      - 5
+jobs:
+  nightly:
+    cron: "0 2 * * *"
+    sync: {source: inbox, target: outbox, entity: agency, mode: detla}
+  poll-inbox:
+    interval: 5m
+    poll: inbox
+    coalesce: "no"
+console:
+  ldap: ldaps://ldap/
+"""
+
+
+def test_routes_jobs_and_console_are_checked_like_the_bus(tmp_path: Path) -> None:
+    """Each key named with its line, misspelt ones with a suggestion; a route whose only
+    mistake in shape is a misspelt key is still checked for the endpoints it names."""
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(SHAPES)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    found = [f"{p.location}: {p.message}" for p in caught.value.problems]
+    assert found == [
+        f"{path}:7 routes.0.knd: unknown key. Did you mean 'kind'? "
+        "Known: name, from, kind, headers, when, senders, namespaces, to",
+        f"{path}:6 routes.0.from: no endpoint named 'inbx'. Did you mean 'inbox'?",
+        f"{path}:10 routes.0.to.0.mapin: unknown key. Did you mean 'mapping'? "
+        "Known: endpoint, endpoint_from, mapping, params, validate, kind, order_by",
+        f"{path}:12 routes.0.to.1.order_by: order_by needs 'group': an XPath on the message "
+        "naming what must stay in order (e.g. a dossier number), and may have 'sequence': "
+        "an XPath giving its place, got '//dossier'",
+        f"{path}:13 routes.0.to.2.endpoint_from.xpath: required",
+        f"{path}:14 routes.0.to.3: a target is an endpoint name or a mapping with 'endpoint', "
+        "got 5",
+        f"{path}:18 jobs.nightly.sync.mode: expected one of 'full', 'delta', got 'detla'. "
+        "Did you mean 'delta'?",
+        f"{path}:22 jobs.poll-inbox.coalesce: expected true or false, got 'no'",
+        f"{path}:24 console.ldap: expected a mapping, got 'ldaps://ldap/'",
+    ]
+
+
+def test_route_values_written_as_numbers_are_text(tmp_path: Path) -> None:
+    data = {
+        "endpoints": {"in": {"adapter": "memory"}, "2026": {"adapter": "memory"}},
+        "routes": [{"from": "in", "headers": {"year": 2026},
+                    "to": [{"endpoint": 2026, "params": {"rate": 1.5}}]}],
+    }
+    [route] = config.from_dict(data, base_dir=tmp_path).routes
+    assert route.headers == {"year": "2026"} and route.name == "route-1"
+    assert (route.targets[0].endpoint, route.targets[0].params) == ("2026", {"rate": "1.5"})
+
+
+def test_the_console_signing_key_file_is_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "console.key").write_text("k" * 40)
+    data = {"console": {"secret_key": {"file": "console.key"}}}
+    console = config.from_dict(data, base_dir=tmp_path, environ={}).console
+    assert console.secret_key is not None and console.secret_key.reveal() == "k" * 40
