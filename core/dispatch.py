@@ -25,12 +25,12 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from .adapter import Adapter
 from .disposition import Disposition, decide, describe, endpoint_up, failed_send, undeclared
 from .intake import CycleResult, Parts
 from .model import Delivery, Outcome, Result, Stage
+from .relay import Ack
 from .store import utcnow
 
 # The stages log as the bus did before they were split out: admins filter on it.
@@ -58,7 +58,7 @@ class DispatchStage:
         self.config, self.host, self.store = parts.config, parts.host, parts.store
         self.endpoints, self.metrics, self.relay = parts.endpoints, parts.metrics, parts.relay
         self.handoff, self.worker, self.lease = parts.handoff, parts.worker, parts.lease
-        self._queued: list[tuple[str, Any]] = []  # queue entries drained, not delivered yet
+        self._queued: list[tuple[str, Ack]] = []  # queue entries drained, not delivered yet
         self._last_relay = 0.0
 
     # --- claim ---
@@ -229,14 +229,19 @@ class DispatchStage:
         stale = timedelta(seconds=self.config.bus.requeue_seconds)
         return self.relay.republish(self.store, stale_after=stale, by=self.worker)
 
-    def _on_queue_entry(self, key: str, ack: Any) -> None:
+    def _on_queue_entry(self, key: str, ack: Ack) -> None:
         self._queued.append((key, ack))
 
     def _flush_queued(self, result: CycleResult) -> None:
-        """Deliver the entries drained so far as one batch, then ack them."""
+        """Deliver the entries drained so far as one batch, then ack them.
+
+        One ack for the batch: its last entry's, through every entry before it.
+        Every entry the consumer was handed since the last batch is in this one
+        (entries come only while draining), so no entry is acked before its
+        outcome is stored.
+        """
         if not self._queued:
             return
         batch, self._queued = self._queued, []
         result.add(self.deliver_keys(list(dict.fromkeys(key for key, _ in batch))))
-        for _, ack in batch:
-            ack()
+        batch[-1][1](through=True)

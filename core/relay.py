@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from amqp.exceptions import ConnectionError as AmqpConnectionError
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -51,6 +51,12 @@ EXCHANGE = Exchange("lienthong.deliveries", type="direct", durable=True)
 def queue_for(endpoint: str) -> Queue:
     """The durable queue holding delivery keys for one target endpoint."""
     return Queue(f"lienthong.deliver.{endpoint}", EXCHANGE, routing_key=endpoint, durable=True)
+
+
+class Ack(Protocol):
+    """Acks a queue entry; with ``through``, every earlier unacked entry of its channel too."""
+
+    def __call__(self, *, through: bool = False) -> None: ...
 
 
 #: Seconds a batch of keys may wait for the broker's confirms before it counts as lost.
@@ -215,9 +221,12 @@ class Relay:
 
     # --- consuming: the worker loop's thread only ---
 
-    def consume(self, handler: Callable[[str, Callable[[], None]], None]) -> None:
+    def consume(self, handler: Callable[[str, Ack], None]) -> None:
         """Start consuming: ``handler(key, ack)`` is called for each entry, and acks it itself.
 
+        ``ack(through=True)`` acks, in one frame, this entry and every entry handed
+        over before it that is not acked yet (AMQP's ``multiple``): for a batch
+        whose outcomes are all stored, acking its last entry acks the batch.
         An ack on a lost connection raises ``TransientError``: the entry returns to
         the queue, and whoever gets it again finds its delivery done. The ack of an
         entry whose connection was reset since does nothing: the broker put the
@@ -235,11 +244,11 @@ class Relay:
         generation = self._generation
 
         def on_entry(body: Any, message: Message) -> None:
-            def ack() -> None:
+            def ack(*, through: bool = False) -> None:
                 if generation != self._generation:
                     return
                 try:
-                    message.ack()
+                    message.ack(multiple=through)
                 except LOST as exc:
                     self.reset()
                     raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc

@@ -6,7 +6,7 @@ classes over this base; :class:`lienthong.store.Store` puts them together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,9 @@ from .schema import UtcDateTime, audit, driver_value, mapping_versions
 
 if TYPE_CHECKING:
     from ..mapping import MappingVersion
+
+#: Parameters in one statement at most: SQLite before 3.32 takes 999 (PostgreSQL 65,535).
+_MAX_PARAMETERS = 999
 
 
 class Base:
@@ -52,20 +55,32 @@ class Base:
         """A transaction whose lost or full database is one clear ``StoreUnavailable``."""
         return Transaction(self.engine)
 
-    def _insert_ignoring_duplicates(self, conn: Connection, row: dict[str, Any]) -> bool:
-        """Insert one message unless its source key is stored; True if it was new.
+    def _insert_new(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert messages unless their id or source key is stored; the ids that were new.
 
-        Driver-level SQL, as in :meth:`_insert_many`: building a Core statement per
-        message cost several times the insert itself (every polled item has a key).
+        A multi-row INSERT, one round trip per chunk rather than per message: every
+        polled item has a source key, and on PostgreSQL a statement per message
+        cost a round trip each. Rows go in in order, so of two with one source key
+        the first is kept, as it would be one at a time. All rows have the same
+        columns. Driver-level SQL, as in :meth:`_insert_many`.
         """
-        sqlite = self.dialect == "sqlite"
-        mark = "?" if sqlite else "%s"
-        sql = (
-            f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join([mark] * len(row))}) "
-            "ON CONFLICT DO NOTHING RETURNING id"  # rowcount is not reliable on every driver
-        )
-        values = tuple(driver_value(v, self.dialect) for v in row.values())
-        return conn.exec_driver_sql(sql, values).first() is not None
+        if not rows:
+            return set()
+        columns = list(rows[0])
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        one = f"({', '.join([mark] * len(columns))})"
+        per_statement = max(1, _MAX_PARAMETERS // len(columns))
+        new: set[str] = set()
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = (
+                f"INSERT INTO messages ({', '.join(columns)}) VALUES "
+                f"{', '.join([one] * len(chunk))} "
+                "ON CONFLICT DO NOTHING RETURNING id"  # rowcount is not reliable on every driver
+            )
+            values = [driver_value(row[c], self.dialect) for row in chunk for c in columns]
+            new.update(conn.exec_driver_sql(sql, tuple(values)).scalars())
+        return new
 
     def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows with the driver's executemany: the hot path skips Core's per-value work.

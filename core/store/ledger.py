@@ -30,6 +30,22 @@ if TYPE_CHECKING:
     from ..mapping import MappingVersion
 
 
+def _message_row(intake: Intake, now: datetime) -> dict[str, Any]:
+    m = intake.message
+    return {
+        "id": m.id,
+        "correlation_id": m.correlation_id,
+        "kind": m.kind,
+        "source": m.source,
+        "source_key": m.source_key,
+        "headers": headers_text(m.headers),
+        "body": m.body,
+        "created_at": m.created_at,
+        "accepted_at": now,
+        "state": MessageState.PARKED if intake.parked else MessageState.ROUTED,
+    }
+
+
 class Ledger(Base):
     """Messages in: stored once by source key, with what they became, and audited."""
 
@@ -58,25 +74,17 @@ class Ledger(Base):
         audit_rows: list[dict[str, Any]] = []
         input_rows: list[dict[str, Any]] = []
         versions: dict[str, MappingVersion] = {}
+        rows = [_message_row(intake, now) for intake in intakes]
         with self._begin() as conn:
             plain_rows: list[dict[str, Any]] = []
-            for intake in intakes:
+            new_ids = self._insert_new(conn, [r for r in rows if r["source_key"] is not None])
+            for intake, row in zip(intakes, rows, strict=True):
                 m = intake.message
-                row = {
-                    "id": m.id,
-                    "correlation_id": m.correlation_id,
-                    "kind": m.kind,
-                    "source": m.source,
-                    "source_key": m.source_key,
-                    "headers": headers_text(m.headers),
-                    "body": m.body,
-                    "created_at": m.created_at,
-                    "accepted_at": now,
-                    "state": MessageState.PARKED if intake.parked else MessageState.ROUTED,
-                }
                 if m.source_key is None:
                     plain_rows.append(row)
-                elif not self._insert_ignoring_duplicates(conn, row):
+                elif m.id in new_ids:
+                    new_ids.discard(m.id)  # the same message twice in a batch: once new
+                else:
                     results.append((intake, False))
                     continue
                 results.append((intake, True))

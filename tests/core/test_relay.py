@@ -101,3 +101,23 @@ def test_entries_of_a_reset_connection_are_not_acked_on_the_new_one(relay: Relay
     except TransientError as exc:  # pragma: no cover - the failure this test guards against
         pytest.fail(f"a stale entry broke the new connection: {exc}")
     assert set(seen) == keys, "every entry came back, none lost"
+
+
+def test_acking_a_batch_s_last_entry_through_acks_the_batch_and_nothing_after(
+    relay: Relay,
+) -> None:
+    endpoint = relay.endpoints[0]
+    relay.publish([(f"k{n}", endpoint) for n in range(8)])
+    held: list[tuple[str, object]] = []
+    relay.consume(lambda key, ack: held.append((key, ack)))
+    deadline = time.monotonic() + 10
+    while len(held) < 8:  # prefetch 10: all eight in hand, none acked
+        assert time.monotonic() < deadline, f"{len(held)} of 8 entries came"
+        relay.drain(timeout=0.2)
+    keys = [key for key, _ in held]
+    held[4][1](through=True)  # type: ignore[operator]  # a batch of the first five
+    relay.reset()  # the unacked ones go back to the queue; the acked ones are gone
+    assert sorted(drain_all(relay, set(keys[5:]))) == sorted(keys[5:])
+    relay.reset()
+    relay.consume(lambda key, ack: held.append((key, ack)))
+    assert not relay.drain(timeout=0.5), "the batch's entries were acked, none came back"
