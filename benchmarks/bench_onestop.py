@@ -5,13 +5,14 @@ processing steps each, as the province's figures give) and the SANDBOX portal
 takes them, both in a process of their own (the other core). In the same run:
 
 - raw baseline: a bare loop with the same HTTP client (the adapter's, on urllib3)
-  and the same concurrency (one thread) makes the same calls: a token and a session, the
+  and the same concurrency makes the same calls: a token and a session, the
   dossier and step pages, and one portal call per dossier (DongBoHoSoMC) and
-  per step (CapNhatTienDoHoSoMC), the JSON built in Python;
+  per step (CapNhatTienDoHoSoMC), the JSON built in Python; with ``--concurrency
+  N`` each page's portal calls go out from N threads, each with its own client;
 - the bus: the two one-stop endpoints polled by cursor and page, every item
-  through the shipped mappings to the portal endpoint, stored, delivered once,
-  on the embedded default (SQLite, no broker) and, when the servers answer, on
-  RabbitMQ + PostgreSQL.
+  through the shipped mappings to the portal endpoint (``concurrency: N``: N
+  send lanes), stored, delivered once, on the embedded default (SQLite, no
+  broker) and, when the servers answer, on RabbitMQ + PostgreSQL.
 
 The raw loop and the bus each get fresh sandboxes and take the year in
 alternating slices (``--rounds``): the sandbox shows one more slice, the raw
@@ -22,7 +23,7 @@ ratio to the raw loop (target >= 0.5) and the time for the whole year (target
 < 15 minutes).
 
 Run: .venv/bin/python benchmarks/bench_onestop.py [--dossiers N] [--rounds R] [--quick]
-[--skip-production] [--skip-embedded]
+[--concurrency N] [--skip-production] [--skip-embedded]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,11 +127,14 @@ def compact(iso: str | None) -> str:
 
 
 class RawLoop:
-    """The same calls as the bus, from one thread with no bus, keeping its place like the bus."""
+    """The same calls as the bus, with no bus, keeping its place like the bus: one thread,
+    or each page's portal calls on ``concurrency`` threads, each with a client of its own."""
 
-    def __init__(self, urls: dict[str, str]) -> None:
+    def __init__(self, urls: dict[str, str], concurrency: int = 1) -> None:
         self.urls = urls
         self.http = Http()
+        self._local = threading.local()  # each calling thread's own client
+        self.pool = ThreadPoolExecutor(concurrency) if concurrency > 1 else None
         self.json = {
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "application/json",
@@ -156,9 +161,19 @@ class RawLoop:
     def _call(self, body: dict[str, Any]) -> None:
         body = {"session": self.session, "madonvi": MADONVI, **body}
         data = json.dumps(body, ensure_ascii=False).encode()
-        code = self._json("POST", f"{self.urls['portal']}/api/integration", data, self.json)
+        http = getattr(self._local, "http", None) or Http()
+        self._local.http = http
+        url = f"{self.urls['portal']}/api/integration"
+        code = json.loads(http.request("POST", url, data, self.json).body)
         if code["error_code"] != "00":
             raise RuntimeError(f"the portal answered {code}")
+
+    def _call_all(self, bodies: list[dict[str, Any]]) -> None:
+        if self.pool is None:
+            for body in bodies:
+                self._call(body)
+        else:
+            list(self.pool.map(self._call, bodies))
 
     def run(self) -> float:
         """Post whatever the one-stop system shows that was not posted yet: seconds taken."""
@@ -170,14 +185,12 @@ class RawLoop:
             items = [d for d in items if d["updatedAt"] != self.since]
             if not items:
                 break
-            for d in items:
-                self._call(dossier_call(d))
+            self._call_all([dossier_call(d) for d in items])
             self.since = items[-1]["updatedAt"]
         while True:
             url = f"{onestop}/api/v1/steps?cursor={self.cursor}&limit={PAGE}"
             found = self._json("GET", url, None, self.bearer)["response"]
-            for step in found["items"]:
-                self._call(step_call(step))
+            self._call_all([step_call(step) for step in found["items"]])
             self.cursor = found["next_cursor"]
             if not found["has_more"]:
                 break
@@ -237,7 +250,7 @@ def step_call(s: dict[str, Any]) -> dict[str, Any]:
 # --- the bus -------------------------------------------------------------------------
 
 
-def endpoints(urls: dict[str, str], suffix: str) -> dict[str, Any]:
+def endpoints(urls: dict[str, str], suffix: str, concurrency: int) -> dict[str, Any]:
     onestop_auth = {
         "adapter": "rest_json",
         "base_url": f"{urls['onestop']}/api/v1",
@@ -278,6 +291,7 @@ def endpoints(urls: dict[str, str], suffix: str) -> dict[str, Any]:
         },
         f"portal-{suffix}": {
             "adapter": "rest_json",
+            "concurrency": concurrency,
             "base_url": f"{urls['portal']}/api",
             "auth": "login",
             "login_path": "/auth",
@@ -302,7 +316,9 @@ def endpoints(urls: dict[str, str], suffix: str) -> dict[str, Any]:
     }
 
 
-def make_bus(urls: dict[str, str], root: Path, store: str, broker: str, suffix: str) -> Bus:
+def make_bus(
+    urls: dict[str, str], root: Path, store: str, broker: str, suffix: str, concurrency: int
+) -> Bus:
     os.environ["BENCH_ONESTOP_SECRET"] = "sandbox-secret"
     os.environ["BENCH_PORTAL_PASSWORD"] = "sandbox-password"
     cfg = config.from_dict(
@@ -316,7 +332,7 @@ def make_bus(urls: dict[str, str], root: Path, store: str, broker: str, suffix: 
                 "poll_interval": 0.05,
                 "retry": {"initial_delay": 0.2, "max_delay": 2},
             },
-            "endpoints": endpoints(urls, suffix),
+            "endpoints": endpoints(urls, suffix, concurrency),
             "routes": [
                 {
                     "name": "dossiers",
@@ -386,7 +402,9 @@ def bus_until(bus: Bus, http: Http, urls: dict[str, str], dossiers: int) -> floa
 bus_stopped = threading.Event()
 
 
-def measure(dossiers: int, rounds: int, store: str, broker: str) -> tuple[float, float]:
+def measure(
+    dossiers: int, rounds: int, store: str, broker: str, concurrency: int
+) -> tuple[float, float]:
     """Raw loop and bus in alternating slices of the year, so a busy moment on a shared
     machine hurts both alike: total seconds of each."""
     http = Http()
@@ -397,8 +415,8 @@ def measure(dossiers: int, rounds: int, store: str, broker: str) -> tuple[float,
         sandboxes(dossiers) as bus_urls,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        raw = RawLoop(raw_urls)
-        bus = make_bus(bus_urls, Path(tmp), store, broker, suffix)
+        raw = RawLoop(raw_urls, concurrency)
+        bus = make_bus(bus_urls, Path(tmp), store, broker, suffix, concurrency)
         try:
             for n in range(1, rounds + 1):
                 upto = dossiers * n // rounds
@@ -437,7 +455,9 @@ def rates(label: str, dossiers: int, seconds: float) -> str:
     )
 
 
-def report(mode: str, label: str, dossiers: int, bus_s: float, raw_s: float) -> None:
+def report(
+    mode: str, label: str, dossiers: int, bus_s: float, raw_s: float, concurrency: int
+) -> None:
     ratio = raw_s / bus_s  # same calls: the ratio of rates is the inverse ratio of times
     year = bus_s * 156_815 / dossiers / 60
     print(
@@ -449,14 +469,14 @@ def report(mode: str, label: str, dossiers: int, bus_s: float, raw_s: float) -> 
         shlex.join(
             [
                 "RESULT",
-                f"name=onestop.{mode}",
+                f"name=onestop.{mode}" + (f".concurrency-{concurrency}" if concurrency > 1 else ""),
                 f"label={label}: {dossiers:,} dossiers + {dossiers * STEPS:,} steps to the "
                 f"portal, {dossiers / bus_s:,.0f} dossiers/s, {dossiers * STEPS / bus_s:,.0f} "
                 f"steps/s, {year:.1f} min for the year",
                 f"figure={calls / bus_s:.1f}",
                 "unit=calls/s",
                 f"baseline={calls / raw_s:.1f}",
-                "baseline_of=raw loop, same calls and HTTP client, one thread",
+                f"baseline_of=raw loop, same calls and HTTP client, {threads(concurrency)}",
                 f"ratio={ratio:.3f}",
                 "ratio_of=bus / raw loop, higher is better, target >= 0.50",
             ]
@@ -464,11 +484,21 @@ def report(mode: str, label: str, dossiers: int, bus_s: float, raw_s: float) -> 
     )
 
 
+def threads(concurrency: int) -> str:
+    return "one thread" if concurrency == 1 else f"{concurrency} threads"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dossiers", type=int, default=156_815)
     parser.add_argument("--rounds", type=int, default=10, help="slices of the year, alternating")
     parser.add_argument("--quick", action="store_true", help="1,000 dossiers, embedded only")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="portal calls in flight at once: the bus's send lanes, the raw loop's threads",
+    )
     parser.add_argument("--skip-production", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
     args = parser.parse_args()
@@ -476,12 +506,18 @@ def main() -> None:
     dossiers, rounds = (1000, 2) if args.quick else (args.dossiers, args.rounds)
     print(
         f"{dossiers:,} dossiers x {STEPS} steps = {dossiers * (1 + STEPS):,} portal calls, "
-        f"{rounds} alternating rounds, python {sys.version.split()[0]}, {os.cpu_count()} cores"
+        f"{rounds} alternating rounds, concurrency {args.concurrency}, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
+    raw_label = f"raw loop, {threads(args.concurrency)}"
     if not args.skip_embedded:
-        raw_s, bus_s = measure(dossiers, rounds, "sqlite:///var/bench.db", "embedded")
-        print(rates("raw loop, one thread", dossiers, raw_s))
-        report("embedded", "bus, embedded default (SQLite)", dossiers, bus_s, raw_s)
+        raw_s, bus_s = measure(
+            dossiers, rounds, "sqlite:///var/bench.db", "embedded", args.concurrency
+        )
+        print(rates(raw_label, dossiers, raw_s))
+        report(
+            "embedded", "bus, embedded default (SQLite)", dossiers, bus_s, raw_s, args.concurrency
+        )
 
     if args.quick or args.skip_production or not (reachable(5432) and reachable(5672)):
         print("production mode skipped: needs PostgreSQL on :5432 and RabbitMQ on :5672")
@@ -494,12 +530,12 @@ def main() -> None:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
         store = f"{PG_URL}?options=-csearch_path%3D{schema}"
-        raw_s, bus_s = measure(dossiers, rounds, store, AMQP_URL)
+        raw_s, bus_s = measure(dossiers, rounds, store, AMQP_URL, args.concurrency)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    print(rates("raw loop, one thread", dossiers, raw_s))
-    report("production", "bus, RabbitMQ + PostgreSQL", dossiers, bus_s, raw_s)
+    print(rates(raw_label, dossiers, raw_s))
+    report("production", "bus, RabbitMQ + PostgreSQL", dossiers, bus_s, raw_s, args.concurrency)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,12 @@ def open_store(settings: BusSettings) -> Store:
     return store
 
 
-def build_adapters(config: Config, host: PluginHost, store: Store) -> dict[str, Adapter]:
-    """Each endpoint's adapter, built (not started) with the services the core injects."""
+def build_adapters(config: Config, host: PluginHost, store: Store) -> dict[str, list[Adapter]]:
+    """Each endpoint's adapters, built (not started) with the services the core injects.
+
+    As many as its ``concurrency``: the first is the endpoint's own, the others
+    its extra send lanes (lienthong.endpoints).
+    """
     settings = config.bus
     services = Services(
         engine=store.engine,
@@ -90,7 +94,7 @@ def build_adapters(config: Config, host: PluginHost, store: Store) -> dict[str, 
         mappings_dir=settings.mappings,
     )
     return {
-        name: host.adapter(ep.adapter)(name, ep.settings, services)
+        name: [host.adapter(ep.adapter)(name, ep.settings, services) for _ in range(ep.concurrency)]
         for name, ep in config.endpoints.items()
     }
 
@@ -130,10 +134,16 @@ class Bus:
             max_bytes=settings.max_message_bytes,
         )
         self.router = Router(config.routes, self.mappings, max_bytes=settings.max_message_bytes)
-        self.adapters = build_adapters(config, self.host, self.store)
+        built = build_adapters(config, self.host, self.store)
+        self.adapters = {name: adapters[0] for name, adapters in built.items()}
         self.handoff = Handoff()
         self.endpoints = Endpoints(
-            self.adapters, self.store, settings, self.worker, on_started=self.handoff.wake.set
+            self.adapters,
+            self.store,
+            settings,
+            self.worker,
+            on_started=self.handoff.wake.set,
+            spares={name: adapters[1:] for name, adapters in built.items() if adapters[1:]},
         )
         self.gates = self.endpoints.gates
         self.breakers = self.endpoints.breakers
@@ -267,6 +277,7 @@ class Bus:
         self._closing.clear()
         if self._started:
             self.anchor.stop()
+        self.dispatch.close()
         self.endpoints.stop_all()
         if self.metrics_server:
             self.metrics_server.stop()

@@ -153,12 +153,18 @@ class BusSettings:
         return self.broker.reveal() == "embedded"
 
 
+#: The most calls one process may have in flight to one endpoint (``concurrency``).
+MAX_CONCURRENCY = 32
+
+
 @dataclass
 class EndpointConfig:
     name: str
     adapter: str
     settings: dict[str, Any]
     location: str
+    #: Sends in flight at once from one process, each on an adapter of its own.
+    concurrency: int = 1
 
 
 @dataclass
@@ -416,13 +422,28 @@ def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str,
         except ConfigError as exc:
             c.problem((*keys, "adapter"), exc.problems[0].message)
             continue
-        options = {k: v for k, v in settings.items() if k != "adapter"}
+        options = {k: v for k, v in settings.items() if k not in ("adapter", "concurrency")}
         resolved, problems = resolve_options(cls, options, "", c.environ, base)
         for p in problems:
             option = p.location.lstrip(".")
             c.problems.append(ConfigProblem(c.where(*keys, option), p.message))
-        endpoints[str(name)] = EndpointConfig(str(name), cls.name, resolved, c.where(*keys))
+        concurrency = _concurrency(c, keys, settings.get("concurrency", 1))
+        endpoints[str(name)] = EndpointConfig(
+            str(name), cls.name, resolved, c.where(*keys), concurrency
+        )
     return endpoints
+
+
+def _concurrency(c: _Checker, keys: tuple[Any, ...], value: Any) -> int:
+    """An endpoint's ``concurrency``: how many sends one process has in flight to it
+    (its polls stay one at a time)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        c.problem(
+            (*keys, "concurrency"),
+            f"expected a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}",
+        )
+        return 1
+    return value
 
 
 # --- routes: their shape, then what they name ---------------------------------

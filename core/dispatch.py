@@ -4,6 +4,9 @@ What happens when a send fails is answered here and in lienthong.disposition:
 
 - the delivery is claimed (from memory, from the store, or by the key a queue
   entry carried: lienthong.store.queue), so one worker at a time has it;
+- a batch's sends to one endpoint go one at a time on the worker loop's thread,
+  or, with the endpoint's ``concurrency: N``, on N send lanes at once (the loop's
+  thread and N - 1 threads of a pool, each lane an adapter of its own);
 - an endpoint not started, busy in another thread, or whose circuit is open
   is not called: the delivery is *deferred*, which is not an attempt;
 - ``adapter.send(message, key)`` raises: :func:`~lienthong.disposition.decide`
@@ -20,18 +23,22 @@ What happens when a send fails is answered here and in lienthong.disposition:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import timedelta
 
 from .adapter import Adapter
 from .disposition import Disposition, decide, describe, endpoint_up, failed_send, undeclared
+from .endpoints import Lane
 from .intake import CycleResult, Parts
 from .model import Delivery, Outcome, Result, Stage
 from .relay import Ack
 from .store import utcnow
+from .threads import DaemonPool
 
 # The stages log as the bus did before they were split out: admins filter on it.
 log = logging.getLogger("lienthong.bus")
@@ -60,6 +67,13 @@ class DispatchStage:
         self.handoff, self.worker, self.lease = parts.handoff, parts.worker, parts.lease
         self._queued: list[tuple[str, Ack]] = []  # queue entries drained, not delivered yet
         self._last_relay = 0.0
+        self._lane_pool: DaemonPool | None = None  # the extra send lanes' threads, on first use
+
+    def close(self) -> None:
+        """Let the send lanes' threads end (a send still running is left behind)."""
+        if self._lane_pool is not None:
+            self._lane_pool.shutdown(timeout=5)
+            self._lane_pool = None
 
     # --- claim ---
 
@@ -73,7 +87,7 @@ class DispatchStage:
                 self.worker, limit=self.config.bus.batch_size, lease=self.lease
             )
         if claimed:
-            self.finish([self.send(d) for d in claimed], result, claimed_at)
+            self.finish(self.send_batch(claimed), result, claimed_at)
         return result
 
     def deliver_keys(self, keys: Sequence[str]) -> CycleResult:
@@ -82,16 +96,78 @@ class DispatchStage:
         claimed_at = time.monotonic()
         claimed = self.store.claim(keys, self.worker, lease=self.lease)
         if claimed:
-            self.finish([self.send(d) for d in claimed], result, claimed_at)
+            self.finish(self.send_batch(claimed), result, claimed_at)
         return result
 
     # --- send ---
 
-    def send(self, delivery: Delivery) -> Outcome:
-        """One attempt, or a deferral that is not one; never raises for the adapter's errors."""
+    def send_batch(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Send a batch: one at a time per endpoint, or on its lanes at once; outcomes in order."""
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        places: dict[str, list[int]] = {}
+        for place, delivery in enumerate(deliveries):
+            places.setdefault(delivery.endpoint, []).append(place)
+        for name, at in places.items():
+            lanes = self.endpoints.lanes.get(name, [])
+            if len(lanes) < 2 or len(at) < 2:
+                for place in at:
+                    outcomes[place] = self.send(deliveries[place])
+                continue
+            ready = deque[int]()
+            for place in at:
+                refused = self._refusal(deliveries[place])
+                if refused is None:
+                    ready.append(place)
+                else:
+                    outcomes[place] = refused
+            self._send_on_lanes(name, lanes, ready, deliveries, outcomes)
+        pairs = zip(outcomes, deliveries, strict=True)
+        return [o if o is not None else self._not_sent(d) for o, d in pairs]
+
+    def _send_on_lanes(
+        self,
+        name: str,
+        lanes: Sequence[Lane],
+        ready: deque[int],
+        deliveries: Sequence[Delivery],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Send ``ready`` (places in ``deliveries``) on ``lanes`` at once; each lane takes the
+        next one until none is left. A lane busy in another thread (a poll) takes none."""
+
+        def run(lane: Lane) -> None:
+            if not lane.gate.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    try:
+                        place = ready.popleft()  # atomic: each place goes to one lane
+                    except IndexError:
+                        return
+                    outcomes[place] = self._send_through(lane.adapter, deliveries[place], lane)
+            finally:
+                lane.gate.release()
+
+        if self._lane_pool is None:
+            most = max(map(len, self.endpoints.lanes.values()))
+            self._lane_pool = DaemonPool(most - 1, "lienthong-send")
+        keys = [f"{name}#{n}" for n in range(1, len(lanes))]
+        for key, lane in zip(keys, lanes[1:], strict=True):
+            self._lane_pool.submit(key, functools.partial(run, lane))
+        run(lanes[0])
+        while not self._lane_pool.wait(keys, timeout=60):
+            log.warning("endpoint %s: a send has taken over a minute; waiting for it", name)
+
+    def _not_sent(self, delivery: Delivery) -> Outcome:
+        """A delivery no lane took (all busy elsewhere, or a lane failed): not an attempt."""
+        return Outcome(
+            delivery, Result.DEFERRED, retry_at=utcnow() + timedelta(seconds=_BUSY_WAIT_S)
+        )
+
+    def _refusal(self, delivery: Delivery) -> Outcome | None:
+        """Why ``delivery`` is not sent now (not an adapter's error), or None to send it."""
         name = delivery.endpoint
-        adapter = self.endpoints.adapters.get(name)
-        if adapter is None:
+        if name not in self.endpoints.adapters:
             return Outcome(
                 delivery, Result.REJECTED, f"endpoint '{name}' is not configured in this process"
             )
@@ -102,6 +178,15 @@ class DispatchStage:
         if name in self.endpoints.waiting:  # a read: the lock guards the changes
             wait = max(self.endpoints.breakers[name].retry_in(), _BUSY_WAIT_S)
             return Outcome(delivery, Result.DEFERRED, retry_at=utcnow() + timedelta(seconds=wait))
+        return None
+
+    def send(self, delivery: Delivery) -> Outcome:
+        """One attempt, or a deferral that is not one; never raises for the adapter's errors."""
+        refused = self._refusal(delivery)
+        if refused is not None:
+            return refused
+        name = delivery.endpoint
+        adapter = self.endpoints.adapters[name]
         gate = self.endpoints.gates[name]
         if not gate.acquire(blocking=False):
             # Another thread is in this adapter (a poll, a sync): not an attempt, back soon.
@@ -113,13 +198,18 @@ class DispatchStage:
         finally:
             gate.release()
 
-    def _send_through(self, adapter: Adapter, delivery: Delivery) -> Outcome:
+    def _send_through(
+        self, adapter: Adapter, delivery: Delivery, lane: Lane | None = None
+    ) -> Outcome:
+        """Call the adapter (``lane``'s, started first if need be) through the circuit."""
         breaker = self.endpoints.breakers[delivery.endpoint]
         if not breaker.allow():
             # Not an attempt: the endpoint keeps failing, so it is left alone for a while.
             wait = max(breaker.retry_in(), 0.05)
             return Outcome(delivery, Result.DEFERRED, retry_at=utcnow() + timedelta(seconds=wait))
         try:
+            if lane is not None:
+                lane.ensure_started()
             adapter.send(delivery.to_message(), key=delivery.key)
         except Exception as exc:
             # What happens next is decided in one place: lienthong.disposition.

@@ -3,9 +3,13 @@
 Both stages call into adapters through here: intake polls (lienthong.intake),
 dispatch sends (lienthong.dispatch), a job syncs (:class:`Gated`). Each endpoint
 has a gate (a lock): one thread at a time in its adapter, since zeep clients,
-LDAP handles and HTTP sessions are not made to be shared. Each has a circuit
-breaker; a change of its state is logged and stored (``endpoint_health``) by
-the one thread that saw it, so ``lienthong status`` in another process shows it.
+LDAP handles and HTTP sessions are not made to be shared. An endpoint with
+``concurrency: N`` has N send lanes (:class:`Lane`): its adapter behind its gate,
+and N - 1 more adapters of the same settings, each behind a gate of its own, so
+N sends are in flight at once and no adapter is ever in two threads. Each
+endpoint has one circuit breaker; a change of its state is logged and stored
+(``endpoint_health``) by the one thread that saw it, so ``lienthong status`` in
+another process shows it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,25 @@ log = logging.getLogger("lienthong.bus")
 
 
 @dataclass
+class Lane:
+    """One adapter of an endpoint and the gate that keeps it to one thread at a time.
+
+    The first lane's adapter is the endpoint's own, started with it and shared
+    with polls and syncs; the others only send, and start on their first send.
+    """
+
+    adapter: Adapter
+    gate: threading.Lock
+    started: bool = False
+
+    def ensure_started(self) -> None:
+        """Start this lane's adapter if it has not been; call with the gate held."""
+        if not self.started:
+            self.adapter.start()
+            self.started = True
+
+
+@dataclass
 class NotStarted:
     """An endpoint whose start failed: why, and when it is tried again."""
 
@@ -50,6 +73,7 @@ class Endpoints:
         worker: str,
         *,
         on_started: Callable[[], None],
+        spares: dict[str, list[Adapter]] | None = None,
     ) -> None:
         self.adapters = adapters
         self.store = store
@@ -57,6 +81,12 @@ class Endpoints:
         self.worker = worker
         self._on_started = on_started  # an endpoint started late: its deliveries go now
         self.gates = {name: threading.Lock() for name in adapters}
+        # The first lane is the endpoint's own adapter, started by start(), not by a send.
+        self.lanes = {
+            name: [Lane(adapter, self.gates[name], started=True)]
+            + [Lane(spare, threading.Lock()) for spare in (spares or {}).get(name, [])]
+            for name, adapter in adapters.items()
+        }
         self.breakers = {
             name: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
             for name in adapters
@@ -144,19 +174,27 @@ class Endpoints:
 
     def stop_all(self) -> None:
         """Stop each adapter, but none with a call still hanging in it (that call would block)."""
-        for name, adapter in self.adapters.items():
+        for name, lanes in self.lanes.items():
             if name in self.abandoned:
                 continue
-            gate = self.gates[name]
-            if not gate.acquire(timeout=5):
-                log.warning("endpoint %s is still busy in another thread; not stopped", name)
-                continue
-            try:
-                adapter.stop()
-            except Exception:
-                log.exception("endpoint %s did not stop cleanly", adapter.endpoint)
-            finally:
-                gate.release()
+            for number, lane in enumerate(lanes):
+                if lane.started:  # the endpoint's own adapter counts as started
+                    self._stop_lane(name, number, lane)
+
+    @staticmethod
+    def _stop_lane(name: str, number: int, lane: Lane) -> None:
+        which = f"endpoint {name}" + (f" (send lane {number + 1})" if number else "")
+        if not lane.gate.acquire(timeout=5):
+            log.warning("%s is still busy in another thread; not stopped", which)
+            return
+        try:
+            lane.adapter.stop()
+        except Exception:
+            log.exception("%s did not stop cleanly", which)
+        finally:
+            if number:
+                lane.started = False  # a spare starts again on its next send
+            lane.gate.release()
 
     def run_sync(self, spec: SyncSpec, dry_run: bool) -> Report:
         """Run one sync between two endpoints, each call through its gate (lienthong.sync)."""

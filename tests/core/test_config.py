@@ -158,8 +158,15 @@ def test_each_bad_bus_setting_is_named_with_its_line_and_what_fits(tmp_path: Pat
 def test_bus_settings_take_their_defaults_and_paths_relative_to_the_config(
     tmp_path: Path,
 ) -> None:
-    data = {"bus": {"store": "sqlite:///var/here.db", "var_dir": "data", "retry": None,
-                    "console_host": " 0.0.0.0 ", "audit_anchor": "anchors/head"}}
+    data = {
+        "bus": {
+            "store": "sqlite:///var/here.db",
+            "var_dir": "data",
+            "retry": None,
+            "console_host": " 0.0.0.0 ",
+            "audit_anchor": "anchors/head",
+        }
+    }
     bus = config.from_dict(data, base_dir=tmp_path, environ={}).bus
     assert bus.store.reveal() == f"sqlite:///{tmp_path / 'var' / 'here.db'}"
     assert (bus.var_dir, bus.mappings) == (tmp_path / "data", tmp_path / "mappings")
@@ -227,8 +234,13 @@ def test_routes_jobs_and_console_are_checked_like_the_bus(tmp_path: Path) -> Non
 def test_route_values_written_as_numbers_are_text(tmp_path: Path) -> None:
     data = {
         "endpoints": {"in": {"adapter": "memory"}, "2026": {"adapter": "memory"}},
-        "routes": [{"from": "in", "headers": {"year": 2026},
-                    "to": [{"endpoint": 2026, "params": {"rate": 1.5}}]}],
+        "routes": [
+            {
+                "from": "in",
+                "headers": {"year": 2026},
+                "to": [{"endpoint": 2026, "params": {"rate": 1.5}}],
+            }
+        ],
     }
     [route] = config.from_dict(data, base_dir=tmp_path).routes
     assert route.headers == {"year": "2026"} and route.name == "route-1"
@@ -240,3 +252,28 @@ def test_the_console_signing_key_file_is_relative_to_the_config(tmp_path: Path) 
     data = {"console": {"secret_key": {"file": "console.key"}}}
     console = config.from_dict(data, base_dir=tmp_path, environ={}).console
     assert console.secret_key is not None and console.secret_key.reveal() == "k" * 40
+
+
+def test_an_endpoints_concurrency_is_a_whole_number_up_to_32(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(
+        "endpoints:\n"
+        "  a: {adapter: memory, concurrency: 4}\n"
+        "  b: {adapter: memory, concurrency: 0}\n"
+        "  c: {adapter: memory, concurrency: '4'}\n"
+        "  d: {adapter: memory, concurrency: true}\n"
+        "  e: {adapter: memory, concurrency: 33}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    found = [f"{p.location}: {p.message}" for p in caught.value.problems]
+    fits = "expected a whole number from 1 to 32, got"
+    assert found == [
+        f"{path}:3 endpoints.b.concurrency: {fits} 0",
+        f"{path}:4 endpoints.c.concurrency: {fits} '4'",
+        f"{path}:5 endpoints.d.concurrency: {fits} True",
+        f"{path}:6 endpoints.e.concurrency: {fits} 33",
+    ]
+    path.write_text("endpoints:\n  a: {adapter: memory, concurrency: 4}\n  b: {adapter: memory}\n")
+    endpoints = config.load(path, environ={}).endpoints
+    assert (endpoints["a"].concurrency, endpoints["b"].concurrency) == (4, 1)
