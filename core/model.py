@@ -71,7 +71,8 @@ class Outgoing:
     params: dict[str, str] = field(default_factory=dict)
     #: The target's order_by: (group, place in it); None when its order does not matter.
     order: tuple[str, str] | None = None
-    #: The target's once_per value: sent only if no earlier message of the route had it.
+    #: The target's once_per value: sent only if no earlier message had it for this route
+    #: and endpoint (the store decides, lienthong.store.ledger.claim_once).
     once: str | None = None
 
 
