@@ -27,7 +27,7 @@ from .console import settings as console_settings
 from .console.settings import ConsoleSettings
 from .errors import ConfigError, ConfigProblem
 from .host import PluginHost
-from .router import EndpointFrom, OrderBy, Route, Target, compile_xpath
+from .router import EndpointFrom, OncePer, OrderBy, Route, Target, compile_xpath
 from .scheduler import JobSpec, jobs_from_config
 from .shape import (
     CLOSED,
@@ -488,6 +488,13 @@ class _TargetConfig:
     validate: Text | None = None
     kind: Text | None = None
     order_by: _OrderByConfig | None = None
+    once_per: Text | None = field(
+        default=None,
+        metadata=expect(
+            "expected an XPath (text)",
+            "what is sent once per value, e.g. \"string(//*[@key='dossierNo'])\"",
+        ),
+    )
 
 
 def _targets(value: Any) -> list[Any]:
@@ -601,6 +608,10 @@ def _target(
         sequence = c.xpath(order.sequence, namespaces, *at, "sequence") if order.sequence else None
         if group is not None and (sequence is not None or not order.sequence):
             target.order_by = OrderBy(group, sequence)
+    if spec.once_per is not None:
+        value = c.xpath(spec.once_per, namespaces, *keys, "once_per")
+        if value is not None:
+            target.once_per = OncePer(value)
     return target
 
 

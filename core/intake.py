@@ -36,6 +36,7 @@ from .relay import Relay
 from .router import Router
 from .scheduler import PollReport
 from .store import Store
+from .store.ledger import skipped_detail
 from .threads import DaemonPool
 
 # The stages log as the bus did before they were split out: admins filter on it.
@@ -200,7 +201,19 @@ class IntakeStage:
                 )
                 self.host.after_dead_letter(message=m, endpoint=None, reason=intake.parked)
             else:
-                if info:
+                for skip in intake.skipped:
+                    log.info(
+                        "message %s: %s",
+                        m.id,
+                        skipped_detail(skip),
+                        extra={
+                            "message_id": m.id,
+                            "correlation_id": m.correlation_id,
+                            "endpoint": skip.outgoing.endpoint,
+                            "route": skip.outgoing.route,
+                        },
+                    )
+                if info and intake.outgoing:
                     log.info(
                         "message %s (%s) accepted from %s, routed to %s",
                         m.id,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class MessageState(StrEnum):
     """``messages.state``: where an accepted message went."""
 
-    ROUTED = "routed"  # it has deliveries
+    ROUTED = "routed"  # it has deliveries (or once_per left each out)
     PARKED = "parked"  # a dead letter before routing
 
 
@@ -71,6 +71,17 @@ class Outgoing:
     params: dict[str, str] = field(default_factory=dict)
     #: The target's order_by: (group, place in it); None when its order does not matter.
     order: tuple[str, str] | None = None
+    #: The target's once_per value: sent only if no earlier message had it for this route
+    #: and endpoint (the store decides, lienthong.store.ledger.claim_once).
+    once: str | None = None
+
+
+@dataclass
+class Skipped:
+    """A delivery not made: an earlier message had its once_per value (``first`` its id)."""
+
+    outgoing: Outgoing
+    first: str
 
 
 @dataclass
@@ -81,6 +92,9 @@ class Intake:
     outgoing: list[Outgoing] = field(default_factory=list)
     parked: str | None = None
     stage: Stage = Stage.ROUTE
+    #: Deliveries the store left out at accept (their once_per value was used); it moves
+    #: them here from ``outgoing``.
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 @dataclass

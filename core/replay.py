@@ -96,10 +96,19 @@ def replay(store: Store, access: AccessPolicy, stage: IntakeStage, dead_id: int)
     intake = stage.intake(message)
     if intake.parked:
         raise RejectedError(f"dead letter #{dead_id} still fails: {intake.parked}")
-    store.add_deliveries(message.id, intake.outgoing, message.body)
+    skipped = store.add_deliveries(message.id, intake.outgoing, message.body)
     store.mark_replayed(dead_id)
-    targets = ", ".join(o.endpoint for o in intake.outgoing)
-    return f"routed again to {targets}"
+    left_out = {s.outgoing.key for s in skipped}
+    targets = ", ".join(o.endpoint for o in intake.outgoing if o.key not in left_out)
+    # Its first routing: a once_per value another message had first is not sent again.
+    return "; ".join(
+        [f"routed again to {targets}" if targets else "routed again"]
+        + [
+            f"not to {s.outgoing.endpoint}: message {s.first} had its once_per value "
+            f"{s.outgoing.once!r} first"
+            for s in skipped
+        ]
+    )
 
 
 def replay_preview(

@@ -6,7 +6,9 @@ route with ``senders`` then refuses a matching message whose ``from`` header
 message is parked with that reason rather than acted on. Each
 of its targets is a fixed endpoint or one computed from the content (a
 recipient list: an organisation code in the document → the endpoint serving
-it), with an optional mapping and an optional schema the output must satisfy.
+it), with an optional mapping and an optional schema the output must satisfy;
+a target may keep its deliveries in order per group (``order_by``) or send
+only the first message per value (``once_per``).
 A message that no route matches is a rejection: the bus parks it with that
 reason instead of dropping it.
 """
@@ -90,6 +92,43 @@ class OrderBy:
         return group[:200], f"{place[:160]}\x1f{_accepted_stamp():020d}"
 
 
+#: The longest once_per value the store keeps (``once_per.value``).
+ONCE_PER_MAX = 200
+
+
+@dataclass
+class OncePer:
+    """A target's once_per: of the messages whose ``value`` is the same, only the first is sent.
+
+    Like Camel's idempotent consumer keyed by an expression: a dossier's versions
+    are many messages, but its letter must go once. The router only finds the
+    value; the store decides, in the transaction that stores the message, whether
+    it is the first (lienthong.store.ledger), so two workers cannot both send.
+    """
+
+    value: etree.XPath
+
+    def value_of(self, tree: etree._ElementTree) -> str:
+        """The value of the message whose tree this is."""
+        try:
+            value = _text(self.value(tree))
+        except etree.XPathEvalError as exc:
+            raise RejectedError(f"once_per {self.value.path!r} failed: {exc}") from exc
+        if not value:
+            raise RejectedError(
+                f"once_per {self.value.path!r} finds nothing in this message, so whether it "
+                "was sent already is unknown. Hint: fix the XPath, or route such messages "
+                "by a target without once_per"
+            )
+        if len(value) > ONCE_PER_MAX:
+            raise RejectedError(
+                f"once_per {self.value.path!r} gives a value of {len(value)} characters; "
+                f"at most {ONCE_PER_MAX} are kept, and a shortened one could match another "
+                "message's. Hint: give once_per an XPath to a shorter identifier"
+            )
+        return value
+
+
 _stamp_lock = threading.Lock()
 _last_stamp = 0
 
@@ -123,6 +162,7 @@ class Target:
     schema: Path | None = None
     kind: str | None = None
     order_by: OrderBy | None = None
+    once_per: OncePer | None = None
 
 
 @dataclass
@@ -240,6 +280,7 @@ class Router:
         if target.kind:
             headers["kind"] = target.kind
         order = target.order_by.order(tree()) if target.order_by is not None else None
+        once = target.once_per.value_of(tree()) if target.once_per is not None else None
         return [
             Outgoing(
                 delivery_key(message.id, route.name, endpoint),
@@ -250,6 +291,7 @@ class Router:
                 mapping=version,
                 params=target.params,
                 order=order,
+                once=once,
             )
             for endpoint in endpoints
         ]

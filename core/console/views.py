@@ -71,6 +71,7 @@ WORDS = (
     N_("accepted"),
     N_("dead-lettered"),
     N_("replayed"),
+    N_("skipped"),
     N_("retry"),
     N_("attempt"),
     N_("unchanged"),

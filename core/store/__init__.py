@@ -59,6 +59,7 @@ from .schema import (
     mapping_versions,
     messages,
     metadata,
+    once_per,
     source_counts,
     utcnow,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "mapping_versions",
     "messages",
     "metadata",
+    "once_per",
     "open_read_only",
     "prepare_schema",
     "source_counts",

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, insert, update
 
-from ..model import DeliveryState, MessageState, Outgoing
+from ..model import DeliveryState, MessageState, Outgoing, Skipped
 from .base import Base
+from .ledger import claim_once, skipped_audit
 from .schema import dead_letters, deliveries, headers_text, mapping_inputs, messages, utcnow
 
 
@@ -55,37 +56,44 @@ class DeadLetters(Base):
 
     def add_deliveries(
         self, message_id: str, outgoing: Sequence[Outgoing], body: bytes | None = None
-    ) -> None:
+    ) -> list[Skipped]:
         """Route a parked message after all (a replay): its deliveries join the queue.
 
-        ``body`` is the message's, kept as the mapped deliveries' input.
+        ``body`` is the message's, kept as the mapped deliveries' input. Its
+        once_per values are claimed as at accept: this is its first routing, so
+        a value another message had first is not sent again. Returns the
+        deliveries left out for that.
         """
         now = utcnow()
-        versions = {o.mapping.hash: o.mapping for o in outgoing if o.mapping is not None}
         with self._begin() as conn:
-            conn.execute(
-                insert(deliveries),
-                [
-                    {
-                        "id": o.key,
-                        "message_id": message_id,
-                        "route": o.route,
-                        "endpoint": o.endpoint,
-                        "headers": headers_text(o.headers),
-                        "body": o.body,
-                        "state": DeliveryState.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "mapping": o.mapping.name if o.mapping else None,
-                        "mapping_hash": o.mapping.hash if o.mapping else None,
-                        "mapping_params": headers_text(o.params) if o.mapping else None,
-                        "order_group": o.order[0] if o.order else None,
-                        "order_seq": o.order[1] if o.order else None,
-                    }
-                    for o in outgoing
-                ],
-            )
+            firsts = claim_once(conn, self.dialect, [(message_id, o) for o in outgoing], now)
+            skipped = [Skipped(o, firsts[o.key]) for o in outgoing if o.key in firsts]
+            outgoing = [o for o in outgoing if o.key not in firsts]
+            versions = {o.mapping.hash: o.mapping for o in outgoing if o.mapping is not None}
+            if outgoing:
+                conn.execute(
+                    insert(deliveries),
+                    [
+                        {
+                            "id": o.key,
+                            "message_id": message_id,
+                            "route": o.route,
+                            "endpoint": o.endpoint,
+                            "headers": headers_text(o.headers),
+                            "body": o.body,
+                            "state": DeliveryState.PENDING,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                            "mapping": o.mapping.name if o.mapping else None,
+                            "mapping_hash": o.mapping.hash if o.mapping else None,
+                            "mapping_params": headers_text(o.params) if o.mapping else None,
+                            "order_group": o.order[0] if o.order else None,
+                            "order_seq": o.order[1] if o.order else None,
+                        }
+                        for o in outgoing
+                    ],
+                )
             stored = self._store_versions(conn, versions.values(), now)
             if versions and body is not None and self.keep_mapping_inputs:
                 conn.execute(
@@ -99,20 +107,19 @@ class DeadLetters(Base):
                 .where(messages.c.id == message_id)
                 .values(state=MessageState.ROUTED)
             )
-            self._append_audit(
-                conn,
-                [
-                    {
-                        "message_id": message_id,
-                        "at": now,
-                        "event": "replayed",
-                        "endpoint": o.endpoint,
-                        "detail": f"route {o.route}",
-                    }
-                    for o in outgoing
-                ],
-            )
+            replayed = [
+                {
+                    "message_id": message_id,
+                    "at": now,
+                    "event": "replayed",
+                    "endpoint": o.endpoint,
+                    "detail": f"route {o.route}",
+                }
+                for o in outgoing
+            ]
+            self._append_audit(conn, replayed + skipped_audit(message_id, skipped, now))
         self._versions_stored.update(stored)
+        return skipped
 
     def purge_dead_letters(self, ids: Sequence[int]) -> int:
         """Forget dead letters (the messages and the audit trail stay)."""

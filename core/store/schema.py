@@ -92,7 +92,8 @@ messages = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("accepted_at", UtcDateTime, nullable=False),
-    # lienthong.model.MessageState: routed (has deliveries) or parked (a dead letter).
+    # lienthong.model.MessageState: routed (has deliveries, or had each left out by
+    # once_per) or parked (a dead letter).
     Column("state", String(20), nullable=False),
     UniqueConstraint("source", "source_key", name="uq_messages_source_key"),
 )
@@ -130,6 +131,21 @@ deliveries = Table(
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_order", "endpoint", "order_group", "state"),
     Index("ix_deliveries_mapping", "mapping", "mapping_hash"),
+)
+
+# A route target's once_per: the first message with a value used it, by its delivery;
+# a later message with that value gets no delivery to that endpoint by that route.
+# The key is what decides: inserted in the accept's transaction, so of two workers
+# accepting one value at once, one inserts and the other finds it taken.
+once_per = Table(
+    "once_per",
+    metadata,
+    Column("route", String(100), primary_key=True),
+    Column("endpoint", String(100), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("message_id", String(64), nullable=False),
+    Column("delivery_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 # Each mapping version's text (MappingVersion.to_text) by its hash, stored the

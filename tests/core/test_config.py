@@ -217,7 +217,7 @@ def test_routes_jobs_and_console_are_checked_like_the_bus(tmp_path: Path) -> Non
         "Known: name, from, kind, headers, when, senders, namespaces, to",
         f"{path}:6 routes.0.from: no endpoint named 'inbx'. Did you mean 'inbox'?",
         f"{path}:10 routes.0.to.0.mapin: unknown key. Did you mean 'mapping'? "
-        "Known: endpoint, endpoint_from, mapping, params, validate, kind, order_by",
+        "Known: endpoint, endpoint_from, mapping, params, validate, kind, order_by, once_per",
         f"{path}:12 routes.0.to.1.order_by: order_by needs 'group': an XPath on the message "
         "naming what must stay in order (e.g. a dossier number), and may have 'sequence': "
         "an XPath giving its place, got '//dossier'",
@@ -229,6 +229,48 @@ def test_routes_jobs_and_console_are_checked_like_the_bus(tmp_path: Path) -> Non
         f"{path}:22 jobs.poll-inbox.coalesce: expected true or false, got 'no'",
         f"{path}:24 console.ldap: expected a mapping, got 'ldaps://ldap/'",
     ]
+
+
+ONCE_PER = """\
+endpoints:
+  inbox: {adapter: memory}
+  outbox: {adapter: memory}
+routes:
+  - name: letters
+    from: inbox
+    to:
+      - endpoint: outbox
+        once_per: "//a["
+      - endpoint: outbox
+        once_per: {group: "//dossier"}
+      - endpoint: outbox
+        onceper: "//dossier"
+"""
+
+
+def test_once_per_is_an_xpath_checked_like_order_by(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(ONCE_PER)
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    found = [f"{p.location}: {p.message}" for p in caught.value.problems]
+    assert found == [
+        f"{path}:9 routes.0.to.0.once_per: XPath '//a[' does not compile: Invalid expression",
+        f"{path}:11 routes.0.to.1.once_per: expected an XPath (text), got {{'group': "
+        "'//dossier'}. Hint: what is sent once per value, e.g. "
+        "\"string(//*[@key='dossierNo'])\"",
+        f"{path}:13 routes.0.to.2.onceper: unknown key. Did you mean 'once_per'? "
+        "Known: endpoint, endpoint_from, mapping, params, validate, kind, order_by, once_per",
+    ]
+    # Right, it compiles with the route's namespaces.
+    data = {
+        "endpoints": {"inbox": {"adapter": "memory"}, "outbox": {"adapter": "memory"}},
+        "routes": [{"from": "inbox", "namespaces": {"ed": "urn:edxml"},
+                    "to": [{"endpoint": "outbox", "once_per": "string(//ed:dossier/@no)"}]}],
+    }
+    [route] = config.from_dict(data, base_dir=tmp_path).routes
+    once = route.targets[0].once_per
+    assert once is not None and once.value.path == "string(//ed:dossier/@no)"
 
 
 def test_route_values_written_as_numbers_are_text(tmp_path: Path) -> None:

@@ -75,6 +75,15 @@ def test_production_example_takes_every_secret_from_the_environment() -> None:
     assert all(name in header for name in SECRETS), "each variable is named at the top"
 
 
+@pytest.mark.parametrize("path", [REPO / "config/reference-flows.yaml", PRODUCTION])
+def test_a_dossier_gets_one_letter_and_one_result_mail_whatever_its_versions(path) -> None:
+    routes = {r.name: r for r in config.load(path, environ=ENVIRON).routes}
+    for name in ("opinions-asked-sgd", "results-mailed"):
+        [target] = routes[name].targets
+        assert target.once_per is not None, name
+        assert target.once_per.value.path == "string(//*[@key='dossierNo'])", name
+
+
 @pytest.mark.parametrize("missing", ["AXIS_SECRET_SYT", "SMTP_PASSWORD"])
 def test_a_missing_secret_stops_the_start_naming_it(missing: str) -> None:
     environ = {k: v for k, v in ENVIRON.items() if k != missing}

@@ -552,3 +552,63 @@ def test_once_the_opinion_is_in_the_dossier_is_finished_and_its_result_mailed(
         d["contactEmail"] for d in onestop.dossiers.values() if d["dossierStatus"] == "done"
     )
     assert len(mailed) == 2
+
+
+def test_a_dossier_changed_again_gets_no_second_letter_nor_a_second_mail(
+    tmp_path: Path,
+) -> None:
+    """The one-stop system changes the dossier while it waits for the opinion, and after it
+    is done: each change is a new version, a new message, but once_per on the dossier number
+    sends the letter and the result mail once; the portal still gets every version."""
+    from sqlalchemy import select
+
+    from lienthong.store import audit
+
+    config = write_config(tmp_path)
+    with Demo(config, echo=lambda _: None) as run:
+        onestop, axis, mail = run.sandboxes.onestop, run.sandboxes.axis, run.sandboxes.mail
+
+        def letters(number: str) -> list[Any]:
+            """Those to UBND tỉnh numbered after the dossier (…-261202-0002 → 2612020002/…)."""
+            notation = number.split("-", 1)[1].replace("-", "") + "/LYK-SGD"
+            return [
+                d
+                for d in axis.docs.values()
+                if d.message_type == "edoc" and d.recipients == [UBND] and d.notation == notation
+            ]
+
+        def results(number: str) -> list[Any]:
+            return [m for m in mail.mails if m["Subject"] == f"Kết quả giải quyết hồ sơ {number}"]
+
+        # The first cycle up to the letter: the dossier waits for UBND tỉnh's opinion.
+        run.seed()
+        run._run_jobs()
+        run.drain()
+        [number] = [n for n, d in onestop.dossiers.items() if d["dossierStatus"] == "interoperating"]
+        assert len(letters(number)) == 1
+        onestop.update_dossier(number, dossierNote="Bổ sung bản sao giấy phép xây dựng")
+        run.drain()
+        assert len(letters(number)) == 1
+        # The opinion comes back and moves it on; the next cycle finishes it: one mail.
+        assert run.opinions_answer() == 1
+        run.drain()
+        run.cycle()
+        assert onestop.dossiers[number]["dossierStatus"] == "done"
+        assert len(results(number)) == 1
+        versions = run.summary().dossiers[number].versions
+        onestop.update_dossier(number, contactTelNo="0987654321")  # corrected after done
+        run.drain()
+        assert len(results(number)) == 1 and len(letters(number)) == 1
+        summary = run.summary()
+        assert [line[0] for line in summary.letters].count(number) == 1
+        email = onestop.dossiers[number]["contactEmail"]
+        assert [r for r in summary.results if r[0] == number] == [(number, email, "delivered")]
+        # The portal, a target without once_per, still gets every version.
+        line = summary.dossiers[number]
+        assert line.versions == line.versions_delivered == versions + 1
+        with run.bus.store.engine.connect() as conn:
+            skipped = conn.execute(
+                select(audit.c.endpoint, audit.c.detail).where(audit.c.event == "skipped")
+            ).all()
+    assert sorted(endpoint for endpoint, _ in skipped) == ["axis-sgd", "directory"]
+    assert all(f"once_per value '{number}' first" in detail for _, detail in skipped)
