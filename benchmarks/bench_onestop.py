@@ -70,7 +70,7 @@ YEAR_MINUTES_TARGET = 15
 
 
 @contextmanager
-def sandboxes(dossiers: int) -> Iterator[dict[str, str]]:
+def sandboxes(dossiers: int, latency_ms: float = 0.0) -> Iterator[dict[str, str]]:
     """Fresh SANDBOX one-stop system and portal in a process of their own, showing nothing
     until :func:`release` shows a slice of the year."""
     process = subprocess.Popen(
@@ -78,7 +78,8 @@ def sandboxes(dossiers: int) -> Iterator[dict[str, str]]:
         + ["--year", str(dossiers), "--steps", str(STEPS), "--lean", "--hold"]
         # A production year takes over an hour: tokens and sessions must outlive it (the
         # raw loop does not renew; the adapter's renewal is tested elsewhere).
-        + ["--token-ttl", str(24 * 3600)],
+        + ["--token-ttl", str(24 * 3600)]
+        + ["--portal-latency-ms", str(latency_ms)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -403,7 +404,7 @@ bus_stopped = threading.Event()
 
 
 def measure(
-    dossiers: int, rounds: int, store: str, broker: str, concurrency: int
+    dossiers: int, rounds: int, store: str, broker: str, concurrency: int, latency_ms: float
 ) -> tuple[float, float]:
     """Raw loop and bus in alternating slices of the year, so a busy moment on a shared
     machine hurts both alike: total seconds of each."""
@@ -411,8 +412,8 @@ def measure(
     raw_s = bus_s = 0.0
     suffix = uuid.uuid4().hex[:8]  # endpoint, hence queue, names on a RabbitMQ others share
     with (
-        sandboxes(dossiers) as raw_urls,
-        sandboxes(dossiers) as bus_urls,
+        sandboxes(dossiers, latency_ms) as raw_urls,
+        sandboxes(dossiers, latency_ms) as bus_urls,
         tempfile.TemporaryDirectory() as tmp,
     ):
         raw = RawLoop(raw_urls, concurrency)
@@ -456,7 +457,13 @@ def rates(label: str, dossiers: int, seconds: float) -> str:
 
 
 def report(
-    mode: str, label: str, dossiers: int, bus_s: float, raw_s: float, concurrency: int
+    mode: str,
+    label: str,
+    dossiers: int,
+    bus_s: float,
+    raw_s: float,
+    concurrency: int,
+    variant: str = "",
 ) -> None:
     ratio = raw_s / bus_s  # same calls: the ratio of rates is the inverse ratio of times
     year = bus_s * 156_815 / dossiers / 60
@@ -469,7 +476,7 @@ def report(
         shlex.join(
             [
                 "RESULT",
-                f"name=onestop.{mode}" + (f".concurrency-{concurrency}" if concurrency > 1 else ""),
+                f"name=onestop.{mode}{variant}",
                 f"label={label}: {dossiers:,} dossiers + {dossiers * STEPS:,} steps to the "
                 f"portal, {dossiers / bus_s:,.0f} dossiers/s, {dossiers * STEPS / bus_s:,.0f} "
                 f"steps/s, {year:.1f} min for the year",
@@ -499,6 +506,12 @@ def main() -> None:
         default=1,
         help="portal calls in flight at once: the bus's send lanes, the raw loop's threads",
     )
+    parser.add_argument(
+        "--portal-latency-ms",
+        type=float,
+        default=0.0,
+        help="the portal sandbox waits this long per call, as a portal across the country does",
+    )
     parser.add_argument("--skip-production", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
     args = parser.parse_args()
@@ -507,16 +520,30 @@ def main() -> None:
     print(
         f"{dossiers:,} dossiers x {STEPS} steps = {dossiers * (1 + STEPS):,} portal calls, "
         f"{rounds} alternating rounds, concurrency {args.concurrency}, "
+        f"portal latency {args.portal_latency_ms:g} ms, "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
     raw_label = f"raw loop, {threads(args.concurrency)}"
+    variant = f".concurrency-{args.concurrency}" if args.concurrency > 1 else ""
+    variant += f".latency-{args.portal_latency_ms:g}ms" if args.portal_latency_ms else ""
     if not args.skip_embedded:
         raw_s, bus_s = measure(
-            dossiers, rounds, "sqlite:///var/bench.db", "embedded", args.concurrency
+            dossiers,
+            rounds,
+            "sqlite:///var/bench.db",
+            "embedded",
+            args.concurrency,
+            args.portal_latency_ms,
         )
         print(rates(raw_label, dossiers, raw_s))
         report(
-            "embedded", "bus, embedded default (SQLite)", dossiers, bus_s, raw_s, args.concurrency
+            "embedded",
+            "bus, embedded default (SQLite)",
+            dossiers,
+            bus_s,
+            raw_s,
+            args.concurrency,
+            variant,
         )
 
     if args.quick or args.skip_production or not (reachable(5432) and reachable(5672)):
@@ -530,12 +557,22 @@ def main() -> None:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     try:
         store = f"{PG_URL}?options=-csearch_path%3D{schema}"
-        raw_s, bus_s = measure(dossiers, rounds, store, AMQP_URL, args.concurrency)
+        raw_s, bus_s = measure(
+            dossiers, rounds, store, AMQP_URL, args.concurrency, args.portal_latency_ms
+        )
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     print(rates(raw_label, dossiers, raw_s))
-    report("production", "bus, RabbitMQ + PostgreSQL", dossiers, bus_s, raw_s, args.concurrency)
+    report(
+        "production",
+        "bus, RabbitMQ + PostgreSQL",
+        dossiers,
+        bus_s,
+        raw_s,
+        args.concurrency,
+        variant,
+    )
 
 
 if __name__ == "__main__":

@@ -102,9 +102,13 @@ class PortalSandbox(JsonSandbox):
         agencies: tuple[str, ...] = ("000.00.00.H41",),
         session_ttl: float = 3600.0,
         lean: bool = False,
+        latency: float = 0.0,
         **server: Any,
     ) -> None:
         super().__init__(**server)
+        #: Seconds each service call waits before it is answered: the real portal is across
+        #: the country, not on loopback. Calls wait side by side (a thread per connection).
+        self.latency = latency
         self.username = username
         self.password = password
         self.agencies = frozenset(agencies)
@@ -157,6 +161,8 @@ class PortalSandbox(JsonSandbox):
         return answer(0, "Thành công", session=session)
 
     def _integration(self, request: SandboxRequest) -> Reply:
+        if self.latency:
+            time.sleep(self.latency)
         body = request.json()
         try:
             if not isinstance(body, dict):

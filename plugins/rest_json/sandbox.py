@@ -381,6 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--lean", action="store_true", help="portal keeps counts, not records")
     parser.add_argument("--token-ttl", type=float, default=3600.0)
+    parser.add_argument(
+        "--portal-latency-ms", type=float, default=0.0, help="the portal's wait per service call"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     onestop = OneStopSandbox(port=args.onestop_port, token_ttl=args.token_ttl)
@@ -390,7 +393,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         onestop.seed_demo()
-    portal = PortalSandbox(port=args.portal_port, lean=args.lean, session_ttl=args.token_ttl)
+    portal = PortalSandbox(
+        port=args.portal_port,
+        lean=args.lean,
+        session_ttl=args.token_ttl,
+        latency=args.portal_latency_ms / 1000,
+    )
     onestop.start()
     portal.start()
     print(json.dumps({"onestop": onestop.url, "portal": portal.url}), flush=True)
