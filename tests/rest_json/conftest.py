@@ -70,3 +70,15 @@ def make_adapter(tmp_path: Path, cursors: Cursors) -> Iterator[Callable[..., Res
     yield make
     for adapter in started:
         adapter.stop()
+
+
+@pytest.fixture(params=["embedded", "production"])
+def bus_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A bus on the embedded default, or on PostgreSQL + RabbitMQ (keys from the queue)."""
+    if request.param == "embedded":
+        return {}
+    store = request.getfixturevalue("pg_url")
+    engine = make_engine(store)
+    Store(engine).upgrade()  # what 'lienthong db upgrade' does before production workers start
+    engine.dispose()
+    return {"store": store, "broker": request.getfixturevalue("amqp_url")}

@@ -18,7 +18,6 @@ import pytest
 from lienthong.message import Message
 from lienthong.plugins import memory
 from lienthong.plugins.rest_json.sandbox import JsonSandbox, Reply, SandboxRequest
-from lienthong.store import Store, make_engine
 
 JSON = "http://www.w3.org/2005/xpath-functions"
 
@@ -60,18 +59,6 @@ class SlowSystem(JsonSandbox):
 def slow() -> Iterator[SlowSystem]:
     with SlowSystem(delay=0.05) as sandbox:
         yield sandbox  # type: ignore[misc]
-
-
-@pytest.fixture(params=["embedded", "production"])
-def bus_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The embedded default, or PostgreSQL + RabbitMQ (keys from the queue)."""
-    if request.param == "embedded":
-        return {}
-    store = request.getfixturevalue("pg_url")
-    engine = make_engine(store)
-    Store(engine).upgrade()
-    engine.dispose()
-    return {"store": store, "broker": request.getfixturevalue("amqp_url")}
 
 
 def endpoints(slow: SlowSystem, concurrency: int | None) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import pytest
 from lienthong.bus import Bus
 from lienthong.plugins.rest_json.onestop_sandbox import OneStopSandbox
 from lienthong.plugins.rest_json.portal_sandbox import PortalSandbox
-from lienthong.store import Store, make_engine
 from tests.busproject import REPO
 from tests.rest_json import configs
 
@@ -34,19 +33,10 @@ def until(condition: Callable[[], bool], what: str, step: Callable[[], Any]) -> 
         step()
 
 
-@pytest.fixture(params=["embedded", "production"])
-def bus_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "embedded":
-        return {}
-    store = request.getfixturevalue("pg_url")
-    engine = make_engine(store)
-    Store(engine).upgrade()  # what 'lienthong db upgrade' does before production workers start
-    engine.dispose()
-    return {
-        "store": store,
-        "broker": request.getfixturevalue("amqp_url"),
-        "requeue_seconds": 30,  # the waiting ones must come back sooner than this
-    }
+@pytest.fixture
+def bus_settings(bus_settings: dict[str, Any]) -> dict[str, Any]:
+    """In production, the waiting ones must come back sooner than the default requeue."""
+    return {**bus_settings, "requeue_seconds": 30} if bus_settings else bus_settings
 
 
 def builder(
