@@ -58,7 +58,7 @@ class DispatchStage:
         self.config, self.host, self.store = parts.config, parts.host, parts.store
         self.endpoints, self.metrics, self.relay = parts.endpoints, parts.metrics, parts.relay
         self.handoff, self.worker, self.lease = parts.handoff, parts.worker, parts.lease
-        self._queued: list[tuple[str, Ack]] = []  # queue entries drained, not delivered yet
+        self._queued: list[tuple[str, Ack]] = []  # keys of queue entries drained, not delivered
         self._last_relay = 0.0
 
     # --- claim ---
