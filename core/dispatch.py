@@ -65,7 +65,7 @@ class DispatchStage:
         self.config, self.host, self.store = parts.config, parts.host, parts.store
         self.endpoints, self.metrics, self.relay = parts.endpoints, parts.metrics, parts.relay
         self.handoff, self.worker, self.lease = parts.handoff, parts.worker, parts.lease
-        self._queued: list[tuple[str, Ack]] = []  # queue entries drained, not delivered yet
+        self._queued: list[tuple[str, Ack]] = []  # keys of queue entries drained, not delivered
         self._last_relay = 0.0
         self._lane_pool: DaemonPool | None = None  # the extra send lanes' threads, on first use
 
@@ -323,15 +323,20 @@ class DispatchStage:
         self._queued.append((key, ack))
 
     def _flush_queued(self, result: CycleResult) -> None:
-        """Deliver the entries drained so far as one batch, then ack them.
+        """Deliver the keys drained so far, ``bus.batch_size`` at a time, then ack them.
 
         One ack for the batch: its last entry's, through every entry before it.
         Every entry the consumer was handed since the last batch is in this one
-        (entries come only while draining), so no entry is acked before its
-        outcome is stored.
+        (entries come only while draining, each with all its keys), so no entry
+        is acked before the outcomes of all its keys are stored. An entry of many
+        keys may take the batch past ``bus.batch_size``: claimed a slice at a
+        time, no claim holds more deliveries than its lease was sized for.
         """
         if not self._queued:
             return
         batch, self._queued = self._queued, []
-        result.add(self.deliver_keys(list(dict.fromkeys(key for key, _ in batch))))
+        keys = list(dict.fromkeys(key for key, _ in batch))
+        size = self.config.bus.batch_size
+        for start in range(0, len(keys), size):
+            result.add(self.deliver_keys(keys[start : start + size]))
         batch[-1][1](through=True)

@@ -1,11 +1,13 @@
 """The relay: delivery keys between the store and RabbitMQ, through kombu, in production.
 
-The store is the durable record; a queue entry only carries a delivery's key,
-so a worker knows what to claim next. Entries are persistent, published with
-confirms (awaited once per batch) to durable queues (one per target endpoint),
-consumed with a bounded prefetch and acked only after the store recorded the
-outcome. A duplicate entry finds its delivery already claimed or done and is
-acked without effect.
+The store is the durable record; a queue entry only carries delivery keys (a
+JSON list of up to :data:`ENTRY_KEYS` keys of one endpoint), so a worker knows
+what to claim next. Entries are persistent, published with confirms (awaited
+once per batch) to durable queues (one per target endpoint), consumed with a
+bounded prefetch and acked only after the store recorded the outcome of every
+key they carry. A duplicate key finds its delivery already claimed or done and
+is acked without effect. An entry of an older version, one key as a JSON
+string, is still read.
 
 Threads: kombu/py-amqp connections are not thread-safe, so no connection is
 shared. Every thread that publishes (the worker loop, the pollers, scheduled
@@ -62,6 +64,24 @@ class Ack(Protocol):
 #: Seconds a batch of keys may wait for the broker's confirms before it counts as lost.
 CONFIRM_TIMEOUT = 30.0
 
+#: Most keys one queue entry carries. An AMQP message costs about 0.5 ms of CPU
+#: whatever its size (kombu's publish and consume, RabbitMQ's own), so 50 keys an
+#: entry make that 0.01 ms a key; more would save little, while a consumer's
+#: prefetch, counted in entries, may then hold up to this many times more keys.
+ENTRY_KEYS = 50
+
+
+def _entries(items: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """Group ``(key, endpoint)`` pairs into entries: per endpoint, in order, ENTRY_KEYS at most."""
+    by_endpoint: dict[str, list[str]] = {}
+    for key, endpoint in items:
+        by_endpoint.setdefault(endpoint, []).append(key)
+    return [
+        (endpoint, keys[start : start + ENTRY_KEYS])
+        for endpoint, keys in by_endpoint.items()
+        for start in range(0, len(keys), ENTRY_KEYS)
+    ]
+
 
 def _connection(url: str) -> Connection:
     return Connection(url, connect_timeout=10)
@@ -77,8 +97,8 @@ def _unreachable(connection: Connection, exc: BaseException) -> TransientError:
 class _Publisher:
     """One thread's connection and producer; used by that thread alone.
 
-    Publisher confirms per batch: the keys of a batch are all published, then
-    the broker's confirms awaited together (one round trip, not one per key).
+    Publisher confirms per batch: the entries of a batch are all published, then
+    the broker's confirms awaited together (one round trip, not one per entry).
     A batch returns only when the broker has every key on disk.
     """
 
@@ -120,9 +140,10 @@ class _Publisher:
         if self.producer is None:
             self.producer = self._open(retries)
         self._refused = False
-        for key, endpoint in items:
+        entries = _entries(items)
+        for endpoint, keys in entries:
             self.producer.publish(
-                key,
+                keys,
                 routing_key=endpoint,
                 serializer="json",
                 delivery_mode=2,
@@ -135,8 +156,9 @@ class _Publisher:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TransientError(
-                    f"RabbitMQ confirmed {len(items) - len(self._unconfirmed)} of {len(items)} "
-                    f"keys in {CONFIRM_TIMEOUT:g} s. Hint: check its disk and memory alarms"
+                    f"RabbitMQ confirmed {len(entries) - len(self._unconfirmed)} of "
+                    f"{len(entries)} entries ({len(items)} keys) in {CONFIRM_TIMEOUT:g} s. "
+                    "Hint: check its disk and memory alarms"
                 )
             self.connection.drain_events(timeout=left)
         if self._refused:
@@ -153,7 +175,20 @@ class _Publisher:
 
 
 class Relay:
-    """Publishes delivery keys from any thread and consumes them on the worker loop's thread."""
+    """Publishes delivery keys from any thread and consumes them on the worker loop's thread.
+
+    ``prefetch`` counts entries, for each endpoint's queue (RabbitMQ applies it per
+    consumer): AMQP cannot count keys. It is not lowered for entries of many keys:
+    a push source accepts one message a call, so its entries carry one key, and
+    the bus's prefetch of ``bus.batch_size`` lets those still fill a batch without
+    a round trip to the broker. What bounds a consumer's batch is the worker loop
+    (lienthong.dispatch): it stops draining once ``bus.batch_size`` keys are in
+    hand (at most ``ENTRY_KEYS - 1`` more, an entry is not split) and claims them
+    ``bus.batch_size`` at a time. The price: with entries of many keys (a poll's
+    accept, the relay pass) a worker may hold up to ``prefetch * ENTRY_KEYS`` keys
+    of an endpoint unacked, which RabbitMQ's ``consumer_timeout`` must cover; a
+    worker that dies hands them all back.
+    """
 
     def __init__(self, url: str, endpoints: Iterable[str], *, prefetch: int = 50) -> None:
         self.url = url
@@ -222,8 +257,11 @@ class Relay:
     # --- consuming: the worker loop's thread only ---
 
     def consume(self, handler: Callable[[str, Ack], None]) -> None:
-        """Start consuming: ``handler(key, ack)`` is called for each entry, and acks it itself.
+        """Start consuming: ``handler(key, ack)`` is called for each key, and acks it itself.
 
+        The keys of one entry are handed over in order within one drain, each
+        with the entry's ack: acking acks the whole entry, so a handler acks
+        once every key of it is recorded (a second ack of an entry does nothing).
         ``ack(through=True)`` acks, in one frame, this entry and every entry handed
         over before it that is not acked yet (AMQP's ``multiple``): for a batch
         whose outcomes are all stored, acking its last entry acks the batch.
@@ -245,7 +283,7 @@ class Relay:
 
         def on_entry(body: Any, message: Message) -> None:
             def ack(*, through: bool = False) -> None:
-                if generation != self._generation:
+                if generation != self._generation or message.acknowledged:
                     return
                 try:
                     message.ack(multiple=through)
@@ -253,7 +291,13 @@ class Relay:
                     self.reset()
                     raise TransientError(f"lost the connection to RabbitMQ: {exc}") from exc
 
-            handler(str(body), ack)
+            # A list of keys; one key as a string from a version before lists, whose
+            # entries may still wait in the durable queues after an upgrade.
+            keys = [str(key) for key in body] if isinstance(body, list) else [str(body)]
+            if not keys:
+                message.ack()  # nothing to record; unacked it would hold a prefetch slot
+            for key in keys:
+                handler(key, ack)
 
         self._consumer = Consumer(
             channel,
