@@ -150,7 +150,7 @@ class Bus:
         self.relay: Relay | None = None
         if not settings.embedded:
             senders = [n for n, a in self.adapters.items() if Capability.SEND in a.capabilities]
-            self.relay = Relay(settings.broker.reveal(), senders, prefetch=settings.batch_size)
+            self.relay = Relay(settings.broker.reveal(), senders, batch=settings.batch_size)
         self.scheduler: Scheduler | None = None
         self.metrics = Metrics(
             self.store, self.breakers, broker=None if settings.embedded else settings.broker

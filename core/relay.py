@@ -66,8 +66,8 @@ CONFIRM_TIMEOUT = 30.0
 
 #: Most keys one queue entry carries. An AMQP message costs about 0.5 ms of CPU
 #: whatever its size (kombu's publish and consume, RabbitMQ's own), so 50 keys an
-#: entry make that 0.01 ms a key; more would save little, while a consumer's
-#: prefetch, counted in entries, may then hold up to this many times more keys.
+#: entry make that 0.01 ms a key; more would save little and make the share of a
+#: backlog one worker takes coarser.
 ENTRY_KEYS = 50
 
 
@@ -177,23 +177,22 @@ class _Publisher:
 class Relay:
     """Publishes delivery keys from any thread and consumes them on the worker loop's thread.
 
-    ``prefetch`` counts entries, for each endpoint's queue (RabbitMQ applies it per
-    consumer): AMQP cannot count keys. It is not lowered for entries of many keys:
-    a push source accepts one message a call, so its entries carry one key, and
-    the bus's prefetch of ``bus.batch_size`` lets those still fill a batch without
-    a round trip to the broker. What bounds a consumer's batch is the worker loop
-    (lienthong.dispatch): it stops draining once ``bus.batch_size`` keys are in
-    hand (at most ``ENTRY_KEYS - 1`` more, an entry is not split) and claims them
-    ``bus.batch_size`` at a time. The price: with entries of many keys (a poll's
-    accept, the relay pass) a worker may hold up to ``prefetch * ENTRY_KEYS`` keys
-    of an endpoint unacked, which RabbitMQ's ``consumer_timeout`` must cover; a
-    worker that dies hands them all back.
+    ``batch`` is how many keys the worker loop delivers together (``bus.batch_size``).
+    The broker's prefetch counts entries, per endpoint queue, as AMQP cannot count
+    keys: it is set so that a worker holds about four batches of keys unacked
+    when entries are full (a poll's accept, the relay pass): enough that the
+    next batch is already here, few enough that a second worker gets the rest of
+    a backlog, and that RabbitMQ's ``consumer_timeout`` (30 min) covers them on
+    a slow endpoint. Entries of one key (a source that hands over one message at
+    a time) then make batches of that many keys, which is fine at the rate such
+    a source has. The worker loop stops draining once a batch is in hand
+    (lienthong.dispatch).
     """
 
-    def __init__(self, url: str, endpoints: Iterable[str], *, prefetch: int = 50) -> None:
+    def __init__(self, url: str, endpoints: Iterable[str], *, batch: int = 200) -> None:
         self.url = url
         self.endpoints = list(endpoints)
-        self.prefetch = prefetch
+        self.prefetch = max(1, -(-4 * batch // ENTRY_KEYS))  # entries: 4 batches of full ones
         self._local = threading.local()
         self._publishers: list[_Publisher] = []
         self._lock = threading.Lock()

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.server
 @pytest.fixture
 def relay(amqp_url: str, unique: str) -> Iterator[Relay]:
     endpoints = [f"relay-{unique}", f"relay-{unique}-b"]
-    relay = Relay(amqp_url, endpoints, prefetch=10)
+    relay = Relay(amqp_url, endpoints, batch=100)
     yield relay
     relay.close()
     with Connection(amqp_url, connect_timeout=5) as conn:
@@ -213,7 +213,7 @@ def test_a_worker_that_dies_before_acking_an_entry_hands_all_its_keys_back(
     relay.publish([(f"done-{n}", endpoint) for n in range(3)])
     keys = [f"k{n}" for n in range(30)]
     relay.publish([(key, endpoint) for key in keys])
-    dying = Relay(amqp_url, [endpoint], prefetch=10)
+    dying = Relay(amqp_url, [endpoint], batch=100)
     try:
         held = hold(dying, 33)
         held[2][1](through=True)  # type: ignore[operator]  # the first entry's keys recorded
@@ -249,3 +249,23 @@ def test_the_worker_loop_claims_entries_of_many_keys_a_batch_at_a_time_and_acks_
     assert max(map(len, claims)) <= 20, "an entry of 50 keys is claimed batch_size at a time"
     relay.reset()
     assert waiting(relay, endpoint) == 0, "every entry acked once its keys were delivered"
+
+
+def test_a_worker_holds_about_four_batches_of_full_entries_unacked(
+    amqp_url: str, unique: str
+) -> None:
+    """The prefetch counts entries: full ones hold four batches of keys, single keys a few."""
+    endpoint = f"relay-{unique}-prefetch"
+    relay = Relay(amqp_url, [endpoint], batch=100)
+    try:
+        relay.publish([(f"k{n}", endpoint) for n in range(1000)])  # 20 full entries
+        held = hold(relay, 400)  # the consumer goes on appending to it
+        assert relay.drain(timeout=0.5) is False
+        assert len(held) == 400, "no fifth batch before the first four are acked"
+        held[-1][1](through=True)  # type: ignore[operator]
+        relay.drain(timeout=2)
+        assert len(held) > 400, "acked, the next entries come"
+    finally:
+        relay.close()
+        with Connection(amqp_url, connect_timeout=5) as conn:
+            queue_for(endpoint)(conn.channel()).delete()
