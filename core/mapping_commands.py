@@ -117,7 +117,7 @@ def delivery_lineage(
     """Lineage of one traced delivery's body, by the version that made it, on its input.
 
     The input is the message's own body, which is what the router maps (and what
-    the kept input copies), so lineage works past bus.mapping_inputs_days too.
+    a kept input refers to), so lineage works past bus.mapping_inputs_days too.
     """
     from .lineage import format_lineage, lineage
 

@@ -96,7 +96,7 @@ def replay(store: Store, access: AccessPolicy, stage: IntakeStage, dead_id: int)
     intake = stage.intake(message)
     if intake.parked:
         raise RejectedError(f"dead letter #{dead_id} still fails: {intake.parked}")
-    skipped = store.add_deliveries(message.id, intake.outgoing, message.body)
+    skipped = store.add_deliveries(message.id, intake.outgoing)
     store.mark_replayed(dead_id)
     left_out = {s.outgoing.key for s in skipped}
     targets = ", ".join(o.endpoint for o in intake.outgoing if o.key not in left_out)

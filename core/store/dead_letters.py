@@ -54,15 +54,13 @@ class DeadLetters(Base):
                 ],
             )
 
-    def add_deliveries(
-        self, message_id: str, outgoing: Sequence[Outgoing], body: bytes | None = None
-    ) -> list[Skipped]:
+    def add_deliveries(self, message_id: str, outgoing: Sequence[Outgoing]) -> list[Skipped]:
         """Route a parked message after all (a replay): its deliveries join the queue.
 
-        ``body`` is the message's, kept as the mapped deliveries' input. Its
-        once_per values are claimed as at accept: this is its first routing, so
-        a value another message had first is not sent again. Returns the
-        deliveries left out for that.
+        If any is mapped, the message's body is kept (marked) as their input,
+        from now, for bus.mapping_inputs_days. Its once_per values are claimed
+        as at accept: this is its first routing, so a value another message had
+        first is not sent again. Returns the deliveries left out for that.
         """
         now = utcnow()
         with self._begin() as conn:
@@ -95,13 +93,11 @@ class DeadLetters(Base):
                     ],
                 )
             stored = self._store_versions(conn, versions.values(), now)
-            if versions and body is not None and self.keep_mapping_inputs:
+            if versions and self.keep_mapping_inputs:
                 conn.execute(
                     delete(mapping_inputs).where(mapping_inputs.c.message_id == message_id)
                 )
-                conn.execute(
-                    insert(mapping_inputs).values(message_id=message_id, kept_at=now, body=body)
-                )
+                conn.execute(insert(mapping_inputs).values(message_id=message_id, kept_at=now))
             conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)

@@ -262,7 +262,7 @@ class Ledger(Base):
                         }
                     )
                 if mapped and self.keep_mapping_inputs:
-                    input_rows.append({"message_id": m.id, "kept_at": now, "body": m.body})
+                    input_rows.append({"message_id": m.id, "kept_at": now})
             if plain_rows:
                 self._insert_many(conn, messages, plain_rows)
             if delivery_rows:

@@ -582,16 +582,19 @@ class MappingHistory:
         """The kept inputs of deliveries ``mapping`` made, newest first.
 
         Yields (delivery id, version hash, params, input body), read ``chunk``
-        rows at a time so ten thousand bodies are never all in memory.
+        rows at a time so ten thousand bodies are never all in memory. The
+        input is the message's body, read from ``messages``: ``mapping_inputs``
+        only marks which are kept.
         """
         query = (
             select(
                 deliveries.c.id,
                 deliveries.c.mapping_hash,
                 deliveries.c.mapping_params,
-                mapping_inputs.c.body,
+                messages.c.body,
             )
             .join(mapping_inputs, mapping_inputs.c.message_id == deliveries.c.message_id)
+            .join(messages, messages.c.id == deliveries.c.message_id)
             .where(deliveries.c.mapping == mapping)
             .order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
         )

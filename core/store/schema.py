@@ -161,14 +161,14 @@ mapping_versions = Table(
     Column("last_used", UtcDateTime, nullable=False),
 )
 
-# The body a mapped message was mapped from, kept bus.mapping_inputs_days for
-# 'lienthong mapping diff'; one row per message, whatever its number of deliveries.
+# That a mapped message's body (in messages: the input it was mapped from, never
+# changed) is kept bus.mapping_inputs_days for 'lienthong mapping diff'; one row
+# per message, whatever its number of deliveries. A mark, not a copy of the body.
 mapping_inputs = Table(
     "mapping_inputs",
     metadata,
     Column("message_id", String(64), ForeignKey("messages.id"), primary_key=True),
     Column("kept_at", UtcDateTime, nullable=False, index=True),
-    Column("body", LargeBinary, nullable=False),
 )
 
 attempts = Table(

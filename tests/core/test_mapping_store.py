@@ -265,3 +265,75 @@ def test_trace_lineage_uses_the_version_that_made_the_delivery(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "/summary[1]/line[3]/text() = '49' <- /batch[1]/v[3]/text() (copy)" in result.output
     assert "/summary[1]/@total" in result.output and "computed" in result.output
+
+
+def test_a_replayed_message_is_kept_as_an_input_and_mapping_diff_finds_it(
+    tmp_path: Path,
+) -> None:
+    project = Project(tmp_path, "sqlite:///var/bus.db")
+    bus = project.bus()
+    try:
+        bus.accept([Message(batch(5), source="late", id="m0005")])  # no route yet: parked
+        [dead] = bus.store.dead_letters()
+    finally:
+        bus.close()
+    raw = yaml.safe_load(project.config.read_text(encoding="utf-8"))
+    raw["endpoints"]["late"] = {"adapter": "folder", "path": "late"}
+    raw["routes"][0]["from"] = "late"
+    project.config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    bus = project.bus()
+    try:
+        assert bus.replay(dead["id"]) == "routed again to north, south"
+    finally:
+        bus.close()
+    project.write_mapping(ROUNDED)
+    result = project.run("mapping", "diff", "summary.xsl", "--json")
+    assert json.loads(result.output)["reports"][0]["counts"]["differs"] == 2
+
+
+# --- the migration ------------------------------------------------------------
+
+
+def _columns(engine: sa.engine.Engine, table: str) -> dict[str, bool]:
+    return {c["name"]: c["nullable"] for c in sa.inspect(engine).get_columns(table)}
+
+
+def test_migration_0011_keeps_inputs_as_marks_that_mapping_diff_still_finds(
+    project: Project,
+) -> None:
+    from alembic.command import downgrade
+
+    from lienthong.migrations import alembic_config, upgrade
+
+    project.accept(range(40))
+    engine = make_engine(load(str(project.config)).bus.store.reveal())
+    # Back to the store as 0010 kept it: each input a copy of its message's body.
+    downgrade(alembic_config(engine), "0010")
+    assert _columns(engine, "mapping_inputs") == {
+        "message_id": False,
+        "kept_at": False,
+        "body": False,
+    }
+    copied = sa.text(
+        "SELECT count(*) FROM mapping_inputs JOIN messages ON messages.id = message_id"
+        " WHERE mapping_inputs.body = messages.body"
+    )
+    with engine.connect() as conn:
+        assert conn.execute(copied).scalar() == 40
+        kept = conn.execute(sa.text("SELECT message_id, kept_at FROM mapping_inputs")).all()
+
+    upgrade(engine)
+    declared = metadata.tables["mapping_inputs"]
+    assert _columns(engine, "mapping_inputs") == {c.name: c.nullable for c in declared.columns}
+    assert "body" not in _columns(engine, "mapping_inputs")  # the body is stored once
+    indexed = {tuple(i["column_names"]) for i in sa.inspect(engine).get_indexes("mapping_inputs")}
+    assert ("kept_at",) in indexed
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT message_id, kept_at FROM mapping_inputs")).all() == kept
+    engine.dispose()
+
+    project.write_mapping(ROUNDED)
+    result = project.run("mapping", "diff", "summary.xsl", "--json")
+    assert result.exit_code == 1, result.output
+    [report] = json.loads(result.output)["reports"]
+    assert report["counts"] == {"identical": 76, "differs": 4, "fails": 0}  # 5 and 32, twice
