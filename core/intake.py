@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ from .disposition import Disposition, decide, describe, endpoint_up, undeclared
 from .endpoints import Endpoints
 from .errors import LienthongError, RejectedError, StoreUnavailable, TransientError
 from .host import PluginHost
+from .lease import PollLease
 from .message import Message
 from .metrics import Metrics
 from .model import Delivery, Intake, Stage
@@ -135,6 +137,8 @@ class IntakeStage:
         # Endpoints a job polls on a schedule: the loop's rounds leave them alone.
         self.scheduled = {job.poll for job in self.config.jobs.values() if job.poll}
         self._tally = threading.local()  # this thread's poll: new and repeats
+        # Each source polled by one worker at a time (taken under the endpoint's gate).
+        self._poll_leases: dict[str, PollLease] = {}
 
     # --- accept: the Inbox every receiving adapter is handed (from any thread) ---
 
@@ -321,7 +325,10 @@ class IntakeStage:
                     )
                 return 0
             try:
-                handed = adapter.receive(self)
+                with self._poll_lease(name, scheduled) as ours:
+                    if not ours:
+                        return 0  # another worker is polling it right now
+                    handed = adapter.receive(self)
             except Exception as exc:
                 disposition = decide(exc, adapter)
                 endpoints.tell_circuit(name, endpoint_up(exc, disposition))
@@ -346,6 +353,16 @@ class IntakeStage:
                 return 0
             endpoints.breaker_result(name, ok=True)
             return handed
+
+    def _poll_lease(self, name: str, scheduled: bool) -> AbstractContextManager[bool]:
+        """The source's poll lease, for a poll of the loop's (a job's poll has the job's)."""
+        if scheduled:
+            return nullcontext(True)
+        lease = self._poll_leases.get(name)
+        if lease is None:
+            lease = PollLease(self.store.engine, f"poll:{name}", self.worker)
+            self._poll_leases[name] = lease
+        return lease.turn()
 
     def _poll_task(self, name: str) -> None:
         try:

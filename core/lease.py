@@ -29,10 +29,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, String, Table, delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from .errors import LienthongError
+from .errors import LienthongError, StoreUnavailable
 from .store import UtcDateTime, metadata
+from .store.engine import store_error
 
 leases = Table(
     "leases",
@@ -267,3 +268,68 @@ class Lease:
         keeper, self._keeper = self._keeper, None
         if keeper is not None and keeper is not threading.current_thread():
             keeper.join()
+
+
+class PollLease:
+    """A source's poll, one worker at a time: taken for one poll, as cheaply as it can be.
+
+    Every worker polls every source each ``bus.poll_interval``; without this, two
+    workers would fetch the same items, map and route them twice, and leave the
+    store to drop the repeats (the source key stays the guarantee: this only saves
+    the work and the agency's system a second call). Unlike :class:`Lease` it is
+    never renewed and, on PostgreSQL, writes no ``leases`` row: the advisory lock,
+    taken and freed on a pooled connection held for the poll, is all. On SQLite it
+    is the row, which outlives a killed poller by ``ttl_s`` at most.
+    """
+
+    def __init__(self, engine: Engine, name: str, holder: str, ttl_s: float = 60.0) -> None:
+        self.engine = engine
+        self.name = name
+        self._row = (
+            None if engine.dialect.name == "postgresql" else Lease(engine, name, holder, ttl_s)
+        )
+        self._key: int | None = None  # the advisory lock's, once the schema is known
+
+    @contextmanager
+    def turn(self) -> Iterator[bool]:
+        """Hold the lease for a block if it is free; yields whether it is ours."""
+        try:
+            conn, got = self._take()
+        except OperationalError as exc:
+            raise StoreUnavailable(store_error(self.engine, "is not reachable", exc)) from exc
+        try:
+            yield got
+        finally:
+            self._give_back(conn, got)
+
+    def _take(self) -> tuple[Connection | None, bool]:
+        if self._row is not None:
+            return None, self._row.acquire()
+        conn = self.engine.connect()
+        try:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self._key is None:
+                schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+                self._key = advisory_key(f"{schema}/{self.name}")
+            lock = text("SELECT pg_try_advisory_lock(:k)")
+            got = bool(conn.execute(lock, {"k": self._key}).scalar_one())
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+        return conn, got
+
+    def _give_back(self, conn: Connection | None, got: bool) -> None:
+        if self._row is not None:
+            if got:
+                self._row.release()
+            return
+        if conn is None or not got:
+            return
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+        except DBAPIError:
+            conn.invalidate()  # the lock goes with the connection
+        finally:
+            conn.close()
