@@ -12,7 +12,10 @@ takes them, both in a process of their own (the other core). In the same run:
 - the bus: the two one-stop endpoints polled by cursor and page, every item
   through the shipped mappings to the portal endpoint (``concurrency: N``: N
   send lanes), stored, delivered once, on the embedded default (SQLite, no
-  broker) and, when the servers answer, on RabbitMQ + PostgreSQL.
+  broker) and, when the servers answer, on RabbitMQ + PostgreSQL; in this
+  process, or with ``--workers W`` as deployed (docs/deploy.md, one worker per
+  core): W ``lienthong run`` processes on one store, the raw loop then making
+  W x N calls at once.
 
 The raw loop and the bus each get fresh sandboxes and take the year in
 alternating slices (``--rounds``): the sandbox shows one more slice, the raw
@@ -23,7 +26,7 @@ ratio to the raw loop (target >= 0.5) and the time for the whole year (target
 < 15 minutes).
 
 Run: .venv/bin/python benchmarks/bench_onestop.py [--dossiers N] [--rounds R] [--quick]
-[--concurrency N] [--skip-production] [--skip-embedded]
+[--concurrency N] [--workers W] [--skip-production] [--skip-embedded]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import config
-from lienthong.bus import Bus
+from lienthong.bus import Bus, open_store
 from lienthong.plugins.rest_json.client import Answer, HttpClient, Request
 from lienthong.store import Store, make_engine
 
@@ -317,54 +320,114 @@ def endpoints(urls: dict[str, str], suffix: str, concurrency: int) -> dict[str, 
     }
 
 
+def bus_settings(
+    urls: dict[str, str], store: str, broker: str, suffix: str, concurrency: int
+) -> dict[str, Any]:
+    """The bus's config: the one-stop sources, the portal, the two routes."""
+    settings: dict[str, Any] = {
+        "bus": {
+            "store": store,
+            "broker": broker,
+            "mappings": str(MAPPINGS),
+            "var_dir": "var",
+            "batch_size": 500,
+            "poll_interval": 0.05,
+            "retry": {"initial_delay": 0.2, "max_delay": 2},
+        },
+        "endpoints": endpoints(urls, suffix, concurrency),
+        "routes": [
+            {
+                "name": "dossiers",
+                "from": f"onestop-dossiers-{suffix}",
+                "to": [
+                    {
+                        "endpoint": f"portal-{suffix}",
+                        "mapping": "onestop/dossier-to-portal.xsl",
+                        "kind": "portal.dossier",
+                    }
+                ],
+            },
+            {
+                "name": "steps",
+                "from": f"onestop-steps-{suffix}",
+                "to": [
+                    {
+                        "endpoint": f"portal-{suffix}",
+                        "mapping": "onestop/step-to-portal-progress.xsl",
+                        "kind": "portal.progress",
+                    }
+                ],
+            },
+        ],
+    }
+    return settings
+
+
 def make_bus(
     urls: dict[str, str], root: Path, store: str, broker: str, suffix: str, concurrency: int
 ) -> Bus:
     os.environ["BENCH_ONESTOP_SECRET"] = "sandbox-secret"
     os.environ["BENCH_PORTAL_PASSWORD"] = "sandbox-password"
-    cfg = config.from_dict(
-        {
-            "bus": {
-                "store": store,
-                "broker": broker,
-                "mappings": str(MAPPINGS),
-                "var_dir": "var",
-                "batch_size": 500,
-                "poll_interval": 0.05,
-                "retry": {"initial_delay": 0.2, "max_delay": 2},
-            },
-            "endpoints": endpoints(urls, suffix, concurrency),
-            "routes": [
-                {
-                    "name": "dossiers",
-                    "from": f"onestop-dossiers-{suffix}",
-                    "to": [
-                        {
-                            "endpoint": f"portal-{suffix}",
-                            "mapping": "onestop/dossier-to-portal.xsl",
-                            "kind": "portal.dossier",
-                        }
-                    ],
-                },
-                {
-                    "name": "steps",
-                    "from": f"onestop-steps-{suffix}",
-                    "to": [
-                        {
-                            "endpoint": f"portal-{suffix}",
-                            "mapping": "onestop/step-to-portal-progress.xsl",
-                            "kind": "portal.progress",
-                        }
-                    ],
-                },
-            ],
-        },
-        base_dir=root,
-    )
+    cfg = config.from_dict(bus_settings(urls, store, broker, suffix, concurrency), base_dir=root)
     Store(make_engine(cfg.bus.store.reveal())).upgrade()
     bus = Bus(cfg, worker="bench")
     bus.start()
     return bus
+
+
+class Workers:
+    """``count`` bus workers, each a ``lienthong run`` process as systemd starts them.
+
+    Each polls the sources (one at a time: the poll lease), and each delivers: on
+    RabbitMQ from the shared queue, on the embedded default what it polled itself.
+    """
+
+    def __init__(self, settings: dict[str, Any], root: Path, count: int) -> None:
+        os.environ["BENCH_ONESTOP_SECRET"] = "sandbox-secret"
+        os.environ["BENCH_PORTAL_PASSWORD"] = "sandbox-password"
+        path = root / "lienthong.yaml"
+        path.write_text(json.dumps(settings))  # YAML reads JSON
+        cfg = config.load(path)
+        Store(make_engine(cfg.bus.store.reveal())).upgrade()
+        open_store(cfg.bus).engine.dispose()  # the audit key, made once for all of them
+        # WARNING, not INFO: the in-process bus above logs nothing either, and two
+        # lines a message to journald is a choice the figures should not hide.
+        command = [sys.executable, "-c", "from lienthong.cli import main; main()"]
+        command += ["--config", str(path)]
+        command += ["--log-level", "WARNING", "run"]
+        self.logs = [open(root / f"worker-{n}.log", "wb") for n in range(count)]  # noqa: SIM115
+        self.processes = [
+            subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+            for log in self.logs
+        ]
+
+    def check(self) -> None:
+        for n, process in enumerate(self.processes):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"bus worker {n} exited with {process.returncode}: "
+                    + Path(self.logs[n].name).read_text()[-2000:]
+                )
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in self.logs:
+            log.close()
+
+
+def workers_until(workers: Workers, http: Http, urls: dict[str, str], dossiers: int) -> float:
+    """Wait until the portal has ``dossiers`` dossiers and their steps: seconds taken."""
+    start = time.perf_counter()
+    while portal_counts(http, urls["portal"]) != (dossiers, dossiers * STEPS):
+        workers.check()
+        time.sleep(0.05)
+    return time.perf_counter() - start
 
 
 def bus_until(bus: Bus, http: Http, urls: dict[str, str], dossiers: int) -> float:
@@ -404,7 +467,13 @@ bus_stopped = threading.Event()
 
 
 def measure(
-    dossiers: int, rounds: int, store: str, broker: str, concurrency: int, latency_ms: float
+    dossiers: int,
+    rounds: int,
+    store: str,
+    broker: str,
+    concurrency: int,
+    latency_ms: float,
+    workers: int = 1,
 ) -> tuple[float, float]:
     """Raw loop and bus in alternating slices of the year, so a busy moment on a shared
     machine hurts both alike: total seconds of each."""
@@ -416,18 +485,33 @@ def measure(
         sandboxes(dossiers, latency_ms) as bus_urls,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        raw = RawLoop(raw_urls, concurrency)
-        bus = make_bus(bus_urls, Path(tmp), store, broker, suffix, concurrency)
+        # The raw loop makes the calls the bus's workers make at once: lanes x workers.
+        raw = RawLoop(raw_urls, concurrency * workers)
+        settings = bus_settings(bus_urls, store, broker, suffix, concurrency)
+        if workers > 1:
+            pool = Workers(settings, Path(tmp), workers)
+
+            def bus_round(upto: int) -> float:
+                return workers_until(pool, http, bus_urls, upto)
+
+            close = pool.close
+        else:
+            bus = make_bus(bus_urls, Path(tmp), store, broker, suffix, concurrency)
+
+            def bus_round(upto: int) -> float:
+                return bus_until(bus, http, bus_urls, upto)
+
+            close = bus.close
         try:
             for n in range(1, rounds + 1):
                 upto = dossiers * n // rounds
                 release(http, raw_urls["onestop"], upto)
                 raw_s += raw.run()
                 release(http, bus_urls["onestop"], upto)
-                bus_s += bus_until(bus, http, bus_urls, upto)
+                bus_s += bus_round(upto)
             assert portal_counts(http, raw_urls["portal"]) == (dossiers, dossiers * STEPS)
         finally:
-            bus.close()
+            close()
             if broker != "embedded":
                 delete_queue(broker, f"lienthong.deliver.portal-{suffix}")
     return raw_s, bus_s
@@ -507,6 +591,12 @@ def main() -> None:
         help="portal calls in flight at once: the bus's send lanes, the raw loop's threads",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="bus worker processes (docs/deploy.md: one per core); 1: the bus in this process",
+    )
+    parser.add_argument(
         "--portal-latency-ms",
         type=float,
         default=0.0,
@@ -519,12 +609,15 @@ def main() -> None:
     dossiers, rounds = (1000, 2) if args.quick else (args.dossiers, args.rounds)
     print(
         f"{dossiers:,} dossiers x {STEPS} steps = {dossiers * (1 + STEPS):,} portal calls, "
-        f"{rounds} alternating rounds, concurrency {args.concurrency}, "
+        f"{rounds} alternating rounds, {args.workers} worker(s) x concurrency "
+        f"{args.concurrency}, "
         f"portal latency {args.portal_latency_ms:g} ms, "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
-    raw_label = f"raw loop, {threads(args.concurrency)}"
-    variant = f".concurrency-{args.concurrency}" if args.concurrency > 1 else ""
+    in_flight = args.concurrency * args.workers
+    raw_label = f"raw loop, {threads(in_flight)}"
+    variant = f".workers-{args.workers}" if args.workers > 1 else ""
+    variant += f".concurrency-{args.concurrency}" if args.concurrency > 1 else ""
     variant += f".latency-{args.portal_latency_ms:g}ms" if args.portal_latency_ms else ""
     if not args.skip_embedded:
         raw_s, bus_s = measure(
@@ -534,6 +627,7 @@ def main() -> None:
             "embedded",
             args.concurrency,
             args.portal_latency_ms,
+            args.workers,
         )
         print(rates(raw_label, dossiers, raw_s))
         report(
@@ -542,7 +636,7 @@ def main() -> None:
             dossiers,
             bus_s,
             raw_s,
-            args.concurrency,
+            in_flight,
             variant,
         )
 
@@ -558,7 +652,13 @@ def main() -> None:
     try:
         store = f"{PG_URL}?options=-csearch_path%3D{schema}"
         raw_s, bus_s = measure(
-            dossiers, rounds, store, AMQP_URL, args.concurrency, args.portal_latency_ms
+            dossiers,
+            rounds,
+            store,
+            AMQP_URL,
+            args.concurrency,
+            args.portal_latency_ms,
+            args.workers,
         )
     finally:
         with admin.begin() as conn:
@@ -570,7 +670,7 @@ def main() -> None:
         dossiers,
         bus_s,
         raw_s,
-        args.concurrency,
+        in_flight,
         variant,
     )
 
