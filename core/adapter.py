@@ -406,12 +406,15 @@ def resolve_options(
     location: str,
     environ: Mapping[str, str] | None = None,
     base: Path | None = None,
+    core_keys: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], list[ConfigProblem]]:
     """Check ``raw`` settings against the adapter's declared options.
 
     Returns the settings with defaults filled and secrets wrapped, and every
     problem found: unknown keys with a suggestion, missing values, and values of
     the wrong type or outside their choices, range, pattern or validator.
+    ``core_keys`` are the endpoint's keys the core takes (``concurrency``): not in
+    ``raw``, but a misspelt one is suggested too.
     """
     declared = {o.name: o for o in adapter.options}
     settings: dict[str, Any] = {}
@@ -419,7 +422,8 @@ def resolve_options(
     for key in raw:
         if key not in declared:
             what = f"unknown option for adapter '{adapter.name}'"
-            problems.append(ConfigProblem(f"{location}.{key}", unknown_key(key, declared, what)))
+            known = [*declared, *core_keys]
+            problems.append(ConfigProblem(f"{location}.{key}", unknown_key(key, known, what)))
     for option in adapter.options:
         where = f"{location}.{option.name}"
         if option.name not in raw:

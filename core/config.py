@@ -153,6 +153,9 @@ class BusSettings:
         return self.broker.reveal() == "embedded"
 
 
+#: An endpoint's keys the core takes; the others are its adapter's options.
+_ENDPOINT_CORE_KEYS = ("adapter", "concurrency")
+
 #: The most calls one process may have in flight to one endpoint (``concurrency``).
 MAX_CONCURRENCY = 32
 
@@ -422,8 +425,10 @@ def _endpoints(c: _Checker, raw: Any, host: PluginHost, base: Path) -> dict[str,
         except ConfigError as exc:
             c.problem((*keys, "adapter"), exc.problems[0].message)
             continue
-        options = {k: v for k, v in settings.items() if k not in ("adapter", "concurrency")}
-        resolved, problems = resolve_options(cls, options, "", c.environ, base)
+        options = {k: v for k, v in settings.items() if k not in _ENDPOINT_CORE_KEYS}
+        resolved, problems = resolve_options(
+            cls, options, "", c.environ, base, core_keys=_ENDPOINT_CORE_KEYS
+        )
         for p in problems:
             option = p.location.lstrip(".")
             c.problems.append(ConfigProblem(c.where(*keys, option), p.message))

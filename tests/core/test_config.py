@@ -319,3 +319,13 @@ def test_an_endpoints_concurrency_is_a_whole_number_up_to_32(tmp_path: Path) -> 
     path.write_text("endpoints:\n  a: {adapter: memory, concurrency: 4}\n  b: {adapter: memory}\n")
     endpoints = config.load(path, environ={}).endpoints
     assert (endpoints["a"].concurrency, endpoints["b"].concurrency) == (4, 1)
+
+
+def test_a_misspelt_concurrency_is_suggested_like_an_adapter_option(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.yaml"
+    path.write_text("endpoints:\n  portal: {adapter: memory, concurency: 4}\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path, environ={})
+    [problem] = caught.value.problems
+    assert problem.location == f"{path}:2 endpoints.portal.concurency"
+    assert "Did you mean 'concurrency'?" in problem.message
