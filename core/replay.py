@@ -31,6 +31,8 @@ class PreviewTarget:
     attempted_mapping: str | None  # name@hash of the one that made the attempted body
     differences: list[Difference]
     body: bytes
+    first: str | None = None  # the message that had its once_per value first: not sent
+    once: str | None = None  # that value
 
 
 @dataclass
@@ -50,6 +52,12 @@ class ReplayPreview:
             shown.append(f"  with the current routes and mappings it fails: {self.now_fails}")
         for t in self.targets:
             via = f"route {t.route}" + (f", mapping {t.mapping}" if t.mapping else "")
+            if t.first is not None:
+                shown.append(
+                    f"  not to {t.endpoint} by {via}: message {t.first} had its once_per "
+                    f"value {t.once!r} first"
+                )
+                continue
             if not self.attempted:
                 shown.append(f"  to {t.endpoint} by {via}: {len(t.body)} bytes")
                 continue
@@ -118,7 +126,8 @@ def replay_preview(
 
     For each delivery the current routes and mappings make of the message:
     its node-level differences from the body that was attempted (a parked
-    message had none attempted).
+    message had none attempted), or, for a parked message, that another message
+    had its once_per value first, so the replay would leave that target out.
     """
     dead = store.dead_letter(dead_id)
     if dead is None:
@@ -148,6 +157,10 @@ def replay_preview(
         if attempted is not None and out.key != attempted["id"]:
             continue
         before = attempted["body"] if attempted is not None else None
+        first = None
+        if attempted is None and out.once is not None:
+            first = store.once_per_first(out.route, out.endpoint, out.once)
+            first = None if first == message.id else first
         targets.append(
             PreviewTarget(
                 endpoint=out.endpoint,
@@ -156,6 +169,8 @@ def replay_preview(
                 attempted_mapping=_mapping_label(attempted),
                 differences=diff(before, out.body) if before is not None else [],
                 body=out.body,
+                first=first,
+                once=out.once,
             )
         )
     if attempted is not None and not targets:

@@ -34,6 +34,7 @@ from .schema import (
     mapping_inputs,
     mapping_versions,
     messages,
+    once_per,
     source_counts,
 )
 
@@ -499,6 +500,17 @@ class History:
         found["headers"] = headers_of(found["headers"])
         found["mapping_params"] = headers_of(found["mapping_params"] or "")
         return found
+
+    def once_per_first(self, route: str, endpoint: str, value: str) -> str | None:
+        """The message that had a target's once_per ``value`` first, if any had it."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(once_per.c.message_id).where(
+                    once_per.c.route == route,
+                    once_per.c.endpoint == endpoint,
+                    once_per.c.value == value,
+                )
+            ).scalar_one_or_none()
 
 
 class MappingHistory:

@@ -296,6 +296,10 @@ def test_each_dossier_is_lettered_once_whatever_its_versions(bus_on) -> None:
     target = bus.router.routes[0].targets[0]
     target.once_per = OncePer(etree.XPath("string(//dossierNo | //number)"))
     first = next(m.id for m in memory.delivered("axis") if b"D-2" in m.body)
+    preview = bus.replay_preview(dead["id"]).lines()
+    assert preview[0] == f"#{dead['id']}: would route the message again"
+    assert f"  not to axis by route letters: message {first} had its once_per value 'D-2' first" in preview
+    assert any(line.startswith("  to portal by route letters: ") for line in preview)
     assert bus.replay(dead["id"]) == (
         f"routed again to portal; not to axis: message {first} had its once_per value 'D-2' first"
     )
