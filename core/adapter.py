@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .errors import ConfigError, ConfigProblem, FatalError
 from .message import Message
-from .suggest import did_you_mean, unknown_key
+from .suggest import closest, did_you_mean, unknown_key
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -422,7 +422,9 @@ def resolve_options(
     for key in raw:
         if key not in declared:
             what = f"unknown option for adapter '{adapter.name}'"
-            known = [*declared, *core_keys]
+            # The core's keys are named only when one is what was meant.
+            meant_core = closest(key, core_keys) and not closest(key, declared)
+            known = [*declared, *core_keys] if meant_core else list(declared)
             problems.append(ConfigProblem(f"{location}.{key}", unknown_key(key, known, what)))
     for option in adapter.options:
         where = f"{location}.{option.name}"
