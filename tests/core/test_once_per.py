@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -27,13 +26,6 @@ DOSSIER = "string(//dossierNo)"
 
 def dossier(number: str, version: int = 1) -> bytes:
     return f"<dossier><dossierNo>{number}</dossierNo><v>{version}</v></dossier>".encode()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bus.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

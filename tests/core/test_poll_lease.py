@@ -28,13 +28,6 @@ def _fresh_memory() -> None:
     memory.reset()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bus.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 def workers(store_url: str, tmp_path: Path) -> Iterator[tuple[Bus, Bus]]:
     settings = config.from_dict(
