@@ -477,12 +477,15 @@ def dlq_purge(
 )
 @pass_state
 def trace(state: State, message_id: str, as_json: bool, lineage: bool) -> None:
-    """Every hop, delivery and attempt of one message (an id or its unique prefix)."""
+    """Every hop, delivery and attempt of one message (an id, or its unique end or beginning)."""
     from .mapping_commands import delivery_lineage
 
     data = state.reads.trace(message_id)
     if data is None:
-        raise RejectedError(f"no single message with id {message_id!r}. Hint: use more of the id")
+        raise RejectedError(
+            f"no single message with id {message_id!r}. Hint: use more of the id, or its end "
+            "(ids begin with their time)"
+        )
     if lineage:
         for d in data["deliveries"]:
             d["lineage"] = delivery_lineage(state.reads, state.mappings, data["id"], d)

@@ -6,7 +6,8 @@ only where something needs the tree (routing predicates, mappings).
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +18,21 @@ from . import xml
 
 
 def new_id() -> str:
-    """A fresh message id: 32 hex characters, sortable enough and unique."""
-    return uuid.uuid4().hex
+    """A fresh message id: 32 hex characters that begin with the time, laid out as a UUIDv7.
+
+    The store's indexes (messages, deliveries, audit) are keyed by this id. A
+    random id lands on a random page of each of them, so once they outgrow the
+    database's cache every insert reads pages back: over a year of one-stop
+    traffic the store slowed down by half. Ids that begin with the time are
+    added at the indexes' end, where the pages are already in memory. The last
+    74 bits are random, so ids stay unique across workers and hosts without
+    asking anyone; the time in them is the one ``created_at`` holds anyway.
+    """
+    milliseconds = time.time_ns() // 1_000_000 & (1 << 48) - 1
+    random = int.from_bytes(os.urandom(10), "big")
+    rand_a, rand_b = random >> 68, random & (1 << 62) - 1
+    value = milliseconds << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return f"{value:032x}"
 
 
 @dataclass

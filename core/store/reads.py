@@ -315,7 +315,7 @@ class History:
     def trace(
         self, message_id: str, *, correlated_limit: int | None = None
     ) -> dict[str, Any] | None:
-        """Every hop of a message (its id or a unique beginning of it) and the messages correlated.
+        """Every hop of a message (its id, or its unique end or beginning) and its correlated ones.
 
         ``correlated_limit`` caps the correlated messages listed (a page needs
         no thousands); ``None`` lists them all.
@@ -389,22 +389,29 @@ class History:
             "correlated": [{**r, "headers": headers_of(r["headers"])} for r in related],
         }
 
-    def full_id(self, prefix: str) -> str | None:
-        """The one message id that is ``prefix`` or starts with it (a whole id is quickest)."""
-        if not prefix:
+    def full_id(self, part: str) -> str | None:
+        """The one message id that is ``part``, starts with it, or ends with it.
+
+        A whole id is quickest. Ids begin with their time (lienthong.message.new_id),
+        so messages of the same minute share a beginning and the short form of an
+        id is its end, which is random; that lookup reads the whole index.
+        """
+        if not part:
             return None
         with self.engine.connect() as conn:
             exact = conn.execute(
-                select(messages.c.id).where(messages.c.id == prefix)
+                select(messages.c.id).where(messages.c.id == part)
             ).scalar_one_or_none()
             if exact is not None:
                 return str(exact)
-            ids = list(
-                conn.execute(
-                    select(messages.c.id).where(self._starts(messages.c.id, prefix)).limit(2)
-                ).scalars()
-            )
-        return ids[0] if len(ids) == 1 else None
+            for condition in (
+                self._starts(messages.c.id, part),
+                messages.c.id.endswith(part, autoescape=True),
+            ):
+                ids = list(conn.execute(select(messages.c.id).where(condition).limit(2)).scalars())
+                if ids:
+                    return ids[0] if len(ids) == 1 else None
+        return None
 
     def _starts(self, column: Any, prefix: str) -> Any:
         """``column`` starts with ``prefix``, in the form each database answers from its index.

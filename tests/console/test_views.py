@@ -340,9 +340,9 @@ def test_the_trace_shows_hops_deliveries_mapping_and_correlated_messages(console
         message_id = conn.execute(messages.select()).first().id
     client = console_project.client()
     log_in(client, "xem")
-    assert client.get(f"/trace?id={message_id[:10]}").headers["Location"] == \
-        f"/trace/{message_id[:10]}"
-    page = html.unescape(text(client.get(f"/trace/{message_id[:10]}")))
+    assert client.get(f"/trace?id={message_id[-10:]}").headers["Location"] == \
+        f"/trace/{message_id[-10:]}"
+    page = html.unescape(text(client.get(f"/trace/{message_id[-10:]}")))
     assert re.search(r"<strong>tiếp nhận</strong>.*<strong>đã chuyển</strong>.*"
                      r"<strong>lần thử 1</strong>", page, re.S)
     assert "onestop/application-to-receipt.xsl" in page

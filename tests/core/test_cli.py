@@ -49,7 +49,7 @@ def test_run_once_then_status_dlq_trace_and_replay(project: Path) -> None:
     shown = run(project, "dlq", "show", str(dead["id"]))
     assert "HS-BROKEN" in shown.output and "not well-formed" in shown.output
 
-    traced = run(project, "trace", dead["message_id"][:10])
+    traced = run(project, "trace", dead["message_id"][-10:])
     assert traced.exit_code == 0 and "dead-lettered" in traced.output
 
     replay = run(project, "dlq", "replay", str(dead["id"]))

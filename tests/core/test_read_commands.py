@@ -108,7 +108,7 @@ def test_status_dlq_and_trace_answer_without_building_an_adapter(
     shown = invoke(config, "dlq", "show", str(dead["id"]))
     assert shown.exit_code == 0 and "<broken" in shown.output
 
-    traced = invoke(config, "trace", routed.id[:12], "--json")
+    traced = invoke(config, "trace", routed.id[-12:], "--json")
     assert traced.exit_code == 0, traced.output
     assert json.loads(traced.output)["deliveries"][0]["endpoint"] == "elsewhere"
     versions = invoke(config, "mapping", "versions", "none.xsl")
