@@ -658,7 +658,10 @@ def main() -> None:
             variant,
         )
 
-    if args.quick or args.skip_production or not (reachable(5432) and reachable(5672)):
+    if args.quick or args.skip_production:
+        print("production mode skipped (--quick or --skip-production)")
+        return
+    if not (reachable(5432) and reachable(5672)):
         print("production mode skipped: needs PostgreSQL on :5432 and RabbitMQ on :5672")
         return
     import sqlalchemy as sa

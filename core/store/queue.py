@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..model import Delivery, DeliveryState, Outcome, Result
@@ -34,6 +34,27 @@ def in_turn() -> Any:
     )
 
 
+def claimable(now: datetime) -> Any:
+    """Pending, due, and not claimed by a live worker."""
+    return and_(
+        deliveries.c.state == DeliveryState.PENDING,
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+    )
+
+
+def checked(condition: Any) -> Any:
+    """``condition`` tested on the rows the keys find, never searched for by an index.
+
+    A claim by key names its rows. PostgreSQL's statistics see few pending
+    deliveries, but the index on (state, next_attempt_at) keeps an entry for
+    every version a claim wrote until the table is vacuumed: searched through
+    it, a claim of 500 keys read 10,000 pages (43 ms) where the primary key
+    reads 500 rows (3 ms). Inside a CASE the condition is no index's business.
+    """
+    return case((condition, True), else_=False)
+
+
 class Queue(Base):
     """Deliveries out: claimed by one worker at a time, finished once."""
 
@@ -42,12 +63,7 @@ class Queue(Base):
     ) -> list[Delivery]:
         """Claim up to ``limit`` deliveries that are due and not claimed by a live worker."""
         now = utcnow()
-        condition = and_(
-            deliveries.c.state == DeliveryState.PENDING,
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
-            in_turn(),
-        )
+        condition = and_(claimable(now), in_turn())
         if endpoints is not None:
             condition = and_(condition, deliveries.c.endpoint.in_(list(endpoints)))
         with self._begin() as conn:
@@ -76,16 +92,7 @@ class Queue(Base):
             claimed = list(
                 conn.execute(
                     update(deliveries)
-                    .where(
-                        deliveries.c.id.in_(list(keys)),
-                        deliveries.c.state == DeliveryState.PENDING,
-                        deliveries.c.next_attempt_at <= now,
-                        or_(
-                            deliveries.c.claimed_until.is_(None),
-                            deliveries.c.claimed_until < now,
-                        ),
-                        in_turn(),
-                    )
+                    .where(deliveries.c.id.in_(list(keys)), checked(claimable(now)), in_turn())
                     .values(claimed_by=worker, claimed_until=now + lease)
                     .returning(deliveries.c.id)
                 ).scalars()
@@ -99,11 +106,15 @@ class Queue(Base):
                     update(deliveries)
                     .where(
                         deliveries.c.id.in_(waiting),
-                        deliveries.c.state == DeliveryState.PENDING,
-                        deliveries.c.order_group.is_not(None),
-                        or_(
-                            deliveries.c.claimed_until.is_(None),
-                            deliveries.c.claimed_until < now,
+                        checked(
+                            and_(
+                                deliveries.c.state == DeliveryState.PENDING,
+                                deliveries.c.order_group.is_not(None),
+                                or_(
+                                    deliveries.c.claimed_until.is_(None),
+                                    deliveries.c.claimed_until < now,
+                                ),
+                            )
                         ),
                     )
                     .values(enqueued_at=None)
