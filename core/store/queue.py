@@ -55,6 +55,16 @@ def checked(condition: Any) -> Any:
     return case((condition, True), else_=False)
 
 
+def claim_by_keys(keys: Sequence[str], worker: str, until: datetime, now: datetime) -> Any:
+    """The UPDATE that claims ``keys`` for ``worker`` until ``until``, returning those it took."""
+    return (
+        update(deliveries)
+        .where(deliveries.c.id.in_(list(keys)), checked(claimable(now)), in_turn())
+        .values(claimed_by=worker, claimed_until=until)
+        .returning(deliveries.c.id)
+    )
+
+
 class Queue(Base):
     """Deliveries out: claimed by one worker at a time, finished once."""
 
@@ -89,14 +99,7 @@ class Queue(Base):
         """Claim deliveries by key (a queue told us of them); those done or taken are left out."""
         now = utcnow()
         with self._begin() as conn:
-            claimed = list(
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(list(keys)), checked(claimable(now)), in_turn())
-                    .values(claimed_by=worker, claimed_until=now + lease)
-                    .returning(deliveries.c.id)
-                ).scalars()
-            )
+            claimed = list(conn.execute(claim_by_keys(keys, worker, now + lease, now)).scalars())
             # Those waiting behind an earlier one of their order group: the relay
             # queues them again once it is their turn.
             taken = set(claimed)
