@@ -670,6 +670,12 @@ def main() -> None:
     admin = sa.create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        if conn.execute(sa.text("SHOW autovacuum")).scalar_one() != "on":
+            print(
+                "note: this PostgreSQL runs with autovacuum off (a CI setting); every delivery "
+                "leaves old row versions that nothing then removes, and the bus slows as they "
+                "pile up. Production servers keep it on (docs/deploy.md, 'PostgreSQL')."
+            )
     try:
         store = f"{PG_URL}?options=-csearch_path%3D{schema}"
         raw_s, bus_s = measure(
