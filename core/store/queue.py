@@ -34,12 +34,17 @@ def in_turn() -> Any:
     )
 
 
+def unclaimed(now: datetime) -> Any:
+    """Not claimed, or its claim's lease ran out (its worker died)."""
+    return or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now)
+
+
 def claimable(now: datetime) -> Any:
     """Pending, due, and not claimed by a live worker."""
     return and_(
         deliveries.c.state == DeliveryState.PENDING,
         deliveries.c.next_attempt_at <= now,
-        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+        unclaimed(now),
     )
 
 
@@ -114,10 +119,7 @@ class Queue(Base):
                             and_(
                                 deliveries.c.state == DeliveryState.PENDING,
                                 deliveries.c.order_group.is_not(None),
-                                or_(
-                                    deliveries.c.claimed_until.is_(None),
-                                    deliveries.c.claimed_until < now,
-                                ),
+                                unclaimed(now),
                             )
                         ),
                     )
@@ -311,9 +313,7 @@ class Queue(Base):
             query = (
                 select(deliveries.c.id, deliveries.c.endpoint)
                 .where(
-                    deliveries.c.state == DeliveryState.PENDING,
-                    deliveries.c.next_attempt_at <= now,
-                    or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+                    claimable(now),
                     or_(
                         deliveries.c.enqueued_at.is_(None),
                         deliveries.c.enqueued_at < now - stale_after,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from lienthong.message import Message, new_id
 from lienthong.store import Intake, Store, make_engine
@@ -25,6 +26,13 @@ def test_ids_made_later_sort_later_and_ids_made_together_are_unique() -> None:
     assert new_id() > first
     together = [new_id() for _ in range(20_000)]
     assert len(set(together)) == len(together)
+
+
+def test_ids_made_at_once_on_several_threads_are_unique() -> None:
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: [new_id() for _ in range(5_000)], range(4)))
+    made = [i for batch in batches for i in batch]
+    assert len(set(made)) == len(made) == 20_000
 
 
 def test_a_message_is_found_by_its_whole_id_its_beginning_or_its_end(store_url: str) -> None:
