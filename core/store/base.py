@@ -10,8 +10,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, any_, bindparam, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import String
 
 from .. import audit as audit_module
 from .engine import Transaction
@@ -106,7 +109,10 @@ class Base:
                     if stored is None:
                         stored = kept[value] = driver_value(value, self.dialect)
                     record[i] = stored
-        conn.exec_driver_sql(sql, [tuple(record) for record in values])
+        if self.dialect == "postgresql":
+            _copy(conn, table.name, columns, values)
+        else:
+            conn.exec_driver_sql(sql, [tuple(record) for record in values])
 
     def _append_audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Append records to the audit trail, chained by hash (see lienthong.audit).
@@ -149,3 +155,39 @@ class Base:
             )
             done.add(version.hash)
         return done
+
+
+def among(column: Any, keys: Sequence[str], dialect: str) -> Any:
+    """``column`` is one of ``keys``: on PostgreSQL one array parameter, not one per key.
+
+    A claim names up to ``bus.batch_size`` keys. As ``IN (...)`` each key is a
+    parameter of its own, so the statement's text changes with their number
+    and the driver parses it again each time; ``= ANY(array)`` is one short
+    statement, planned on the same index.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(keys), type_=ARRAY(String)))
+    return column.in_(list(keys))
+
+
+def _copy(conn: Connection, table: str, columns: list[str], records: list[list[Any]]) -> None:
+    """Insert ``records`` with PostgreSQL's COPY, inside ``conn``'s transaction.
+
+    A batch's deliveries, audit records and attempts are hundreds of rows: as
+    one COPY each the driver does a row's work in C, where an executemany
+    pipelines a statement per row through Python (half the client's time per
+    row, measured). Errors come out as SQLAlchemy's, as from any statement,
+    and a lost connection is dropped from the pool.
+    """
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    error = conn.dialect.loaded_dbapi.Error
+    driver: Any = conn.connection.driver_connection
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for record in records:
+                copy.write_row(record)
+    except error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, None, exc, error, connection_invalidated=lost) from exc

@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..model import Delivery, DeliveryState, Outcome, Result
-from .base import Base
+from .base import Base, among
 from .schema import attempts, dead_letters, deliveries, driver_value, headers_of, messages, utcnow
 
 
@@ -61,11 +61,13 @@ def checked(condition: Any) -> Any:
     return case((condition, True), else_=False)
 
 
-def claim_by_keys(keys: Sequence[str], worker: str, until: datetime, now: datetime) -> Any:
+def claim_by_keys(
+    keys: Sequence[str], worker: str, until: datetime, now: datetime, dialect: str
+) -> Any:
     """The UPDATE that claims ``keys`` for ``worker`` until ``until``, returning those it took."""
     return (
         update(deliveries)
-        .where(deliveries.c.id.in_(list(keys)), checked(claimable(now)), in_turn())
+        .where(among(deliveries.c.id, keys, dialect), checked(claimable(now)), in_turn())
         .values(claimed_by=worker, claimed_until=until)
         .returning(deliveries.c.id)
     )
@@ -96,7 +98,7 @@ class Queue(Base):
                 return []
             conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(ids))
+                .where(among(deliveries.c.id, ids, self.dialect))
                 .values(claimed_by=worker, claimed_until=now + lease)
             )
             return self._load_deliveries(conn, ids)
@@ -105,7 +107,8 @@ class Queue(Base):
         """Claim deliveries by key (a queue told us of them); those done or taken are left out."""
         now = utcnow()
         with self._begin() as conn:
-            claimed = list(conn.execute(claim_by_keys(keys, worker, now + lease, now)).scalars())
+            claim = claim_by_keys(keys, worker, now + lease, now, self.dialect)
+            claimed = list(conn.execute(claim).scalars())
             # Those waiting behind an earlier one of their order group: the relay
             # queues them again once it is their turn.
             taken = set(claimed)
@@ -114,7 +117,7 @@ class Queue(Base):
                 conn.execute(
                     update(deliveries)
                     .where(
-                        deliveries.c.id.in_(waiting),
+                        among(deliveries.c.id, waiting, self.dialect),
                         checked(
                             and_(
                                 deliveries.c.state == DeliveryState.PENDING,
@@ -142,7 +145,7 @@ class Queue(Base):
                 deliveries.c.attempts,
             )
             .join(messages, messages.c.id == deliveries.c.message_id)
-            .where(deliveries.c.id.in_(ids))
+            .where(among(deliveries.c.id, ids, self.dialect))
         )
         # In the order asked for (the order they were claimed in): a source's items go
         # out in the order it offered them, e.g. a dossier's progress steps.
@@ -172,14 +175,19 @@ class Queue(Base):
         with self._begin() as conn:
             delivered = [o.delivery.key for o in outcomes if o.result == Result.OK]
             if delivered:
-                # The hot path: one prepared statement, executemany at driver level.
-                mark = "?" if self.dialect == "sqlite" else "%s"
+                # The hot path, at driver level: on PostgreSQL one statement for the
+                # batch (an array of keys), on SQLite one prepared statement, executemany.
                 stamp = driver_value(now, self.dialect)
-                conn.exec_driver_sql(
+                done = (
                     f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', delivered_at = "
-                    f"{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id = {mark}",
-                    [(stamp, key) for key in delivered],
+                    "{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id {match}"
                 )
+                if self.dialect == "postgresql":
+                    sql = done.format(mark="%s", match="= ANY(%s)")
+                    conn.exec_driver_sql(sql, (stamp, delivered))
+                else:
+                    sql = done.format(mark="?", match="= ?")
+                    conn.exec_driver_sql(sql, [(stamp, key) for key in delivered])
             for o in outcomes:
                 d = o.delivery
                 if o.result == Result.DEFERRED:
@@ -283,7 +291,10 @@ class Queue(Base):
         with self._begin() as conn:
             conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(list(keys)), deliveries.c.state == DeliveryState.PENDING)
+                .where(
+                    among(deliveries.c.id, keys, self.dialect),
+                    deliveries.c.state == DeliveryState.PENDING,
+                )
                 .values(values)
             )
 
@@ -329,7 +340,7 @@ class Queue(Base):
             if rows:
                 conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_([k for k, _ in rows]))
+                    .where(among(deliveries.c.id, [k for k, _ in rows], self.dialect))
                     .values(enqueued_at=now, enqueued_by=by)
                 )
         return rows

@@ -43,7 +43,7 @@ def test_a_claim_by_key_uses_the_primary_key_when_the_due_index_is_full_of_old_v
         conn.exec_driver_sql("ANALYZE deliveries")
     fresh = accept(store, 500)
     now = utcnow()
-    statement = claim_by_keys(fresh, "w", now + LEASE, now).compile(
+    statement = claim_by_keys(fresh, "w", now + LEASE, now, "postgresql").compile(
         dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
     )
     with store.engine.connect() as conn:
