@@ -19,7 +19,7 @@ from sqlalchemy.types import String
 from .. import audit as audit_module
 from .engine import Transaction
 from .engine import upgrade as upgrade_schema
-from .schema import UtcDateTime, audit, driver_value, mapping_versions
+from .schema import UtcDateTime, audit, driver_value, mapping_versions, messages
 
 if TYPE_CHECKING:
     from ..mapping import MappingVersion
@@ -65,12 +65,15 @@ class Base:
         polled item has a source key, and on PostgreSQL a statement per message
         cost a round trip each. Rows go in in order, so of two with one source key
         the first is kept, as it would be one at a time. All rows have the same
-        columns. Driver-level SQL, as in :meth:`_insert_many`.
+        columns. Driver-level SQL, as in :meth:`_insert_many`; on PostgreSQL one
+        array a column (:func:`_insert_new_unnested`).
         """
         if not rows:
             return set()
+        if self.dialect == "postgresql":
+            return _insert_new_unnested(conn, rows)
         columns = list(rows[0])
-        mark = "?" if self.dialect == "sqlite" else "%s"
+        mark = "?"
         one = f"({', '.join([mark] * len(columns))})"
         per_statement = max(1, _MAX_PARAMETERS // len(columns))
         new: set[str] = set()
@@ -168,6 +171,28 @@ def among(column: Any, keys: Sequence[str], dialect: str) -> Any:
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(keys), type_=ARRAY(String)))
     return column.in_(list(keys))
+
+
+def _insert_new_unnested(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """:meth:`Base._insert_new` on PostgreSQL: the rows as one array a column, unnested.
+
+    The statement's text is the same whatever the number of rows, so the driver
+    converts it once; a VALUES list of a page of messages was a new text of
+    thousands of parameters each time, and parsing it took a tenth of a
+    worker's time. ``WITH ORDINALITY`` keeps the rows in order.
+    """
+    columns = list(rows[0])
+    arrays = ", ".join(
+        f"%s::{messages.c[name].type.compile(dialect=conn.dialect)}[]" for name in columns
+    )
+    names = ", ".join(columns)
+    sql = (
+        f"INSERT INTO messages ({names}) SELECT {names} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS r({names}, place) ORDER BY place "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+    values = tuple([driver_value(row[c], "postgresql") for row in rows] for c in columns)
+    return set(conn.exec_driver_sql(sql, values).scalars())
 
 
 def _copy(conn: Connection, table: str, columns: list[str], records: list[list[Any]]) -> None:

@@ -40,6 +40,9 @@ def test_bodies_and_headers_come_back_byte_for_byte(store_url: str) -> None:
     [delivery] = store.claim(["k-awkward"], "w", lease=LEASE)
     assert delivery.body == AWKWARD_BODY
     assert delivery.headers == AWKWARD_HEADERS
+    message = store.message(intake.message.id)
+    assert message is not None
+    assert (message.body, message.headers) == (AWKWARD_BODY, AWKWARD_HEADERS)
     store.finish([Outcome(delivery, Result.OK)], "w")
     trail = store.trace(intake.message.id)
     assert trail is not None
