@@ -201,6 +201,15 @@ class _Lines(dict[tuple[Any, ...], int]):
 
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_ALIASES = 50
+#: A config is a few levels deep; brackets nested thousands deep only make the loader crawl.
+MAX_NESTING = 64
+_OPENS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSES = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -306,10 +315,24 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, _Lines]:
     lines = _Lines()
     loader = None
     try:
-        # A few aliases keep a config short; many are an expansion bomb.
-        aliases = 0
+        # A few aliases keep a config short; many are an expansion bomb. Deep nesting is
+        # refused as it opens: PyYAML's scanner slows down with every open bracket and
+        # took half a minute over 50,000 of them (the composer then hit RecursionError).
+        aliases = depth = 0
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
             aliases += isinstance(token, yaml.AliasToken)
+            depth += isinstance(token, _OPENS) - isinstance(token, _CLOSES)
+            if depth > MAX_NESTING:
+                where = f"{path}:{token.start_mark.line + 1}"
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            where,
+                            "the YAML is nested too deeply to be a config. "
+                            "Hint: check the file's brackets",
+                        )
+                    ]
+                )
             if aliases > MAX_ALIASES:
                 raise yaml.scanner.ScannerError(
                     None,
@@ -327,18 +350,6 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, _Lines]:
         raise ConfigError([ConfigProblem(where, f"not valid YAML: {exc}")]) from exc
     except TypeError as exc:  # a list or mapping used as a key
         raise ConfigError([ConfigProblem(str(path), f"not a valid config: {exc}")]) from exc
-    except RecursionError as exc:
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    str(path),
-                    (
-                        "the YAML is nested too deeply to be a config. "
-                        "Hint: check the file's brackets"
-                    ),
-                )
-            ]
-        ) from exc
     finally:
         if loader is not None:
             loader.dispose()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.faults.harness import FaultProject
-from tests.faults.servers import private_postgres, private_rabbit
+from tests.faults.servers import private_postgres, private_rabbit, private_rabbit_node
 
-__all__ = ["private_postgres", "private_rabbit"]
+__all__ = ["private_postgres", "private_rabbit", "private_rabbit_node"]
 
 
 @pytest.fixture

@@ -275,9 +275,9 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     server.cleanup()
 
 
-@pytest.fixture
-def private_rabbit() -> Iterator[PrivateRabbit]:
-    """A RabbitMQ node of this test's own, which it may restart."""
+@pytest.fixture(scope="module")
+def private_rabbit_node() -> Iterator[PrivateRabbit]:
+    """A RabbitMQ node for one test module: a node takes seconds to boot and to stop."""
     bindir = rabbit_bin()
     if bindir is None:
         pytest.skip("rabbitmq-server not found: apt-get install rabbitmq-server")
@@ -289,3 +289,12 @@ def private_rabbit() -> Iterator[PrivateRabbit]:
         pytest.skip(f"could not start a private RabbitMQ node with {bindir}: {exc}")
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+def private_rabbit(private_rabbit_node: PrivateRabbit) -> PrivateRabbit:
+    """The module's private RabbitMQ node, up, which the test may restart. Tests share it:
+    each names its queues apart (endpoint names with the ``unique`` fixture)."""
+    if not listening(private_rabbit_node.port):  # a test before left it stopped
+        private_rabbit_node.start()
+    return private_rabbit_node

@@ -50,8 +50,10 @@ def test_two_workers_killed_ten_times_at_random_moments(
     fault_project: FaultProject,
     private_postgres: PrivatePostgres,
     private_rabbit: PrivateRabbit,
+    unique: str,
 ) -> None:
-    production(fault_project, private_postgres.url, private_rabbit.url)
+    out = f"out-{unique}"  # the queue on the module's private broker is named after it
+    production(fault_project, private_postgres.url, private_rabbit.url, out=out)
     rng = random.Random()
     written: dict[str, bytes] = {}
     workers = [fault_project.start_worker(), fault_project.start_worker()]
@@ -68,17 +70,16 @@ def test_two_workers_killed_ten_times_at_random_moments(
         workers[victim] = fault_project.start_worker()
     wait_settled(fault_project, private_postgres.url, len(written), timeout=180)
     fault_project.kill_all(signal.SIGTERM)
-    result = account(
-        private_postgres.url, written, folder=("out", fault_project.outbox)
-    )
+    result = account(private_postgres.url, written, folder=(out, fault_project.outbox))
     assert result.delivered == len(written) == KILLS * WAVE, result.dead
     assert in_flight >= KILLS // 2, f"only {in_flight} kills found messages in flight"
 
 
 def test_rabbitmq_restarted_mid_run(
-    fault_project: FaultProject, pg_url: str, private_rabbit: PrivateRabbit
+    fault_project: FaultProject, pg_url: str, private_rabbit: PrivateRabbit, unique: str
 ) -> None:
-    production(fault_project, pg_url, private_rabbit.url)
+    out = f"out-{unique}"  # the queue on the module's private broker is named after it
+    production(fault_project, pg_url, private_rabbit.url, out=out)
     written: dict[str, bytes] = {}
     drop_wave(fault_project, written, 1500)
     fault_project.start_worker()
@@ -88,7 +89,7 @@ def test_rabbitmq_restarted_mid_run(
     drop_wave(fault_project, written, 500)
     wait_settled(fault_project, pg_url, len(written), timeout=180)
     fault_project.kill_all(signal.SIGTERM)
-    result = account(pg_url, written, folder=("out", fault_project.outbox))
+    result = account(pg_url, written, folder=(out, fault_project.outbox))
     assert result.delivered == len(written), result.dead
     assert "RabbitMQ" in fault_project.all_logs(), "the workers said the broker went away"
 
