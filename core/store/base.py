@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, any_, bindparam, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.types import String
 
 from .. import audit as audit_module
+from ..errors import StoreUnavailable
 from .engine import Transaction
 from .engine import upgrade as upgrade_schema
 from .schema import UtcDateTime, audit, driver_value, mapping_versions
@@ -173,6 +174,9 @@ def among(column: Any, keys: Sequence[str], dialect: str) -> Any:
     return column.in_(list(keys))
 
 
+#: PostgreSQL's "insufficient privilege" (here: no TEMPORARY on the database).
+_INSUFFICIENT_PRIVILEGE = "42501"
+
 #: Where a batch of messages waits in the session for :func:`_insert_new_copied`.
 _STAGED_MESSAGES = "lienthong_staged_messages"
 
@@ -191,10 +195,20 @@ def _insert_new_copied(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
     """
     columns = list(rows[0])
     names = ", ".join(columns)
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGED_MESSAGES} "
-        "(LIKE messages INCLUDING DEFAULTS, place integer NOT NULL) ON COMMIT DELETE ROWS"
-    )
+    try:
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGED_MESSAGES} "
+            "(LIKE messages INCLUDING DEFAULTS, place integer NOT NULL) ON COMMIT DELETE ROWS"
+        )
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+            raise
+        url = conn.engine.url
+        raise StoreUnavailable(
+            f"the store refuses to stage messages: {exc.orig}. Hint: as the database's "
+            f"owner, run 'GRANT TEMPORARY ON DATABASE {url.database} TO {url.username}'; "
+            "nothing is lost: the messages stay at their source and are read again"
+        ) from exc
     records = [
         [driver_value(row[c], "postgresql") for c in columns] + [n] for n, row in enumerate(rows)
     ]

@@ -1,19 +1,22 @@
 """The store's bulk writes: COPY on PostgreSQL, executemany on SQLite, the same rows either way.
 
-A batch's deliveries, audit records and attempts go in with PostgreSQL's COPY
-(lienthong.store.base): its text format has escapes of its own, so bodies and
-headers that need them are checked byte for byte, and its errors must be the
-ones every other statement raises.
+A batch's deliveries, audit records and attempts go in with PostgreSQL's COPY,
+and a page of messages through a temporary table (lienthong.store.base): COPY's
+text format has escapes of its own, so bodies and headers that need them are
+checked byte for byte; its errors must be the ones every other statement
+raises; and a role that may not create temporary tables is told the grant.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from lienthong.audit import verify
+from lienthong.errors import StoreUnavailable
 from lienthong.message import Message
 from lienthong.model import Outcome, Result
 from lienthong.store import Intake, Outgoing, Store, make_engine
@@ -82,3 +85,36 @@ def test_a_connection_lost_before_a_copy_is_an_operational_error_and_the_pool_re
         assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
     admin.dispose()
     engine.dispose()
+
+
+def test_a_role_without_temporary_is_told_the_grant_and_keeps_its_messages(pg_url: str) -> None:
+    name = f"lt_notemp_{uuid.uuid4().hex[:8]}"
+    server = sa.engine.make_url(pg_url).set(query={})
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        conn.exec_driver_sql(f"REVOKE TEMPORARY ON DATABASE {name} FROM PUBLIC")
+    owner = make_engine(str(server.set(database=name)))
+    restricted = make_engine(str(server.set(database=name, username=name)))
+    try:
+        Store(owner).upgrade()
+        with owner.begin() as conn:
+            conn.exec_driver_sql(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}")
+            conn.exec_driver_sql(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {name}")
+        store = Store(restricted)
+        keyed = Intake(Message(body=b"<a/>", source="in", source_key="k1"))
+        with pytest.raises(StoreUnavailable, match=f"GRANT TEMPORARY ON DATABASE {name} TO {name}"):
+            store.accept([keyed])
+        with owner.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM messages").scalar_one() == 0
+        with owner.begin() as conn:
+            conn.exec_driver_sql(f"GRANT TEMPORARY ON DATABASE {name} TO {name}")
+        assert [new for _, new in store.accept([keyed])] == [True]  # read again, stored now
+    finally:
+        owner.dispose()
+        restricted.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        admin.dispose()
