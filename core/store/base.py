@@ -74,8 +74,7 @@ class Base:
         if self.dialect == "postgresql":
             return _insert_new_copied(conn, rows)
         columns = list(rows[0])
-        mark = "?"
-        one = f"({', '.join([mark] * len(columns))})"
+        one = f"({', '.join(['?'] * len(columns))})"
         per_statement = max(1, _MAX_PARAMETERS // len(columns))
         new: set[str] = set()
         for start in range(0, len(rows), per_statement):
@@ -204,9 +203,10 @@ def _insert_new_copied(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
         if getattr(exc.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
             raise
         url = conn.engine.url
+        role = url.username or "<the workers' role>"
         raise StoreUnavailable(
             f"the store refuses to stage messages: {exc.orig}. Hint: as the database's "
-            f"owner, run 'GRANT TEMPORARY ON DATABASE {url.database} TO {url.username}'; "
+            f"owner, run 'GRANT TEMPORARY ON DATABASE {url.database} TO {role}'; "
             "nothing is lost: the messages stay at their source and are read again"
         ) from exc
     records = [
