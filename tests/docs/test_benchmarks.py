@@ -40,7 +40,8 @@ def test_a_quick_run_of_the_bus_benchmark_writes_a_row_with_a_ratio(tmp_path: Pa
     cells = [c.strip() for c in row.strip("|").split("|")]
     figure, baseline, ratio = (float(re.sub(r"[^\d.]", "", c.split()[0])) for c in cells[1:4])
     assert figure > 0 and baseline > 0
-    assert ratio == pytest.approx(figure / baseline, rel=0.02)
+    # The table shows the ratio to two decimals: 0.1945 is written 0.19 or 0.20.
+    assert ratio == pytest.approx(figure / baseline, abs=0.006)
     assert (
         cells[4] == "`python benchmarks/bench_bus.py --messages 300 --rounds 1 --skip-production`"
     )
