@@ -89,7 +89,8 @@ class Base:
         return new
 
     def _insert_many(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-        """Insert rows with the driver's executemany: the hot path skips Core's per-value work.
+        """Insert rows at driver level (COPY on PostgreSQL, executemany on SQLite): the hot
+        path skips Core's per-value work.
 
         Rows must carry every column of ``table`` except autoincrement keys.
         Times go as the columns keep them (:func:`.schema.driver_value`).
@@ -98,9 +99,6 @@ class Base:
             return
         targets = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
         columns = [c.name for c in targets]
-        mark = "?" if self.dialect == "sqlite" else "%s"
-        placeholders = ", ".join([mark] * len(columns))
-        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
         values = [[row.get(name) for name in columns] for row in rows]
         times = [i for i, c in enumerate(targets) if isinstance(c.type, UtcDateTime)]
         kept: dict[datetime, Any] = {}  # a batch shares a handful of timestamps
@@ -114,8 +112,10 @@ class Base:
                     record[i] = stored
         if self.dialect == "postgresql":
             _copy(conn, table.name, columns, values)
-        else:
-            conn.exec_driver_sql(sql, [tuple(record) for record in values])
+            return
+        marks = ", ".join(["?"] * len(columns))
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+        conn.exec_driver_sql(sql, [tuple(record) for record in values])
 
     def _append_audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         """Append records to the audit trail, chained by hash (see lienthong.audit).

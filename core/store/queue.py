@@ -179,15 +179,15 @@ class Queue(Base):
                 # batch (an array of keys), on SQLite one prepared statement, executemany.
                 stamp = driver_value(now, self.dialect)
                 done = (
-                    f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', delivered_at = "
-                    "{mark}, claimed_until = NULL, attempts = attempts + 1 WHERE id {match}"
+                    f"UPDATE deliveries SET state = '{DeliveryState.DELIVERED}', "
+                    "claimed_until = NULL, attempts = attempts + 1, delivered_at = "
                 )
                 if self.dialect == "postgresql":
-                    sql = done.format(mark="%s", match="= ANY(%s)")
-                    conn.exec_driver_sql(sql, (stamp, delivered))
+                    conn.exec_driver_sql(done + "%s WHERE id = ANY(%s)", (stamp, delivered))
                 else:
-                    sql = done.format(mark="?", match="= ?")
-                    conn.exec_driver_sql(sql, [(stamp, key) for key in delivered])
+                    conn.exec_driver_sql(
+                        done + "? WHERE id = ?", [(stamp, key) for key in delivered]
+                    )
             for o in outcomes:
                 d = o.delivery
                 if o.result == Result.DEFERRED:
